@@ -1,0 +1,42 @@
+// Options of the model and of the training loop. Plain structs, no torch:
+// core/config.cpp reads them from YAML, and validation lives there too.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace moxie {
+
+// Decoder-only transformer with the Mixtral architecture.
+struct ModelOptions {
+  int64_t vocab_size = 259;     // byte tokenizer: 256 bytes + BOS, EOS, PAD
+  int64_t d_model = 128;
+  int64_t n_layers = 4;
+  int64_t n_heads = 4;
+  int64_t n_kv_heads = 2;       // grouped-query attention; divides n_heads
+  int64_t head_dim = 0;         // 0: d_model / n_heads
+  int64_t ffn_hidden = 512;     // width of the dense SwiGLU FFN
+  int64_t max_seq_len = 4096;
+  double rope_theta = 1e6;
+  double norm_eps = 1e-5;
+  double init_std = 0.02;
+  bool tie_embeddings = false;
+  int64_t first_k_dense = 0;    // layers [0, first_k_dense) use a dense FFN
+  int64_t moe_every = 1;        // after those, layer i is MoE iff (i - first_k_dense) % moe_every == 0
+};
+
+struct TrainOptions {
+  int64_t steps = 1000;
+  int64_t micro_batch_size = 16;  // sequences per micro-batch
+  int64_t grad_accum = 1;         // micro-batches per optimizer step
+  int64_t eval_every = 100;       // 0: only at the end
+  int64_t eval_batches = 8;
+  int64_t log_every = 10;
+  int64_t seed = 1234;
+  std::string run_dir = "runs/tiny";
+  std::string device = "cpu";     // cpu (cuda arrives with the GPU work)
+  std::string dtype = "float32";  // float32 | bfloat16: parameters and compute; master weights stay fp32
+  int64_t threads = 0;            // intra-op threads; 0: all cores
+};
+
+}  // namespace moxie
