@@ -1,0 +1,40 @@
+// Small model pieces: RMSNorm, rotary position embeddings, the masked loss.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace moxie {
+
+// x * rsqrt(mean(x^2) + eps) * weight, normalised in float32 (float64 stays
+// float64), as Hugging Face's Mixtral does. Parameter "weight" [D].
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+// Rotary embeddings in the rotate-half layout of Hugging Face's Llama/Mixtral:
+// dims [0, hd/2) pair with [hd/2, hd). The cos/sin table is computed once in
+// float64 and cast to the input's dtype; it is a buffer, not a parameter.
+class RotaryEmbeddingImpl : public torch::nn::Module {
+ public:
+  RotaryEmbeddingImpl(int64_t head_dim, int64_t max_seq_len, double theta);
+  // x: [B, H, S, hd]; positions 0..S-1.
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::Tensor cos_, sin_;  // [max_seq_len, hd] float64
+};
+TORCH_MODULE(RotaryEmbedding);
+
+// Mean cross-entropy over positions where loss_mask is 1, in float32 or wider.
+// logits: [B, S, V]; targets: int64 [B, S]; loss_mask: [B, S].
+torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
+                                   const torch::Tensor& loss_mask);
+
+}  // namespace moxie

@@ -1,0 +1,183 @@
+// Training loop.
+#include "core/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+
+#include "core/layers.h"
+#include "core/metrics.h"
+#include "data/text_source.h"
+#include "optim/clip.h"
+#include "optim/schedule.h"
+
+namespace moxie {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How many steps in a row may have a non-finite loss or gradient before the
+// run stops: one bad batch is survivable, a diverged run is not.
+constexpr int64_t kMaxBadStepsInARow = 5;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim) {
+  ParamGroup decay{"decay", {}, optim.weight_decay, 1.0};
+  ParamGroup no_decay{"no_decay", {}, 0.0, 1.0};
+  for (const auto& item : model->named_parameters()) {
+    const auto& name = item.key();
+    const bool embedding = name.find("embed_tokens") != std::string::npos;
+    const bool matrix = item.value().dim() >= 2;
+    if (matrix && (!embedding || optim.decay_embeddings)) {
+      decay.params.push_back(item.value());
+    } else {
+      no_decay.params.push_back(item.value());
+    }
+  }
+  return {decay, no_decay};
+}
+
+Trainer::Trainer(const Config& config, std::ostream& log) : config_(config), log_(log) {
+  const auto& train = config_.train;
+  std::filesystem::create_directories(train.run_dir);
+  const std::string resolved = to_yaml(config_);
+  {
+    std::ofstream out(train.run_dir + "/config.yaml");
+    out << resolved;
+    if (!out) throw std::runtime_error("cannot write " + train.run_dir + "/config.yaml");
+  }
+  log_ << "resolved config (saved to " << train.run_dir << "/config.yaml):\n" << resolved << "\n";
+
+  if (train.threads > 0) torch::set_num_threads(static_cast<int>(train.threads));
+  torch::manual_seed(static_cast<uint64_t>(train.seed));
+  model_ = CausalLM(config_.model, config_.moe);
+  if (train.dtype == "bfloat16") {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model_->parameters()) p.set_data(p.to(torch::kBFloat16));
+  }
+}
+
+TrainSummary Trainer::run() {
+  const auto& train = config_.train;
+  const auto& data = config_.data;
+  TrainSummary summary;
+
+  auto corpus = load_text_corpus(data);
+  summary.unigram_entropy_nats = corpus.unigram_entropy_nats;
+  log_ << "data: " << corpus.train_documents << " train documents (" << corpus.train.size()
+       << " tokens), " << corpus.eval_documents << " eval documents (" << corpus.eval.size()
+       << " tokens); unigram entropy " << corpus.unigram_entropy_nats << " nats/token\n";
+  auto train_stream = std::make_shared<const std::vector<int32_t>>(std::move(corpus.train));
+  RandomWindowSource source(train_stream, train.micro_batch_size, data.seq_len,
+                            static_cast<uint64_t>(train.seed));
+  const auto eval_batches =
+      make_eval_batches(corpus.eval, train.micro_batch_size, data.seq_len, train.eval_batches);
+
+  int64_t n_params = 0;
+  for (const auto& p : model_->parameters()) n_params += p.numel();
+  log_ << "model: " << n_params << " parameters, " << config_.model.n_layers << " layers, "
+       << config_.moe.num_experts << " experts (top-" << config_.moe.top_k << ")\n";
+
+  AdamW optimizer(make_param_groups(model_, config_.optim), config_.optim);
+  std::vector<torch::Tensor> params = model_->parameters();
+  auto moe_layers = model_->moe_layers();
+  MetricsLogger metrics(train.run_dir, train.log_every, log_);
+
+  auto evaluate = [&](int64_t step) {
+    torch::NoGradGuard no_grad;
+    double total = 0;
+    for (const auto& b : eval_batches) {
+      auto out = model_->forward(b.tokens);
+      total += masked_cross_entropy(out.logits, b.targets, b.loss_mask).item<double>();
+    }
+    const double loss = total / static_cast<double>(eval_batches.size());
+    summary.eval_losses.emplace_back(step, loss);
+    metrics.eval(step, loss);
+  };
+
+  int64_t bad_in_a_row = 0;
+  for (int64_t step = 0; step < train.steps; ++step) {
+    const auto t0 = Clock::now();
+    const double lr = lr_at(config_.optim, config_.schedule, step, train.steps);
+    double loss_sum = 0, aux_sum = 0, balance_sum = 0;
+    int64_t tokens = 0, assignments = 0, dropped = 0;
+    std::vector<torch::Tensor> load_LE(moe_layers.size());
+
+    for (int64_t micro = 0; micro < train.grad_accum; ++micro) {
+      auto batch = source.next();
+      auto out = model_->forward(batch.tokens);
+      auto ce = masked_cross_entropy(out.logits, batch.targets, batch.loss_mask);
+      auto loss = (ce + out.aux_loss) / static_cast<double>(train.grad_accum);
+      loss.backward();
+      loss_sum += ce.item<double>();
+      aux_sum += out.aux_loss.item<double>();
+      tokens += batch.num_tokens();
+      for (size_t l = 0; l < out.moe_stats.size(); ++l) {
+        const auto& s = out.moe_stats[l];
+        load_LE[l] = load_LE[l].defined() ? load_LE[l] + s.tokens_per_expert_E
+                                          : s.tokens_per_expert_E.clone();
+        balance_sum += s.balance_loss.item<double>();
+        assignments += s.assignments;
+        dropped += s.dropped;
+      }
+    }
+
+    StepMetrics m;
+    m.step = step + 1;
+    m.total_steps = train.steps;
+    m.loss = loss_sum / train.grad_accum;
+    m.aux_loss = aux_sum / train.grad_accum;
+    m.lr = lr;
+    m.grad_norm = clip_grad_norm(params, config_.optim.grad_clip);
+    m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
+    if (m.skipped) {
+      ++summary.skipped_steps;
+      if (++bad_in_a_row >= kMaxBadStepsInARow) {
+        throw std::runtime_error("training diverged: " + std::to_string(bad_in_a_row) +
+                                 " steps in a row had a non-finite loss or gradient (step " +
+                                 std::to_string(step + 1) + "); lower optim.lr or raise optim.grad_clip");
+      }
+    } else {
+      bad_in_a_row = 0;
+      optimizer.step(lr);
+      for (size_t l = 0; l < moe_layers.size(); ++l) moe_layers[l]->gate->update_bias(load_LE[l]);
+    }
+    optimizer.zero_grad();
+
+    if (!moe_layers.empty()) {
+      double lo = 1, hi = 0;
+      for (const auto& load : load_LE) {
+        auto share = load.to(torch::kDouble) / load.sum().item<double>();
+        lo = std::min(lo, share.min().item<double>());
+        hi = std::max(hi, share.max().item<double>());
+      }
+      m.load_min = lo;
+      m.load_max = hi;
+      m.balance = balance_sum / static_cast<double>(moe_layers.size() * train.grad_accum);
+      m.dropped_frac = static_cast<double>(dropped) / static_cast<double>(assignments);
+    }
+    m.step_time_s = seconds_since(t0);
+    m.tokens_per_s = static_cast<double>(tokens) / m.step_time_s;
+    summary.train_losses.push_back(m.loss);
+    metrics.step(m);
+
+    if (train.eval_every > 0 && (step + 1) % train.eval_every == 0 && step + 1 < train.steps) {
+      evaluate(step + 1);
+    }
+  }
+  evaluate(train.steps);
+  const double final_eval = summary.eval_losses.back().second;
+  metrics.message("done: eval loss " + std::to_string(final_eval) + " nats/token vs unigram entropy " +
+                  std::to_string(summary.unigram_entropy_nats) + " nats/token (" +
+                  std::to_string(summary.skipped_steps) + " steps skipped)");
+  return summary;
+}
+
+}  // namespace moxie

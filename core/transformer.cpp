@@ -1,0 +1,90 @@
+// Transformer blocks and the causal LM.
+#include "core/transformer.h"
+
+namespace moxie {
+
+bool is_moe_layer(const ModelOptions& options, int64_t layer) {
+  if (layer < options.first_k_dense) return false;
+  return (layer - options.first_k_dense) % options.moe_every == 0;
+}
+
+BlockImpl::BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer) {
+  self_attn = register_module("self_attn", Attention(model));
+  if (moe_layer) {
+    block_sparse_moe = register_module("block_sparse_moe", MoELayer(model.d_model, moe));
+  } else {
+    mlp = register_module("mlp", SwiGLU(model.d_model, model.ffn_hidden));
+  }
+  input_layernorm = register_module("input_layernorm", RMSNorm(model.d_model, model.norm_eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(model.d_model, model.norm_eps));
+}
+
+BlockOutput BlockImpl::forward(const torch::Tensor& x) {
+  BlockOutput out;
+  auto h = x + self_attn(input_layernorm(x));
+  auto normed = post_attention_layernorm(h);
+  if (block_sparse_moe) {
+    auto moe = block_sparse_moe(normed);
+    out.x = h + moe.y;
+    out.aux_loss = moe.aux_loss;
+    out.stats = moe.stats;
+  } else {
+    out.x = h + mlp(normed);
+  }
+  return out;
+}
+
+DecoderImpl::DecoderImpl(const ModelOptions& model, const MoEOptions& moe) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(model.vocab_size, model.d_model));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < model.n_layers; ++i) {
+    layers->push_back(Block(model, moe, is_moe_layer(model, i)));
+  }
+  norm = register_module("norm", RMSNorm(model.d_model, model.norm_eps));
+}
+
+CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe_opts)
+    : model_options_(model_opts), moe_options_(moe_opts) {
+  model = register_module("model", Decoder(model_opts, moe_opts));
+  lm_head = register_module(
+      "lm_head",
+      torch::nn::Linear(torch::nn::LinearOptions(model_opts.d_model, model_opts.vocab_size).bias(false)));
+  torch::NoGradGuard no_grad;
+  model->embed_tokens->weight.normal_(0.0, model_opts.init_std);
+  lm_head->weight.normal_(0.0, model_opts.init_std);
+  if (model_opts.tie_embeddings) {
+    // One tensor under both names: the HF tied layout.
+    lm_head->weight = model->embed_tokens->weight;
+    lm_head->unregister_parameter("weight");
+  }
+}
+
+ModelOutput CausalLMImpl::forward(const torch::Tensor& tokens) {
+  ModelOutput out;
+  auto x = model->embed_tokens(tokens);
+  const auto loss_dtype = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  out.aux_loss = torch::zeros({}, x.options().dtype(loss_dtype));
+  for (const auto& layer : *model->layers) {
+    auto block = layer->as<BlockImpl>()->forward(x);
+    x = block.x;
+    if (block.aux_loss.defined()) {
+      out.aux_loss = out.aux_loss + block.aux_loss.to(out.aux_loss.scalar_type());
+      out.moe_stats.push_back(block.stats);
+    }
+  }
+  x = model->norm(x);
+  out.logits = lm_head(x);
+  return out;
+}
+
+std::vector<MoELayer> CausalLMImpl::moe_layers() const {
+  std::vector<MoELayer> result;
+  for (const auto& layer : *model->layers) {
+    auto* block = layer->as<BlockImpl>();
+    if (block->block_sparse_moe) result.push_back(block->block_sparse_moe);
+  }
+  return result;
+}
+
+}  // namespace moxie

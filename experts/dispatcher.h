@@ -1,0 +1,50 @@
+// TokenDispatcher: moves routed tokens to the experts that own them and back.
+// Following Megatron-Core, the communication-free pre/post steps (permutation,
+// capacity) are separate from the one exchange, so an all-to-all dispatcher
+// (expert parallelism) reuses them and overlap can be added later.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <vector>
+
+#include "experts/options.h"
+#include "experts/permute.h"
+#include "experts/router.h"
+
+namespace moxie {
+
+// What dispatch hands to the experts, and what combine needs to undo it.
+struct Dispatched {
+  torch::Tensor tokens_ND;                      // rows grouped by local expert
+  std::vector<int64_t> tokens_per_local_expert;  // segment sizes for Experts
+  PermutePlan plan;                             // this rank's permutation
+};
+
+class TokenDispatcher {
+ public:
+  virtual ~TokenDispatcher() = default;
+  // x_TD: this rank's tokens. Returns the rows this rank's experts must compute.
+  virtual Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing) = 0;
+  // expert_out_ND: Experts' output for dispatched.tokens_ND. Returns [T, D].
+  virtual torch::Tensor combine(const torch::Tensor& expert_out_ND,
+                                const Dispatched& dispatched) = 0;
+  virtual int64_t num_local_experts() const = 0;
+};
+
+// Every expert lives on this rank: permute, compute, unpermute.
+class LocalTokenDispatcher : public TokenDispatcher {
+ public:
+  explicit LocalTokenDispatcher(const MoEOptions& options);
+  Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing) override;
+  torch::Tensor combine(const torch::Tensor& expert_out_ND, const Dispatched& dispatched) override;
+  int64_t num_local_experts() const override { return options_.num_experts; }
+
+ private:
+  MoEOptions options_;
+};
+
+DropPolicy parse_drop_policy(const std::string& name);
+
+}  // namespace moxie

@@ -1,0 +1,36 @@
+// Experts (grouped) and the dense SwiGLU MLP.
+#include "experts/experts.h"
+
+#include "experts/grouped_swiglu.h"
+
+namespace moxie {
+
+ExpertsImpl::ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hidden) {
+  w13 = register_parameter("w13", torch::empty({num_local_experts, 2 * hidden, d_model}));
+  w2 = register_parameter("w2", torch::empty({num_local_experts, d_model, hidden}));
+  torch::NoGradGuard no_grad;
+  w13.normal_(0.0, 0.02);
+  w2.normal_(0.0, 0.02);
+}
+
+torch::Tensor ExpertsImpl::forward(const torch::Tensor& x_ND,
+                                   const std::vector<int64_t>& tokens_per_expert) {
+  return grouped_swiglu(x_ND, w13, w2, tokens_per_expert);
+}
+
+SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden) {
+  auto linear = [](int64_t in, int64_t out) {
+    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+  };
+  gate_proj = register_module("gate_proj", linear(d_model, hidden));
+  up_proj = register_module("up_proj", linear(d_model, hidden));
+  down_proj = register_module("down_proj", linear(hidden, d_model));
+  torch::NoGradGuard no_grad;
+  for (auto& p : parameters()) p.normal_(0.0, 0.02);
+}
+
+torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+}  // namespace moxie

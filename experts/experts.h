@@ -1,0 +1,40 @@
+// Experts: this rank's local experts, each a SwiGLU MLP, computed together over
+// contiguous token segments (one grouped op, not a loop over a one-hot mask).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace moxie {
+
+// Weights are stacked per expert so that expert parallelism shards them along
+// dim 0. Registered as "w13" [E, 2H, D] (HF w1 then w3 along dim 1) and "w2"
+// [E, D, H]; core/hf_interop maps them to Hugging Face's per-expert names.
+class ExpertsImpl : public torch::nn::Module {
+ public:
+  ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hidden);
+
+  // x_ND: rows grouped by expert, tokens_per_expert[e] rows each.
+  torch::Tensor forward(const torch::Tensor& x_ND, const std::vector<int64_t>& tokens_per_expert);
+
+  int64_t num_experts() const { return w13.size(0); }
+  int64_t hidden() const { return w2.size(2); }
+
+  torch::Tensor w13;
+  torch::Tensor w2;
+};
+TORCH_MODULE(Experts);
+
+// Dense SwiGLU MLP with Llama/Qwen names: gate_proj, up_proj, down_proj. Used
+// for dense FFN layers and for shared experts.
+class SwiGLUImpl : public torch::nn::Module {
+ public:
+  SwiGLUImpl(int64_t d_model, int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(SwiGLU);
+
+}  // namespace moxie

@@ -1,0 +1,47 @@
+// MoELayer orchestration.
+#include "experts/moe_layer.h"
+
+namespace moxie {
+
+MoELayerImpl::MoELayerImpl(int64_t d_model, const MoEOptions& options,
+                           std::shared_ptr<TokenDispatcher> dispatcher)
+    : options_(options), dispatcher_(std::move(dispatcher)) {
+  if (!dispatcher_) dispatcher_ = std::make_shared<LocalTokenDispatcher>(options);
+  gate = register_module("gate", Router(d_model, options));
+  experts = register_module(
+      "experts", Experts(dispatcher_->num_local_experts(), d_model, options.expert_hidden));
+  if (options.num_shared_experts > 0) {
+    const int64_t hidden = options.shared_expert_hidden > 0
+                               ? options.shared_expert_hidden
+                               : options.expert_hidden * options.num_shared_experts;
+    shared_expert = register_module("shared_expert", SwiGLU(d_model, hidden));
+    shared_expert_gate = register_module(
+        "shared_expert_gate", torch::nn::Linear(torch::nn::LinearOptions(d_model, 1).bias(false)));
+    torch::NoGradGuard no_grad;
+    shared_expert_gate->weight.normal_(0.0, 0.02);
+  }
+}
+
+MoEOutput MoELayerImpl::forward(const torch::Tensor& x) {
+  const auto shape = x.sizes().vec();
+  auto x_TD = x.reshape({-1, shape.back()});
+
+  auto routing = gate(x_TD);
+  auto dispatched = dispatcher_->dispatch(x_TD, routing);
+  auto expert_out_ND = experts(dispatched.tokens_ND, dispatched.tokens_per_local_expert);
+  auto y_TD = dispatcher_->combine(expert_out_ND, dispatched);
+  if (shared_expert) {
+    y_TD = y_TD + torch::sigmoid(shared_expert_gate(x_TD)) * shared_expert(x_TD);
+  }
+
+  MoEOutput out;
+  out.y = y_TD.reshape(shape);
+  out.aux_loss = routing.aux_loss;
+  out.stats.tokens_per_expert_E = routing.tokens_per_expert_E;
+  out.stats.balance_loss = routing.balance_loss;
+  out.stats.assignments = routing.expert_idx_TK.numel();
+  out.stats.dropped = dispatched.plan.dropped;
+  return out;
+}
+
+}  // namespace moxie

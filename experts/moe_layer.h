@@ -1,0 +1,53 @@
+// MoELayer: orchestrates router -> dispatcher -> experts -> combine, plus the
+// optional shared experts. It computes nothing of its own.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "experts/dispatcher.h"
+#include "experts/experts.h"
+#include "experts/options.h"
+#include "experts/router.h"
+
+namespace moxie {
+
+// What one MoE layer reports about one forward pass (all detached).
+struct MoEStats {
+  torch::Tensor tokens_per_expert_E;  // int64 [E] assignments before dropping
+  torch::Tensor balance_loss;         // scalar, 1.0 = perfectly balanced
+  int64_t assignments = 0;            // T * K
+  int64_t dropped = 0;                // assignments removed by capacity
+};
+
+struct MoEOutput {
+  torch::Tensor y;         // same shape as the input
+  torch::Tensor aux_loss;  // scalar, already weighted by the configured coefficients
+  MoEStats stats;
+};
+
+// Submodules: "gate" (Router), "experts" (Experts), and with shared experts
+// "shared_expert" (SwiGLU) and "shared_expert_gate" (Linear D -> 1, sigmoid),
+// as in Qwen-MoE.
+class MoELayerImpl : public torch::nn::Module {
+ public:
+  // dispatcher: nullptr means every expert is local.
+  MoELayerImpl(int64_t d_model, const MoEOptions& options,
+               std::shared_ptr<TokenDispatcher> dispatcher = nullptr);
+
+  // x: [..., D]; tokens are routed independently.
+  MoEOutput forward(const torch::Tensor& x);
+
+  Router gate{nullptr};
+  Experts experts{nullptr};
+  SwiGLU shared_expert{nullptr};
+  torch::nn::Linear shared_expert_gate{nullptr};
+
+ private:
+  MoEOptions options_;
+  std::shared_ptr<TokenDispatcher> dispatcher_;
+};
+TORCH_MODULE(MoELayer);
+
+}  // namespace moxie

@@ -1,0 +1,71 @@
+// Token permutation and capacity dropping.
+#include "experts/permute.h"
+
+#include <cmath>
+
+namespace moxie {
+
+int64_t expert_capacity(double capacity_factor, int64_t num_tokens, int64_t top_k,
+                        int64_t num_experts) {
+  if (capacity_factor <= 0) return 0;
+  return static_cast<int64_t>(
+      std::ceil(capacity_factor * static_cast<double>(num_tokens * top_k) / num_experts));
+}
+
+PermutePlan make_permute_plan(const torch::Tensor& expert_idx_TK, const torch::Tensor& weight_TK,
+                              int64_t num_experts, int64_t capacity, DropPolicy policy) {
+  const int64_t T = expert_idx_TK.size(0);
+  const int64_t K = expert_idx_TK.size(1);
+  PermutePlan plan;
+  plan.num_tokens = T;
+
+  torch::Tensor order_N;  // indices into the flattened [T*K] assignments
+  {
+    torch::NoGradGuard no_grad;
+    auto expert_A = expert_idx_TK.flatten();
+    if (capacity > 0 && policy == DropPolicy::kProbs) {
+      // Highest weight first within each expert: sort by weight, then stably by expert.
+      auto by_weight = std::get<1>(weight_TK.detach().flatten().sort(true, 0, true));
+      auto by_expert = std::get<1>(expert_A.index_select(0, by_weight).sort(true, 0, false));
+      order_N = by_weight.index_select(0, by_expert);
+    } else {
+      // Flattened index t*K + k grows with t, so a stable sort keeps token order.
+      order_N = std::get<1>(expert_A.sort(true, 0, false));
+    }
+    if (capacity > 0) {
+      auto sorted_expert = expert_A.index_select(0, order_N);
+      auto counts_E = torch::bincount(sorted_expert, {}, num_experts);
+      auto starts_E = counts_E.cumsum(0) - counts_E;
+      auto rank_N = torch::arange(order_N.size(0), order_N.options()) -
+                    starts_E.index_select(0, sorted_expert);
+      auto keep = rank_N < capacity;
+      plan.dropped = order_N.size(0) - keep.sum().item<int64_t>();
+      order_N = order_N.masked_select(keep);
+      if (policy == DropPolicy::kProbs) {
+        // Restore token order inside each expert: cheaper gathers, stable layout.
+        order_N = std::get<0>(order_N.sort(true, 0, false));
+        auto expert_N = expert_A.index_select(0, order_N);
+        order_N = order_N.index_select(0, std::get<1>(expert_N.sort(true, 0, false)));
+      }
+    }
+    plan.source_token_N = order_N.div(K, "floor");
+    plan.tokens_per_expert_E =
+        torch::bincount(expert_A.index_select(0, order_N), {}, num_experts);
+    auto counts = plan.tokens_per_expert_E.contiguous();
+    plan.counts.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + num_experts);
+  }
+  plan.weight_N = weight_TK.flatten().index_select(0, order_N);
+  return plan;
+}
+
+torch::Tensor permute_tokens(const torch::Tensor& x_TD, const PermutePlan& plan) {
+  return x_TD.index_select(0, plan.source_token_N);
+}
+
+torch::Tensor unpermute_tokens(const torch::Tensor& y_ND, const PermutePlan& plan) {
+  auto weighted_ND = y_ND * plan.weight_N.to(y_ND.scalar_type()).unsqueeze(1);
+  return torch::zeros({plan.num_tokens, y_ND.size(1)}, y_ND.options())
+      .index_add(0, plan.source_token_N, weighted_ND);
+}
+
+}  // namespace moxie

@@ -1,0 +1,66 @@
+// Router: scores, top-k selection, combine weights and balancing losses.
+#include "experts/router.h"
+
+namespace moxie {
+
+RouterImpl::RouterImpl(int64_t d_model, const MoEOptions& options) : options_(options) {
+  weight = register_parameter("weight", torch::empty({options.num_experts, d_model}));
+  bias_E = register_buffer("e_score_correction_bias", torch::zeros({options.num_experts}));
+  torch::NoGradGuard no_grad;
+  weight.normal_(0.0, 0.02);
+}
+
+torch::Tensor switch_balance_loss(const torch::Tensor& probs_TE,
+                                  const torch::Tensor& tokens_per_expert_E, int64_t top_k) {
+  const int64_t T = probs_TE.size(0);
+  const int64_t E = probs_TE.size(1);
+  auto fraction_E = tokens_per_expert_E.to(probs_TE.scalar_type()) / static_cast<double>(T);
+  auto mean_prob_E = probs_TE.mean(0);
+  return (fraction_E * mean_prob_E).sum() * (static_cast<double>(E) / top_k);
+}
+
+RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
+  // Routing decisions are sensitive to rounding: score in float32 at least.
+  const auto score_dtype = x_TD.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  auto logits_TE = torch::mm(x_TD.to(score_dtype), weight.to(score_dtype).t());
+
+  torch::Tensor scores_TE;
+  torch::Tensor probs_TE;  // rows sum to one, for the balance loss
+  if (options_.score_func == "sigmoid") {
+    scores_TE = torch::sigmoid(logits_TE);
+    probs_TE = scores_TE / (scores_TE.sum(-1, true) + 1e-20);
+  } else {
+    scores_TE = torch::softmax(logits_TE, -1);
+    probs_TE = scores_TE;
+  }
+
+  RouterOutput out;
+  {
+    torch::NoGradGuard no_grad;
+    auto selection_TE = scores_TE;
+    if (options_.bias_update_rate > 0) selection_TE = scores_TE + bias_E.to(score_dtype);
+    out.expert_idx_TK = std::get<1>(selection_TE.topk(options_.top_k, -1));
+    out.tokens_per_expert_E =
+        torch::bincount(out.expert_idx_TK.flatten(), {}, options_.num_experts);
+  }
+  auto weight_TK = scores_TE.gather(1, out.expert_idx_TK);
+  if (options_.renormalize) weight_TK = weight_TK / (weight_TK.sum(-1, true) + 1e-20);
+  out.weight_TK = weight_TK;
+
+  auto balance = switch_balance_loss(probs_TE, out.tokens_per_expert_E, options_.top_k);
+  out.balance_loss = balance.detach();
+  out.aux_loss = balance * options_.aux_loss_coef;
+  if (options_.z_loss_coef > 0) {
+    out.aux_loss = out.aux_loss + torch::logsumexp(logits_TE, -1).pow(2).mean() * options_.z_loss_coef;
+  }
+  return out;
+}
+
+void RouterImpl::update_bias(const torch::Tensor& load_E) {
+  if (options_.bias_update_rate <= 0) return;
+  torch::NoGradGuard no_grad;
+  auto load = load_E.to(torch::kFloat);
+  bias_E.add_(torch::sign(load.mean() - load) * options_.bias_update_rate);
+}
+
+}  // namespace moxie

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The moxie command line: bad input gives one clear message and exit code 2,
+# good input works. Usage: cli_test.sh MOXIE_BINARY REPO_ROOT
+set -u
+moxie="$1"
+root="$2"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+# expect CODE PATTERN -- ARGS...: exit code CODE and stderr/stdout matching PATTERN.
+expect() {
+  local code="$1" pattern="$2"
+  shift 3
+  local out rc
+  out=$("$moxie" "$@" 2>&1)
+  rc=$?
+  if [ "$rc" -ne "$code" ] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL: moxie $* -> exit $rc (want $code), output:"
+    echo "$out" | sed 's/^/    /'
+    failures=$((failures + 1))
+  else
+    echo "ok:   moxie $*"
+  fi
+}
+
+cat >"$tmp/typo.yaml" <<'Y'
+model:
+  dmodel: 64
+Y
+cat >"$tmp/bad_type.yaml" <<'Y'
+moe:
+  top_k: two
+Y
+cat >"$tmp/impossible.yaml" <<'Y'
+moe:
+  num_experts: 4
+  top_k: 6
+Y
+printf 'model: [1, 2\n' >"$tmp/syntax.yaml"
+
+expect 2 "model.dmodel.*did you mean 'model.d_model'" -- train "$tmp/typo.yaml"
+expect 2 "moe.top_k" -- train "$tmp/bad_type.yaml"
+expect 2 "moe.top_k.*moe.num_experts" -- train "$tmp/impossible.yaml"
+expect 2 "syntax.yaml" -- train "$tmp/syntax.yaml"
+expect 2 "nope.yaml" -- train "$tmp/nope.yaml"
+expect 2 "unknown command 'trian'" -- trian configs/tiny.yaml
+expect 2 "needs a CONFIG" -- train
+expect 2 "unknown option '--steps'" -- train "$root/configs/tiny.yaml" --steps 3
+expect 2 "model.d_modle.*did you mean" -- config "$root/configs/tiny.yaml" --set model.d_modle=3
+expect 2 "--set needs a value" -- config "$root/configs/tiny.yaml" --set
+expect 0 "d_model: 256" -- config "$root/configs/tiny.yaml" --set model.d_model=256
+# A data path that does not exist: a runtime error naming it, exit 1, no crash.
+expect 1 "$tmp/no-corpus" -- train "$root/configs/tiny.yaml" --set data.path="$tmp/no-corpus" --set train.run_dir="$tmp/run"
+
+echo "$((12 - failures)) passed, $failures failed"
+[ "$failures" -eq 0 ]
