@@ -1,0 +1,144 @@
+// Text corpus loading and batching.
+#include "data/text_source.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "data/byte_tokenizer.h"
+
+namespace moxie {
+namespace fs = std::filesystem;
+namespace {
+
+std::vector<fs::path> list_files(const DataOptions& options) {
+  const fs::path root(options.path);
+  std::error_code ec;
+  if (!fs::exists(root, ec)) {
+    throw std::runtime_error("data.path '" + options.path +
+                             "' does not exist; run launch/setup.sh (it links the demo corpus as "
+                             ".data/text) or point data.path at a folder of text files");
+  }
+  auto wanted = [&](const fs::path& p) {
+    return std::find(options.extensions.begin(), options.extensions.end(),
+                     p.extension().string()) != options.extensions.end();
+  };
+  std::vector<fs::path> files;
+  if (fs::is_regular_file(root)) {
+    files.push_back(root);
+  } else {
+    for (const auto& entry : fs::recursive_directory_iterator(root)) {
+      if (entry.is_regular_file() && wanted(entry.path())) files.push_back(entry.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    std::string exts;
+    for (const auto& e : options.extensions) exts += (exts.empty() ? "" : ", ") + e;
+    throw std::runtime_error("data.path '" + options.path + "' has no files with extension " +
+                             exts + "; change data.extensions or data.path");
+  }
+  return files;
+}
+
+Batch make_batch(const std::vector<int32_t>& stream, const std::vector<int64_t>& starts,
+                 int64_t seq_len) {
+  const int64_t B = static_cast<int64_t>(starts.size());
+  auto window = torch::empty({B, seq_len + 1}, torch::kLong);
+  auto* w = window.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy(stream.begin() + starts[b], stream.begin() + starts[b] + seq_len + 1,
+              w + b * (seq_len + 1));
+  }
+  Batch batch;
+  batch.tokens = window.narrow(1, 0, seq_len).contiguous();
+  batch.targets = window.narrow(1, 1, seq_len).contiguous();
+  batch.loss_mask = batch.targets.ne(ByteTokenizer::kPad).to(torch::kFloat);
+  return batch;
+}
+
+}  // namespace
+
+double unigram_entropy(const std::vector<int32_t>& tokens) {
+  std::vector<int64_t> counts(ByteTokenizer::kVocabSize, 0);
+  for (auto t : tokens) counts.at(t)++;
+  double h = 0;
+  const double n = static_cast<double>(tokens.size());
+  for (auto c : counts) {
+    if (c > 0) h -= c / n * std::log(c / n);
+  }
+  return h;
+}
+
+TextCorpus load_text_corpus(const DataOptions& options) {
+  const auto files = list_files(options);
+  if (files.size() < 2) {
+    throw std::runtime_error("data.path '" + options.path +
+                             "' has one document; at least two are needed to hold one out for "
+                             "evaluation");
+  }
+  const int64_t every = std::max<int64_t>(2, std::llround(1.0 / options.eval_fraction));
+  ByteTokenizer tokenizer;
+  TextCorpus corpus;
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::ifstream in(files[i], std::ios::binary);
+    if (!in) throw std::runtime_error("cannot read " + files[i].string());
+    std::stringstream text;
+    text << in.rdbuf();
+    const bool held_out = static_cast<int64_t>(i) % every == every / 2;
+    auto& dst = held_out ? corpus.eval : corpus.train;
+    (held_out ? corpus.eval_documents : corpus.train_documents)++;
+    dst.push_back(ByteTokenizer::kBos);
+    const auto ids = tokenizer.encode(text.str());
+    dst.insert(dst.end(), ids.begin(), ids.end());
+    dst.push_back(ByteTokenizer::kEos);
+  }
+  const size_t need = static_cast<size_t>(options.seq_len) + 1;
+  if (corpus.train.size() < need || corpus.eval.size() < need) {
+    throw std::runtime_error("data.path '" + options.path + "' is too small: " +
+                             std::to_string(corpus.train.size()) + " train and " +
+                             std::to_string(corpus.eval.size()) + " eval tokens, but one sequence "
+                             "needs data.seq_len + 1 = " + std::to_string(need));
+  }
+  corpus.unigram_entropy_nats = unigram_entropy(corpus.train);
+  return corpus;
+}
+
+RandomWindowSource::RandomWindowSource(std::shared_ptr<const std::vector<int32_t>> stream,
+                                       int64_t batch_size, int64_t seq_len, uint64_t seed)
+    : stream_(std::move(stream)), batch_size_(batch_size), seq_len_(seq_len), rng_(seed) {
+  if (static_cast<int64_t>(stream_->size()) < seq_len + 1) {
+    throw std::invalid_argument("token stream shorter than one window of seq_len + 1");
+  }
+}
+
+Batch RandomWindowSource::next() {
+  const uint64_t range = stream_->size() - static_cast<uint64_t>(seq_len_);  // starts 0..range-1
+  std::vector<int64_t> starts(batch_size_);
+  for (auto& s : starts) s = static_cast<int64_t>(rng_() % range);
+  return make_batch(*stream_, starts, seq_len_);
+}
+
+std::vector<Batch> make_eval_batches(const std::vector<int32_t>& stream, int64_t batch_size,
+                                     int64_t seq_len, int64_t n_batches) {
+  const int64_t windows = batch_size * n_batches;
+  const int64_t available = static_cast<int64_t>(stream.size()) / (seq_len + 1);
+  if (available < 1) throw std::invalid_argument("eval stream shorter than one window");
+  // Evenly spaced starts; if the stream holds fewer windows, reuse them in order.
+  std::vector<Batch> batches;
+  for (int64_t b = 0; b < n_batches; ++b) {
+    std::vector<int64_t> starts(batch_size);
+    for (int64_t i = 0; i < batch_size; ++i) {
+      const int64_t w = b * batch_size + i;
+      const int64_t slot = windows <= available ? w * available / windows : w % available;
+      starts[i] = slot * (seq_len + 1);
+    }
+    batches.push_back(make_batch(stream, starts, seq_len));
+  }
+  return batches;
+}
+
+}  // namespace moxie

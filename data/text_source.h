@@ -1,0 +1,51 @@
+// The first data source: byte tokens from a folder of real text, split into
+// train and held-out documents, served as random windows (train) and a fixed
+// set of evenly spaced windows (eval).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "data/batch.h"
+#include "data/options.h"
+
+namespace moxie {
+
+struct TextCorpus {
+  std::vector<int32_t> train;  // documents as BOS + bytes + EOS, concatenated
+  std::vector<int32_t> eval;
+  int64_t train_documents = 0, eval_documents = 0;
+  double unigram_entropy_nats = 0;  // of the train tokens: the best context-free loss
+};
+
+// Reads every file under options.path (recursively, or one file) whose
+// extension is listed, in sorted path order. Every k-th document, k about
+// 1 / eval_fraction, is held out. Throws std::runtime_error naming the path
+// and the fix when there is nothing (or too little) to read.
+TextCorpus load_text_corpus(const DataOptions& options);
+
+// Entropy in nats of the token distribution of `tokens`.
+double unigram_entropy(const std::vector<int32_t>& tokens);
+
+// Windows of seq_len + 1 tokens at uniformly random offsets; the same seed
+// gives the same batches on every platform (mt19937_64, no std distributions).
+class RandomWindowSource : public BatchSource {
+ public:
+  RandomWindowSource(std::shared_ptr<const std::vector<int32_t>> stream, int64_t batch_size,
+                     int64_t seq_len, uint64_t seed);
+  Batch next() override;
+
+ private:
+  std::shared_ptr<const std::vector<int32_t>> stream_;
+  int64_t batch_size_, seq_len_;
+  std::mt19937_64 rng_;
+};
+
+// n_batches batches of non-overlapping windows spread evenly over the stream.
+std::vector<Batch> make_eval_batches(const std::vector<int32_t>& stream, int64_t batch_size,
+                                     int64_t seq_len, int64_t n_batches);
+
+}  // namespace moxie

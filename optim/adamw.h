@@ -1,0 +1,51 @@
+// AdamW (decoupled weight decay, PyTorch's formula) over parameter groups,
+// with fp32 master weights for parameters held in a lower precision.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "optim/options.h"
+
+namespace moxie {
+
+struct ParamGroup {
+  std::string name;
+  std::vector<torch::Tensor> params;
+  double weight_decay = 0.0;
+  double lr_scale = 1.0;  // this group's lr = schedule lr * lr_scale
+};
+
+class AdamW {
+ public:
+  // Per-parameter state. `master` is defined only for parameters that are not
+  // float32/float64: the update happens in fp32 there and is rounded into the
+  // parameter afterwards, so updates below the parameter's resolution add up.
+  struct ParamState {
+    torch::Tensor exp_avg, exp_avg_sq, master;
+    int64_t step = 0;
+  };
+
+  AdamW(std::vector<ParamGroup> groups, const OptimOptions& options);
+
+  // One update from each parameter's .grad() with learning rate `lr` (times
+  // the group's lr_scale). Parameters whose grad is undefined are skipped and
+  // their step count does not advance.
+  void step(double lr);
+  // Drops every gradient (set-to-none).
+  void zero_grad();
+
+  int64_t steps_taken() const { return steps_taken_; }
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+  const ParamState& state(size_t group, size_t index) const { return state_[group][index]; }
+
+ private:
+  std::vector<ParamGroup> groups_;
+  std::vector<std::vector<ParamState>> state_;
+  OptimOptions options_;
+  int64_t steps_taken_ = 0;
+};
+
+}  // namespace moxie

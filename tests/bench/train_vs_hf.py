@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""CPU training throughput: moxie against Hugging Face's MixtralForCausalLM.
+
+Runs, in one invocation on the same machine: this machine's fp32 matmul peak
+(torch.mm, the same library LibTorch uses), `moxie train` on the config, and
+hf_train.py on the same config. Prints tokens/s for both, the ratio, and
+moxie's achieved FLOP/s as a fraction of the measured matmul peak.
+
+Usage: tests/bench/train_vs_hf.py [--config configs/bench-cpu.yaml]
+         [--steps 10] [--warmup 3] [--threads N] [--moxie build/moxie]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+DEFAULTS = {
+    "model": {"vocab_size": 259, "d_model": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2,
+              "head_dim": 0, "tie_embeddings": False},
+    "moe": {"num_experts": 8, "top_k": 2, "expert_hidden": 256},
+    "data": {"seq_len": 128},
+    "train": {"micro_batch_size": 16},
+}
+
+
+def load_config(path):
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    cfg = {k: dict(v) for k, v in DEFAULTS.items()}
+    for section, values in raw.items():
+        cfg.setdefault(section, {}).update(values or {})
+    return cfg
+
+
+def flops_per_token(cfg):
+    """Training FLOPs per token, PaLM's convention: 6 N_active + 12 L H hd S.
+
+    N_active counts the matmul weights one token uses: attention projections,
+    router, top_k experts and the LM head (the embedding lookup is no matmul).
+    The attention term counts QK^T and AV forward and backward, full square.
+    """
+    m, moe, s = cfg["model"], cfg["moe"], cfg["data"]["seq_len"]
+    d, heads, kv = m["d_model"], m["n_heads"], m["n_kv_heads"]
+    hd = m["head_dim"] or d // heads
+    attn = d * heads * hd * 2 + d * kv * hd * 2
+    experts = moe["top_k"] * 3 * d * moe["expert_hidden"]
+    router = d * moe["num_experts"]
+    n_active = m["n_layers"] * (attn + experts + router) + d * m["vocab_size"]
+    return 6 * n_active + 12 * m["n_layers"] * heads * hd * s
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_moxie(binary, config, steps, warmup, threads):
+    run_dir = tempfile.mkdtemp(prefix="moxie-bench-")
+    cmd = [binary, "train", config, "--set", f"train.steps={steps + warmup}",
+           "--set", f"train.run_dir={run_dir}", "--set", "train.eval_every=0",
+           "--set", "train.eval_batches=1", "--set", f"train.log_every={steps + warmup}"]
+    if threads:
+        cmd += ["--set", f"train.threads={threads}"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    times = []
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            if "step_time_s" in row and row["step"] > warmup:
+                times.append(row["step_time_s"])
+    return sum(times) / len(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=os.path.join(ROOT, "configs/bench-cpu.yaml"))
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--moxie", default=os.path.join(ROOT, "build/moxie"))
+    args = ap.parse_args()
+
+    cfg = load_config(args.config)
+    tokens_per_step = cfg["train"]["micro_batch_size"] * cfg["data"]["seq_len"]
+    thread_args = ["--threads", str(args.threads)] if args.threads else []
+
+    peak = run_json([sys.executable, os.path.join(HERE, "matmul_peak.py")] + thread_args)
+    moxie_step = run_moxie(args.moxie, args.config, args.steps, args.warmup, args.threads)
+    hf = run_json([sys.executable, os.path.join(HERE, "hf_train.py"), args.config,
+                   "--steps", str(args.steps), "--warmup", str(args.warmup)] + thread_args)
+
+    moxie_tps = tokens_per_step / moxie_step
+    fpt = flops_per_token(cfg)
+    result = {
+        "config": os.path.relpath(args.config, ROOT),
+        "tokens_per_step": tokens_per_step,
+        "moxie_tokens_per_s": round(moxie_tps, 1),
+        "hf_tokens_per_s": round(hf["tokens_per_s"], 1),
+        "ratio_moxie_over_hf": round(moxie_tps / hf["tokens_per_s"], 3),
+        "flops_per_token": fpt,
+        "matmul_peak_flops": peak["matmul_flops"],
+        "moxie_achieved_flops": round(fpt * moxie_tps),
+        "moxie_fraction_of_matmul_peak": round(fpt * moxie_tps / peak["matmul_flops"], 3),
+        "hf_fraction_of_matmul_peak": round(fpt * hf["tokens_per_s"] / peak["matmul_flops"], 3),
+        "hf": hf,
+    }
+    print(f"moxie {moxie_tps:,.0f} tok/s | HF transformers {hf['tokens_per_s']:,.0f} tok/s | "
+          f"ratio {result['ratio_moxie_over_hf']:.2f}x")
+    print(f"moxie achieved {fpt * moxie_tps / 1e9:.2f} GFLOP/s = "
+          f"{result['moxie_fraction_of_matmul_peak']:.1%} of measured matmul peak "
+          f"{peak['matmul_flops'] / 1e9:.1f} GFLOP/s")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
