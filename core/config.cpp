@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace moxie {
@@ -198,9 +199,13 @@ std::vector<std::string> section_names(Config& c) {
   return names;
 }
 
+// Key paths set by --set, mapped to the override's text, so that a bad value
+// is reported against the command line rather than the file.
+using OverrideSources = std::map<std::string, std::string>;
+
 template <class Options>
 void read_section(const YAML::Node& node, const std::string& section, const std::string& where,
-                  Options& o) {
+                  const OverrideSources& overridden, Options& o) {
   if (node.IsNull()) return;
   if (!node.IsMap()) {
     throw ConfigError(where + "section '" + section + "' must be a map of keys, got " + describe(node));
@@ -213,12 +218,16 @@ void read_section(const YAML::Node& node, const std::string& section, const std:
     }
   }
   fields(o, [&](const char* name, auto& value) {
-    if (const auto v = node[name]) Converter{where, section + "." + name}(v, value);
+    const std::string key = section + "." + name;
+    const auto source = overridden.find(key);
+    const std::string from = source == overridden.end() ? where : "--set " + source->second + ": ";
+    if (const auto v = node[name]) Converter{from, key}(v, value);
   });
 }
 
 // Applies one "section.key=value" to the YAML tree, checking the key exists.
-void apply_override(YAML::Node& root, const std::string& text, Config& schema) {
+void apply_override(YAML::Node& root, const std::string& text, Config& schema,
+                    OverrideSources& overridden) {
   const std::string where = "--set " + text + ": ";
   const auto eq = text.find('=');
   if (eq == std::string::npos) {
@@ -248,6 +257,7 @@ void apply_override(YAML::Node& root, const std::string& text, Config& schema) {
   if (value.IsNull()) throw ConfigError(where + "needs a value after '='");
   if (!root[section] || root[section].IsNull()) root[section] = YAML::Node(YAML::NodeType::Map);
   root[section][key] = value;
+  overridden[path] = text;
 }
 
 void require(bool ok, const std::string& message) {
@@ -281,7 +291,8 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
   if (!root.IsMap()) throw ConfigError(where + "the top level must be a map of sections, got " + describe(root));
 
   Config config;
-  for (const auto& o : overrides) apply_override(root, o, config);
+  OverrideSources overridden;
+  for (const auto& o : overrides) apply_override(root, o, config, overridden);
   const auto valid = section_names(config);
   for (const auto& kv : root) {
     const auto name = kv.first.as<std::string>();
@@ -290,7 +301,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
     }
   }
   sections(config, [&](const char* name, auto& options) {
-    if (const auto node = root[name]) read_section(node, name, where, options);
+    if (const auto node = root[name]) read_section(node, name, where, overridden, options);
   });
   try {
     validate(config);

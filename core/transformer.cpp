@@ -47,16 +47,13 @@ DecoderImpl::DecoderImpl(const ModelOptions& model, const MoEOptions& moe) {
 CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe_opts)
     : model_options_(model_opts), moe_options_(moe_opts) {
   model = register_module("model", Decoder(model_opts, moe_opts));
-  lm_head = register_module(
-      "lm_head",
-      torch::nn::Linear(torch::nn::LinearOptions(model_opts.d_model, model_opts.vocab_size).bias(false)));
   torch::NoGradGuard no_grad;
   model->embed_tokens->weight.normal_(0.0, model_opts.init_std);
-  lm_head->weight.normal_(0.0, model_opts.init_std);
-  if (model_opts.tie_embeddings) {
-    // One tensor under both names: the HF tied layout.
-    lm_head->weight = model->embed_tokens->weight;
-    lm_head->unregister_parameter("weight");
+  // Tied: the head reuses the embedding, and no "lm_head.weight" exists (HF's tied layout).
+  if (!model_opts.tie_embeddings) {
+    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(
+                                             model_opts.d_model, model_opts.vocab_size).bias(false)));
+    lm_head->weight.normal_(0.0, model_opts.init_std);
   }
 }
 
@@ -74,7 +71,7 @@ ModelOutput CausalLMImpl::forward(const torch::Tensor& tokens) {
     }
   }
   x = model->norm(x);
-  out.logits = lm_head(x);
+  out.logits = lm_head ? lm_head(x) : torch::nn::functional::linear(x, model->embed_tokens->weight);
   return out;
 }
 

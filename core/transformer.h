@@ -68,7 +68,7 @@ class CausalLMImpl : public torch::nn::Module {
   const MoEOptions& moe_options() const { return moe_options_; }
 
   Decoder model{nullptr};
-  torch::nn::Linear lm_head{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when model.tie_embeddings
 
  private:
   ModelOptions model_options_;

@@ -157,8 +157,13 @@ TEST_CASE("tied embeddings share one tensor") {
   auto m = tiny_model();
   m.tie_embeddings = true;
   CausalLM model(m, tiny_moe());
-  CHECK(model->lm_head->weight.data_ptr() == model->model->embed_tokens->weight.data_ptr());
+  CHECK(!model->lm_head);
   CHECK(!model->named_parameters().contains("lm_head.weight"));
+  // The head's gradient lands on the embedding, which gets both contributions.
+  auto tokens = torch::tensor({{1, 2, 3}});
+  model(tokens).logits.sum().backward();
+  auto g = model->model->embed_tokens->weight.grad();
+  CHECK(g[5].abs().sum().item<double>() > 0);  // token 5 is not in the input: head only
 }
 
 TEST_CASE("weights survive a save and load under Hugging Face names") {

@@ -4,6 +4,7 @@
 // run through run_parity.sh, which points MOXIE_HF_REFERENCE at its output.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -45,7 +46,7 @@ TEST_CASE("moxie's Mixtral matches Hugging Face: logits, loss and gradients") {
   auto ids = load(ref, "input_ids");
   auto out = model(ids);
   const double logit_diff = max_abs_diff(out.logits, load(ref, "logits"));
-  INFO("max |logits - HF| = " << logit_diff);
+  WARN("max |logits - HF| = " << logit_diff);
   CHECK(logit_diff < 1e-4);
 
   const int64_t S = ids.size(1);
@@ -53,11 +54,13 @@ TEST_CASE("moxie's Mixtral matches Hugging Face: logits, loss and gradients") {
   auto targets = ids.narrow(1, 1, S - 1);
   auto loss = masked_cross_entropy(logits, targets, torch::ones_like(targets, torch::kFloat));
   const double hf_loss = load(ref, "loss").item<double>();
+  WARN("loss " << loss.item<double>() << " vs HF " << hf_loss);
   CHECK(loss.item<double>() == Approx(hf_loss).epsilon(1e-5));
   loss.backward();
 
   auto grads = to_hf_state(model, /*grads=*/true);
   int compared = 0;
+  double worst = 0;
   for (const auto& t : ref.tensors()) {
     if (t.name.rfind("grad.", 0) != 0) continue;
     const std::string name = t.name.substr(5);
@@ -69,6 +72,8 @@ TEST_CASE("moxie's Mixtral matches Hugging Face: logits, loss and gradients") {
     INFO(name << ": max |grad - HF| = " << diff << " (max |grad| " << scale << ")");
     CHECK(diff <= 1e-5 + 1e-4 * scale);
     ++compared;
+    worst = std::max(worst, diff / (1e-5 + 1e-4 * scale));
   }
+  WARN(compared << " gradients compared; worst |diff| / (1e-5 + 1e-4 max|grad|) = " << worst);
   CHECK(compared >= 8);
 }
