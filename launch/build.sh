@@ -8,6 +8,8 @@ cd "$root"
 # ccache across precompiled headers needs these; the cache survives fresh clones.
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+# Paths relative to the clone, so a fresh clone elsewhere hits the same cache.
+export CCACHE_BASEDIR="$root"
 
 if [ ! -f build/build.ninja ]; then
   prefix=$(.venv/bin/python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')

@@ -5,20 +5,29 @@
 
 namespace moxie {
 
-double grad_norm_squared(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> squares;
+namespace {
+std::vector<torch::Tensor> defined_grads(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
   for (const auto& p : params) {
-    if (p.grad().defined()) squares.push_back(p.grad().to(torch::kDouble).pow(2).sum());
+    if (p.grad().defined()) grads.push_back(p.grad());
   }
-  if (squares.empty()) return 0.0;
-  return torch::stack(squares).sum().item<double>();
+  return grads;
+}
+}  // namespace
+
+double grad_norm_squared(const std::vector<torch::Tensor>& params) {
+  const auto grads = defined_grads(params);
+  if (grads.empty()) return 0.0;
+  // One multi-tensor kernel for the per-tensor norms (ATen accumulates them in
+  // at least float32, pairwise); the sum across tensors in float64.
+  auto norms = torch::stack(torch::_foreach_norm(grads, 2)).to(torch::kDouble);
+  return norms.pow(2).sum().item<double>();
 }
 
 void scale_grads(const std::vector<torch::Tensor>& params, double factor) {
   torch::NoGradGuard no_grad;
-  for (const auto& p : params) {
-    if (p.grad().defined()) p.grad().mul_(factor);
-  }
+  auto grads = defined_grads(params);
+  if (!grads.empty()) torch::_foreach_mul_(grads, factor);
 }
 
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {

@@ -12,6 +12,7 @@ Usage: tests/bench/train_vs_hf.py [--config configs/bench-cpu.yaml]
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="alternate moxie and HF this many times; report medians")
     ap.add_argument("--moxie", default=os.path.join(ROOT, "build/moxie"))
     args = ap.parse_args()
 
@@ -92,11 +95,18 @@ def main():
     thread_args = ["--threads", str(args.threads)] if args.threads else []
 
     peak = run_json([sys.executable, os.path.join(HERE, "matmul_peak.py")] + thread_args)
-    moxie_step = run_moxie(args.moxie, args.config, args.steps, args.warmup, args.threads)
-    hf = run_json([sys.executable, os.path.join(HERE, "hf_train.py"), args.config,
-                   "--steps", str(args.steps), "--warmup", str(args.warmup)] + thread_args)
-
-    moxie_tps = tokens_per_step / moxie_step
+    # Alternate the two so that machine noise hits both alike; report medians.
+    moxie_runs, hf_runs = [], []
+    for _ in range(args.repeats):
+        step = run_moxie(args.moxie, args.config, args.steps, args.warmup, args.threads)
+        moxie_runs.append(tokens_per_step / step)
+        hf_runs.append(run_json([sys.executable, os.path.join(HERE, "hf_train.py"), args.config,
+                                 "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                                + thread_args))
+    moxie_tps = statistics.median(moxie_runs)
+    hf = dict(hf_runs[0])
+    hf["tokens_per_s"] = statistics.median(r["tokens_per_s"] for r in hf_runs)
+    hf["step_time_s"] = tokens_per_step / hf["tokens_per_s"]
     fpt = flops_per_token(cfg)
     result = {
         "config": os.path.relpath(args.config, ROOT),
@@ -109,6 +119,8 @@ def main():
         "moxie_achieved_flops": round(fpt * moxie_tps),
         "moxie_fraction_of_matmul_peak": round(fpt * moxie_tps / peak["matmul_flops"], 3),
         "hf_fraction_of_matmul_peak": round(fpt * hf["tokens_per_s"] / peak["matmul_flops"], 3),
+        "moxie_runs_tokens_per_s": [round(x) for x in moxie_runs],
+        "hf_runs_tokens_per_s": [round(r["tokens_per_s"]) for r in hf_runs],
         "hf": hf,
     }
     print(f"moxie {moxie_tps:,.0f} tok/s | HF transformers {hf['tokens_per_s']:,.0f} tok/s | "

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Hugging Face side of the training-throughput benchmark (train_vs_hf.py).
+
+Builds transformers' MixtralForCausalLM equivalent to a moxie config (same
+widths, experts, top-k, router aux loss; sdpa attention; fp32) and trains it
+eagerly with torch.optim.AdamW and clip_grad_norm_ on random tokens. W untimed
+warm-up steps, then N timed steps (whole step: forward, backward, clip,
+optimizer). Prints one JSON line.
+
+Usage: hf_train.py CONFIG_YAML --steps N --warmup W [--threads T]
+"""
+import argparse
+import json
+import time
+
+import torch
+import transformers
+import yaml
+
+DEFAULTS = {
+    "model": {"vocab_size": 259, "d_model": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2,
+              "head_dim": 0, "rope_theta": 1e6, "norm_eps": 1e-5, "tie_embeddings": False,
+              "max_seq_len": 4096},
+    "moe": {"num_experts": 8, "top_k": 2, "expert_hidden": 256, "aux_loss_coef": 0.01},
+    "optim": {"lr": 3e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
+              "grad_clip": 1.0},
+    "data": {"seq_len": 128},
+    "train": {"micro_batch_size": 16},
+}
+
+
+def load(path):
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    cfg = {k: dict(v) for k, v in DEFAULTS.items()}
+    for section, values in raw.items():
+        if section in cfg:
+            cfg[section].update(values or {})
+    return cfg
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load(args.config)
+    m, moe, o = cfg["model"], cfg["moe"], cfg["optim"]
+    hf_config = transformers.MixtralConfig(
+        vocab_size=m["vocab_size"], hidden_size=m["d_model"], intermediate_size=moe["expert_hidden"],
+        num_hidden_layers=m["n_layers"], num_attention_heads=m["n_heads"],
+        num_key_value_heads=m["n_kv_heads"], head_dim=m["head_dim"] or None,
+        num_local_experts=moe["num_experts"], num_experts_per_tok=moe["top_k"],
+        rope_theta=m["rope_theta"], rms_norm_eps=m["norm_eps"],
+        max_position_embeddings=m["max_seq_len"], tie_word_embeddings=m["tie_embeddings"],
+        sliding_window=None, output_router_logits=True, router_aux_loss_coef=moe["aux_loss_coef"])
+    hf_config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = transformers.MixtralForCausalLM(hf_config).float().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=(o["beta1"], o["beta2"]),
+                                  eps=o["eps"], weight_decay=o["weight_decay"])
+    batch, seq = cfg["train"]["micro_batch_size"], cfg["data"]["seq_len"]
+    gen = torch.Generator().manual_seed(1)
+
+    def step():
+        ids = torch.randint(0, m["vocab_size"], (batch, seq + 1), generator=gen)
+        out = model(input_ids=ids[:, :-1], labels=ids[:, :-1], output_router_logits=True)
+        out.loss.backward()  # cross-entropy + router_aux_loss_coef * load-balancing loss
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    step_time = (time.perf_counter() - t0) / args.steps
+
+    total = sum(p.numel() for p in model.parameters())
+    experts = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
+    active = total - experts + experts * moe["top_k"] // moe["num_experts"]
+    print(json.dumps({
+        "impl": "hf-transformers-eager", "transformers": transformers.__version__,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "tokens_per_step": batch * seq, "step_time_s": step_time,
+        "tokens_per_s": batch * seq / step_time, "params_total": total, "params_active": active}))
+
+
+if __name__ == "__main__":
+    main()
