@@ -80,10 +80,16 @@ TrainSummary Trainer::run() {
   const auto eval_batches =
       make_eval_batches(corpus.eval, train.micro_batch_size, data.seq_len, train.eval_batches);
 
-  int64_t n_params = 0;
+  int64_t n_params = 0, n_idle = 0;  // idle: expert weights a token does not use
   for (const auto& p : model_->parameters()) n_params += p.numel();
-  log_ << "model: " << n_params << " parameters, " << config_.model.n_layers << " layers, "
-       << config_.moe.num_experts << " experts (top-" << config_.moe.top_k << ")\n";
+  for (const auto& layer : model_->moe_layers()) {
+    for (const auto& p : layer->experts->parameters()) {
+      n_idle += p.numel() * (config_.moe.num_experts - config_.moe.top_k) / config_.moe.num_experts;
+    }
+  }
+  log_ << "model: " << n_params << " parameters, " << n_params - n_idle << " active per token; "
+       << config_.model.n_layers << " layers, " << config_.moe.num_experts << " experts (top-"
+       << config_.moe.top_k << ")\n";
 
   AdamW optimizer(make_param_groups(model_, config_.optim), config_.optim);
   std::vector<torch::Tensor> params = model_->parameters();
