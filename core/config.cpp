@@ -164,8 +164,11 @@ std::string format_double(double v) {
     if (std::strtod(buf, nullptr) == v) break;
   }
   std::string s = buf;
-  // Keep it a float to a YAML reader: "3" -> "3.0" (exponent forms are fine).
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  // YAML 1.1 readers (PyYAML) want a dot in the mantissa: "1e-05" -> "1.0e-05".
+  const auto exp = s.find_first_of("eE");
+  if (s.find('.') == std::string::npos && s.find('n') == std::string::npos) {
+    s.insert(exp == std::string::npos ? s.size() : exp, ".0");
+  }
   return s;
 }
 

@@ -7,7 +7,8 @@ eagerly with torch.optim.AdamW and clip_grad_norm_ on random tokens. W untimed
 warm-up steps, then N timed steps (whole step: forward, backward, clip,
 optimizer). Prints one JSON line.
 
-Usage: hf_train.py CONFIG_YAML --steps N --warmup W [--threads T]
+Usage: hf_train.py RESOLVED_CONFIG --steps N --warmup W [--threads T]
+RESOLVED_CONFIG: every key present, as `moxie config CONFIG` prints it.
 """
 import argparse
 import json
@@ -16,28 +17,6 @@ import time
 import torch
 import transformers
 import yaml
-
-DEFAULTS = {
-    "model": {"vocab_size": 259, "d_model": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2,
-              "head_dim": 0, "rope_theta": 1e6, "norm_eps": 1e-5, "tie_embeddings": False,
-              "max_seq_len": 4096},
-    "moe": {"num_experts": 8, "top_k": 2, "expert_hidden": 256, "aux_loss_coef": 0.01},
-    "optim": {"lr": 3e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
-              "grad_clip": 1.0},
-    "data": {"seq_len": 128},
-    "train": {"micro_batch_size": 16},
-}
-
-
-def load(path):
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    cfg = {k: dict(v) for k, v in DEFAULTS.items()}
-    for section, values in raw.items():
-        if section in cfg:
-            cfg[section].update(values or {})
-    return cfg
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,7 +27,8 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load(args.config)
+    with open(args.config) as f:
+        cfg = yaml.safe_load(f)
     m, moe, o = cfg["model"], cfg["moe"], cfg["optim"]
     hf_config = transformers.MixtralConfig(
         vocab_size=m["vocab_size"], hidden_size=m["d_model"], intermediate_size=moe["expert_hidden"],

@@ -22,22 +22,18 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-DEFAULTS = {
-    "model": {"vocab_size": 259, "d_model": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2,
-              "head_dim": 0, "tie_embeddings": False},
-    "moe": {"num_experts": 8, "top_k": 2, "expert_hidden": 256},
-    "data": {"seq_len": 128},
-    "train": {"micro_batch_size": 16},
-}
+def resolved_config(binary, path):
+    """The config with every default filled in, as `moxie config` resolves it.
 
-
-def load_config(path):
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    cfg = {k: dict(v) for k, v in DEFAULTS.items()}
-    for section, values in raw.items():
-        cfg.setdefault(section, {}).update(values or {})
-    return cfg
+    Writes it to a temporary file too, so that hf_train.py reads exactly the
+    values moxie trains with.
+    """
+    text = subprocess.run([binary, "config", path], check=True, capture_output=True,
+                          text=True).stdout
+    out = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    out.write(text)
+    out.close()
+    return yaml.safe_load(text), out.name
 
 
 def flops_per_token(cfg):
@@ -90,7 +86,7 @@ def main():
     ap.add_argument("--moxie", default=os.path.join(ROOT, "build/moxie"))
     args = ap.parse_args()
 
-    cfg = load_config(args.config)
+    cfg, resolved_path = resolved_config(args.moxie, args.config)
     tokens_per_step = cfg["train"]["micro_batch_size"] * cfg["data"]["seq_len"]
     thread_args = ["--threads", str(args.threads)] if args.threads else []
 
@@ -100,7 +96,7 @@ def main():
     for _ in range(args.repeats):
         step = run_moxie(args.moxie, args.config, args.steps, args.warmup, args.threads)
         moxie_runs.append(tokens_per_step / step)
-        hf_runs.append(run_json([sys.executable, os.path.join(HERE, "hf_train.py"), args.config,
+        hf_runs.append(run_json([sys.executable, os.path.join(HERE, "hf_train.py"), resolved_path,
                                  "--steps", str(args.steps), "--warmup", str(args.warmup)]
                                 + thread_args))
     moxie_tps = statistics.median(moxie_runs)

@@ -36,6 +36,7 @@ train: {steps: 7, run_dir: runs/x, dtype: bfloat16}
   CHECK(again.optim.lr == c.optim.lr);  // doubles survive exactly
   CHECK(again.moe.capacity_factor == c.moe.capacity_factor);
   CHECK(text.find("rope_theta: 500000.0") != std::string::npos);
+  CHECK(text.find("min_lr: 3.0e-05") != std::string::npos);  // a float to YAML 1.1 readers too
 }
 
 TEST_CASE("overrides replace values, lists included") {
