@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "parallel/differentiable.h"
+
 namespace moxie {
 
 DropPolicy parse_drop_policy(const std::string& name) {
@@ -27,6 +29,70 @@ Dispatched LocalTokenDispatcher::dispatch(const torch::Tensor& x_TD, const Route
 torch::Tensor LocalTokenDispatcher::combine(const torch::Tensor& expert_out_ND,
                                             const Dispatched& dispatched) {
   return unpermute_tokens(expert_out_ND, dispatched.plan);
+}
+
+AllToAllTokenDispatcher::AllToAllTokenDispatcher(const MoEOptions& options, Communicator& ep_group)
+    : options_(options), ep_group_(ep_group) {
+  if (options.num_experts % ep_group.size() != 0) {
+    throw std::invalid_argument("moe.num_experts=" + std::to_string(options.num_experts) +
+                                " is not divisible by the expert-parallel size " +
+                                std::to_string(ep_group.size()));
+  }
+}
+
+Dispatched AllToAllTokenDispatcher::dispatch(const torch::Tensor& x_TD,
+                                             const RouterOutput& routing) {
+  const int ep = ep_group_.size();
+  const int64_t local = num_local_experts();
+  const int64_t capacity = expert_capacity(options_.capacity_factor, x_TD.size(0),
+                                           options_.top_k, options_.num_experts);
+  Dispatched out;
+  out.plan = make_permute_plan(routing.expert_idx_TK, routing.weight_TK, options_.num_experts,
+                               capacity, parse_drop_policy(options_.drop_policy));
+  auto permuted_ND = permute_tokens(x_TD, out.plan);
+
+  // Who sends how many rows for which expert: [ep (source), local experts].
+  auto counts_sent = out.plan.tokens_per_expert_E.view({ep, local}).contiguous();
+  auto counts_recv = ep_group_.all_to_all(counts_sent, std::vector<int64_t>(ep, 1),
+                                          std::vector<int64_t>(ep, 1));
+  out.send_rows.resize(ep);
+  out.recv_rows.resize(ep);
+  for (int p = 0; p < ep; ++p) {
+    out.send_rows[p] = counts_sent[p].sum().item<int64_t>();
+    out.recv_rows[p] = counts_recv[p].sum().item<int64_t>();
+  }
+  auto received = differentiable_all_to_all(ep_group_, permuted_ND, out.send_rows, out.recv_rows);
+
+  // Received rows are grouped by source rank, then local expert; Experts wants
+  // them grouped by local expert. Build that order on the host from the counts.
+  auto recv = counts_recv.contiguous();
+  const int64_t* c = recv.data_ptr<int64_t>();
+  std::vector<int64_t> start(ep * local);
+  int64_t offset = 0;
+  for (int64_t i = 0; i < ep * local; ++i) start[i] = offset, offset += c[i];
+  std::vector<int64_t> order;
+  order.reserve(offset);
+  out.tokens_per_local_expert.assign(local, 0);
+  for (int64_t e = 0; e < local; ++e) {
+    for (int p = 0; p < ep; ++p) {
+      const int64_t i = p * local + e;
+      for (int64_t k = 0; k < c[i]; ++k) order.push_back(start[i] + k);
+      out.tokens_per_local_expert[e] += c[i];
+    }
+  }
+  out.regroup_index = torch::tensor(order, torch::kLong);
+  out.tokens_ND = received.index_select(0, out.regroup_index);
+  return out;
+}
+
+torch::Tensor AllToAllTokenDispatcher::combine(const torch::Tensor& expert_out_ND,
+                                               const Dispatched& dispatched) {
+  // Undo the regrouping, send rows home, and unpermute.
+  auto by_source = torch::zeros_like(expert_out_ND)
+                       .index_copy(0, dispatched.regroup_index, expert_out_ND);
+  auto home = differentiable_all_to_all(ep_group_, by_source, dispatched.recv_rows,
+                                        dispatched.send_rows);
+  return unpermute_tokens(home, dispatched.plan);
 }
 
 }  // namespace moxie

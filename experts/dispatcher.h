@@ -12,6 +12,7 @@
 #include "experts/options.h"
 #include "experts/permute.h"
 #include "experts/router.h"
+#include "parallel/communicator.h"
 
 namespace moxie {
 
@@ -20,6 +21,10 @@ struct Dispatched {
   torch::Tensor tokens_ND;                      // rows grouped by local expert
   std::vector<int64_t> tokens_per_local_expert;  // segment sizes for Experts
   PermutePlan plan;                             // this rank's permutation
+  // Expert parallelism only: rows sent to / received from each EP rank, and
+  // the order that groups received rows by local expert.
+  std::vector<int64_t> send_rows, recv_rows;
+  torch::Tensor regroup_index;
 };
 
 class TokenDispatcher {
@@ -43,6 +48,23 @@ class LocalTokenDispatcher : public TokenDispatcher {
 
  private:
   MoEOptions options_;
+};
+
+// Experts are split over the EP group: rank i holds experts
+// [i * E / ep, (i + 1) * E / ep). Tokens travel to their experts' ranks by
+// all-to-all and come back the same way; every step is differentiable.
+class AllToAllTokenDispatcher : public TokenDispatcher {
+ public:
+  // ep_group must outlive the dispatcher and every backward pass through it.
+  AllToAllTokenDispatcher(const MoEOptions& options, Communicator& ep_group);
+  Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing) override;
+  torch::Tensor combine(const torch::Tensor& expert_out_ND, const Dispatched& dispatched) override;
+  int64_t num_local_experts() const override { return options_.num_experts / ep_group_.size(); }
+  int64_t first_local_expert() const { return ep_group_.rank() * num_local_experts(); }
+
+ private:
+  MoEOptions options_;
+  Communicator& ep_group_;
 };
 
 DropPolicy parse_drop_policy(const std::string& name);

@@ -1,0 +1,58 @@
+// Communicator: the collectives moxie needs, behind one interface. The MPI
+// backend carries CPU tensors; an NCCL backend for CUDA tensors plugs in
+// behind the same interface. Nothing else in moxie talks to MPI or NCCL.
+//
+// All calls are collective over the communicator's ranks and blocking: they
+// return when this rank's part is complete. Tensors are contiguous and laid
+// out identically on every rank unless a call says otherwise.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <vector>
+
+namespace moxie {
+
+enum class ReduceOp { kSum, kAvg, kMax };
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // In place: every rank ends with the reduction of all ranks' `t`.
+  virtual void all_reduce(torch::Tensor& t, ReduceOp op) = 0;
+  // Concatenation of every rank's `t` along dim 0, in rank order.
+  virtual torch::Tensor all_gather(const torch::Tensor& t) = 0;
+  // Reduces `t` over ranks, then returns rank r's r-th of size() equal slices along dim 0.
+  virtual torch::Tensor reduce_scatter(const torch::Tensor& t, ReduceOp op) = 0;
+  // In place: every rank ends with `root`'s `t`.
+  virtual void broadcast(torch::Tensor& t, int root) = 0;
+  virtual void barrier() = 0;
+  // Rows of `input` (dim 0) go to peers: the first send_rows[0] to rank 0, the
+  // next send_rows[1] to rank 1, ... Returns what the peers sent, grouped by
+  // source rank; recv_rows[p] rows come from rank p. Other dims are equal on all ranks.
+  virtual torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
+                                   const std::vector<int64_t>& recv_rows) = 0;
+};
+
+// A communicator of one rank: every collective is the identity. The
+// single-process path runs the same code as the distributed one.
+class SelfCommunicator : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void all_reduce(torch::Tensor&, ReduceOp) override {}
+  torch::Tensor all_gather(const torch::Tensor& t) override { return t.clone(); }
+  torch::Tensor reduce_scatter(const torch::Tensor& t, ReduceOp) override { return t.clone(); }
+  void broadcast(torch::Tensor&, int) override {}
+  void barrier() override {}
+  torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>&,
+                           const std::vector<int64_t>&) override {
+    return input.clone();
+  }
+};
+
+}  // namespace moxie

@@ -1,0 +1,36 @@
+// Process groups from the layout.
+#include "parallel/process_groups.h"
+
+#include <stdexcept>
+
+#include "parallel/mpi_communicator.h"
+
+namespace moxie {
+
+ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicator& world) {
+  if (world.size() != dims.world()) {
+    throw LayoutError("the job has " + std::to_string(world.size()) + " ranks but the layout needs " +
+                      std::to_string(dims.world()) + " (" + dims.describe() + ")");
+  }
+  const int r = world.rank();
+  const int tp = static_cast<int>(dims.tp());
+  const int ep = static_cast<int>(dims.ep());
+  ProcessGroups g;
+  g.tp_index = r % tp;
+  g.dp_index = r / tp;
+  g.ep_index = r % ep;
+  g.world = world.split(0, r);
+  g.tp = world.split(g.dp_index, g.tp_index);
+  g.dp = world.split(g.tp_index, g.dp_index);
+  g.ep = world.split(r / ep, g.ep_index);
+  g.expert_dp = world.split(g.ep_index, r / ep);
+  return g;
+}
+
+ProcessGroups single_process_groups() {
+  ProcessGroups g;
+  g.world = g.dp = g.tp = g.ep = g.expert_dp = std::make_shared<SelfCommunicator>();
+  return g;
+}
+
+}  // namespace moxie

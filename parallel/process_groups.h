@@ -1,0 +1,35 @@
+// Process groups built from a validated ParallelDims.
+//
+// Rank order (pp = 1): tensor-parallel ranks are adjacent, then data-parallel:
+// rank = dp_index * tp + tp_index. Expert-parallel groups are blocks of ep
+// adjacent ranks among the dp * tp non-pipeline ranks; the expert-data-parallel
+// group joins the ranks that hold the same experts (same ep index).
+// Groups are an object passed by reference: there is no global communicator.
+#pragma once
+
+#include <memory>
+
+#include "parallel/communicator.h"
+#include "parallel/parallel_dims.h"
+
+namespace moxie {
+
+class MpiCommunicator;
+
+struct ProcessGroups {
+  std::shared_ptr<Communicator> world;
+  std::shared_ptr<Communicator> dp;         // same tp index, across data-parallel replicas
+  std::shared_ptr<Communicator> tp;         // the tensor-parallel ranks of one replica
+  std::shared_ptr<Communicator> ep;         // one copy of every expert
+  std::shared_ptr<Communicator> expert_dp;  // ranks holding the same experts
+
+  int dp_index = 0, tp_index = 0, ep_index = 0;
+};
+
+// Splits `world` (which must have dims.world() ranks) into the groups above.
+ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicator& world);
+
+// One process: every group is a SelfCommunicator.
+ProcessGroups single_process_groups();
+
+}  // namespace moxie

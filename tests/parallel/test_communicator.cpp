@@ -1,0 +1,116 @@
+// MPI communicator under mpiexec: every collective against the result each
+// rank can compute alone from the (deterministic) inputs of all ranks.
+#include <catch2/catch.hpp>
+
+#include "parallel/differentiable.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/process_groups.h"
+
+using namespace moxie;
+
+namespace {
+// What rank r contributes: a deterministic function of r.
+torch::Tensor input_of(int r, int64_t n = 6) {
+  return torch::arange(n, torch::kFloat) * (r + 1) + r;
+}
+}  // namespace
+
+TEST_CASE("all_reduce: sum, average and max") {
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  const int n = comm.size();
+  auto expected_sum = torch::zeros({6});
+  auto expected_max = input_of(0);
+  for (int r = 0; r < n; ++r) {
+    expected_sum += input_of(r);
+    expected_max = torch::maximum(expected_max, input_of(r));
+  }
+  auto t = input_of(comm.rank());
+  comm.all_reduce(t, ReduceOp::kSum);
+  CHECK(torch::equal(t, expected_sum));
+  t = input_of(comm.rank()).to(torch::kDouble);
+  comm.all_reduce(t, ReduceOp::kAvg);
+  CHECK(torch::allclose(t, expected_sum.to(torch::kDouble) / n));
+  t = input_of(comm.rank());
+  comm.all_reduce(t, ReduceOp::kMax);
+  CHECK(torch::equal(t, expected_max));
+  auto bf = torch::ones({2}, torch::kBFloat16);
+  CHECK_THROWS_WITH(comm.all_reduce(bf, ReduceOp::kSum), Catch::Contains("reduce gradients in float32"));
+}
+
+TEST_CASE("all_gather, reduce_scatter and broadcast") {
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  const int n = comm.size();
+  std::vector<torch::Tensor> parts;
+  for (int r = 0; r < n; ++r) parts.push_back(input_of(r).view({2, 3}));
+  CHECK(torch::equal(comm.all_gather(input_of(comm.rank()).view({2, 3})), torch::cat(parts)));
+
+  // reduce_scatter of [n*2, 3]: rank r gets rows [2r, 2r+2) of the sum.
+  auto big = [&](int r) { return torch::arange(n * 6, torch::kFloat).view({n * 2, 3}) * (r + 1); };
+  auto sum = torch::zeros({n * 2, 3});
+  for (int r = 0; r < n; ++r) sum += big(r);
+  CHECK(torch::equal(comm.reduce_scatter(big(comm.rank()), ReduceOp::kSum),
+                     sum.narrow(0, 2 * comm.rank(), 2)));
+
+  auto b = input_of(comm.rank());
+  comm.broadcast(b, n - 1);
+  CHECK(torch::equal(b, input_of(n - 1)));
+  comm.barrier();
+}
+
+TEST_CASE("all_to_all with uneven and empty splits, and its gradient") {
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  const int n = comm.size(), me = comm.rank();
+  // Rank s sends (s + p) % 3 rows to rank p; row values encode (source, dest, k).
+  auto rows_from_to = [](int s, int p) { return static_cast<int64_t>((s + p) % 3); };
+  std::vector<int64_t> send(n), recv(n);
+  std::vector<torch::Tensor> mine;
+  for (int p = 0; p < n; ++p) {
+    send[p] = rows_from_to(me, p);
+    recv[p] = rows_from_to(p, me);
+    for (int64_t k = 0; k < send[p]; ++k) mine.push_back(torch::tensor({{1.0 * me, 1.0 * p, 1.0 * k}}));
+  }
+  auto input = mine.empty() ? torch::zeros({0, 3}) : torch::cat(mine);
+  auto x = input.clone().requires_grad_(true);
+  auto out = differentiable_all_to_all(comm, x, send, recv);
+  std::vector<torch::Tensor> expected;
+  for (int s = 0; s < n; ++s)
+    for (int64_t k = 0; k < rows_from_to(s, me); ++k)
+      expected.push_back(torch::tensor({{1.0 * s, 1.0 * me, 1.0 * k}}));
+  CHECK(torch::equal(out.detach(), expected.empty() ? torch::zeros({0, 3}) : torch::cat(expected)));
+
+  // d(sum(out * w))/dx: each sent row gets back the weight its receiver applied.
+  auto w = out.detach() * 10 + 1;
+  (out * w).sum().backward();
+  CHECK(torch::equal(x.grad(), input * 10 + 1));
+}
+
+TEST_CASE("process groups follow the documented rank order") {
+  MpiCommunicator world(MPI_COMM_WORLD);
+  if (world.size() != 4) {
+    WARN("process-group layout checks need 4 ranks; this run has " << world.size());
+    return;
+  }
+  ParallelOptions o;
+  o.dp = 2;
+  o.tp = 2;
+  o.ep = 2;
+  ParallelDims dims(o, 4, 8, 4, 2);
+  auto g = make_process_groups(dims, world);
+  const int r = world.rank();
+  CHECK(g.tp_index == r % 2);
+  CHECK(g.dp_index == r / 2);
+  CHECK(g.tp->size() == 2);
+  CHECK(g.dp->size() == 2);
+  CHECK(g.ep->size() == 2);
+  CHECK(g.expert_dp->size() == 2);
+  // The members of each group, seen through an all_gather of world ranks.
+  auto members = [&](Communicator& c) { return c.all_gather(torch::tensor({int64_t{r}})); };
+  CHECK(torch::equal(members(*g.tp), torch::tensor({r / 2 * 2, r / 2 * 2 + 1})));
+  CHECK(torch::equal(members(*g.dp), torch::tensor({r % 2, r % 2 + 2})));
+  CHECK(torch::equal(members(*g.expert_dp), torch::tensor({r % 2, r % 2 + 2})));
+
+  auto wrong = o;
+  wrong.dp = 1;
+  CHECK_THROWS_WITH(make_process_groups(ParallelDims(wrong, 2, 8, 4, 2), world),
+                    Catch::Contains("the job has 4 ranks but the layout needs 2"));
+}
