@@ -30,8 +30,11 @@ nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlo
 
 }  // namespace
 
-MetricsLogger::MetricsLogger(const std::string& run_dir, int64_t log_every, std::ostream& out)
-    : jsonl_(run_dir + "/metrics.jsonl", std::ios::trunc), log_every_(log_every), out_(out) {
+MetricsLogger::MetricsLogger(const std::string& run_dir, int64_t log_every, std::ostream& out,
+                             bool enabled)
+    : log_every_(log_every), out_(out), enabled_(enabled) {
+  if (!enabled_) return;
+  jsonl_.open(run_dir + "/metrics.jsonl", std::ios::trunc);
   if (!jsonl_) throw std::runtime_error("cannot write " + run_dir + "/metrics.jsonl");
   bar_ = isatty(STDERR_FILENO) != 0;
 }
@@ -47,6 +50,7 @@ void MetricsLogger::clear_bar() {
 }
 
 void MetricsLogger::step(const StepMetrics& m) {
+  if (!enabled_) return;
   nlohmann::json j = {{"step", m.step},         {"loss", num(m.loss)},
                       {"aux_loss", num(m.aux_loss)}, {"balance", num(m.balance)},
                       {"grad_norm", num(m.grad_norm)}, {"lr", m.lr},
@@ -80,12 +84,14 @@ void MetricsLogger::step(const StepMetrics& m) {
 }
 
 void MetricsLogger::eval(int64_t step, double loss) {
+  if (!enabled_) return;
   jsonl_ << nlohmann::json({{"step", step}, {"eval_loss", num(loss)}}).dump() << '\n';
   jsonl_.flush();
   message("eval  step " + std::to_string(step) + "  loss " + fmt("%.4f", loss));
 }
 
 void MetricsLogger::message(const std::string& line) {
+  if (!enabled_) return;
   clear_bar();
   out_ << line << std::endl;
 }

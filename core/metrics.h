@@ -28,7 +28,9 @@ struct StepMetrics {
 class MetricsLogger {
  public:
   // Writes <run_dir>/metrics.jsonl (truncating it). Log lines go to `out`.
-  MetricsLogger(const std::string& run_dir, int64_t log_every, std::ostream& out);
+  // A logger that is not `enabled` (ranks other than 0) writes nothing.
+  MetricsLogger(const std::string& run_dir, int64_t log_every, std::ostream& out,
+                bool enabled = true);
   ~MetricsLogger();
 
   void step(const StepMetrics& m);
@@ -40,6 +42,7 @@ class MetricsLogger {
   std::ofstream jsonl_;
   int64_t log_every_;
   std::ostream& out_;
+  bool enabled_;
   bool bar_ = false;
   bool bar_shown_ = false;
 };

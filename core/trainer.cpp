@@ -44,24 +44,85 @@ std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& o
   return {decay, no_decay};
 }
 
-Trainer::Trainer(const Config& config, std::ostream& log) : config_(config), log_(log) {
+namespace {
+// Where ranks other than 0 send their log lines.
+struct NullBuffer : std::streambuf {
+  int overflow(int c) override { return c; }
+};
+std::ostream& null_stream() {
+  static NullBuffer buffer;
+  static std::ostream stream(&buffer);
+  return stream;
+}
+
+ParallelDims checked_dims(const Config& c, const ProcessGroups& g) {
+  ParallelDims dims(c.parallel, g.world->size(), c.moe.num_experts, c.model.n_heads,
+                    c.model.n_kv_heads);
+  if (dims.tp() > 1) {
+    throw LayoutError("parallel.tp=" + std::to_string(dims.tp()) +
+                      ": tensor parallelism is not implemented yet; set parallel.tp=1");
+  }
+  return dims;
+}
+}  // namespace
+
+Trainer::Trainer(const Config& config, std::ostream& log)
+    : Trainer(config, single_process_groups(), log) {}
+
+Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
+    : config_(config),
+      groups_(std::move(groups)),
+      dims_(checked_dims(config_, groups_)),
+      rank0_(groups_.world->rank() == 0),
+      log_(rank0_ ? log : null_stream()) {
   const auto& train = config_.train;
-  std::filesystem::create_directories(train.run_dir);
-  const std::string resolved = to_yaml(config_);
-  {
+  if (rank0_) {
+    std::filesystem::create_directories(train.run_dir);
+    const std::string resolved = to_yaml(config_);
     std::ofstream out(train.run_dir + "/config.yaml");
     out << resolved;
     if (!out) throw std::runtime_error("cannot write " + train.run_dir + "/config.yaml");
+    log_ << "resolved config (saved to " << train.run_dir << "/config.yaml):\n" << resolved << "\n";
   }
-  log_ << "resolved config (saved to " << train.run_dir << "/config.yaml):\n" << resolved << "\n";
+  log_ << "layout: " << dims_.describe() << "\n";
 
   if (train.threads > 0) torch::set_num_threads(static_cast<int>(train.threads));
   torch::manual_seed(static_cast<uint64_t>(train.seed));
-  model_ = CausalLM(config_.model, config_.moe);
+  std::shared_ptr<TokenDispatcher> dispatcher;
+  if (dims_.ep() > 1) dispatcher = std::make_shared<AllToAllTokenDispatcher>(config_.moe, *groups_.ep);
+  model_ = CausalLM(config_.model, config_.moe, dispatcher);
   if (train.dtype == "bfloat16") {
     torch::NoGradGuard no_grad;
     for (auto& p : model_->parameters()) p.set_data(p.to(torch::kBFloat16));
   }
+  // Dense weights are replicated on every data-parallel rank; an expert's
+  // weights on the ranks of its expert-data-parallel group, and its gradient
+  // already holds every EP rank's tokens. Both average over the dp replicas.
+  for (const auto& item : model_->named_parameters()) {
+    (item.key().find(".experts.") != std::string::npos ? expert_params_ : dense_params_)
+        .push_back(item.value());
+  }
+  const double inv_dp = 1.0 / static_cast<double>(dims_.dp());
+  dense_sync_ = std::make_unique<GradientSync>(dense_params_, *groups_.dp, inv_dp);
+  expert_sync_ = std::make_unique<GradientSync>(expert_params_, *groups_.expert_dp, inv_dp);
+}
+
+double Trainer::sync_and_clip() {
+  if (dims_.world() > 1) {
+    dense_sync_->sync();
+    expert_sync_->sync();
+  }
+  // Dense gradients are now equal everywhere: count them once. Each EP rank
+  // holds different experts: sum those over the EP group.
+  auto expert_sq = torch::tensor({grad_norm_squared(expert_params_)}, torch::kDouble);
+  groups_.ep->all_reduce(expert_sq, ReduceOp::kSum);
+  const double norm = std::sqrt(grad_norm_squared(dense_params_) + expert_sq.item<double>());
+  const double max_norm = config_.optim.grad_clip;
+  if (std::isfinite(norm) && max_norm > 0 && norm > max_norm) {
+    scale_grads(dense_params_, max_norm / (norm + 1e-6));
+    scale_grads(expert_params_, max_norm / (norm + 1e-6));
+  }
+  return norm;
 }
 
 TrainSummary Trainer::run() {
@@ -76,11 +137,18 @@ TrainSummary Trainer::run() {
        << " tokens); unigram entropy " << corpus.unigram_entropy_nats << " nats/token\n";
   auto train_stream = std::make_shared<const std::vector<int32_t>>(std::move(corpus.train));
   RandomWindowSource source(train_stream, train.micro_batch_size, data.seq_len,
-                            static_cast<uint64_t>(train.seed));
-  const auto eval_batches =
-      make_eval_batches(corpus.eval, train.micro_batch_size, data.seq_len, train.eval_batches);
+                            static_cast<uint64_t>(train.seed), groups_.dp_index, dims_.dp());
+  const auto eval_batches = make_eval_batches(corpus.eval, train.micro_batch_size, data.seq_len,
+                                              train.eval_batches, groups_.dp_index, dims_.dp());
+  // Mean over data-parallel ranks of a per-rank scalar (equal token counts).
+  auto dp_mean = [&](double v) {
+    auto t = torch::tensor({v}, torch::kDouble);
+    groups_.dp->all_reduce(t, ReduceOp::kAvg);
+    return t.item<double>();
+  };
 
-  int64_t n_params = 0, n_idle = 0;  // idle: expert weights a token does not use
+  // Of this rank's shard; idle: expert weights a token does not use.
+  int64_t n_params = 0, n_idle = 0;
   for (const auto& p : model_->parameters()) n_params += p.numel();
   for (const auto& layer : model_->moe_layers()) {
     for (const auto& p : layer->experts->parameters()) {
@@ -92,9 +160,8 @@ TrainSummary Trainer::run() {
        << config_.moe.top_k << ")\n";
 
   AdamW optimizer(make_param_groups(model_, config_.optim), config_.optim);
-  std::vector<torch::Tensor> params = model_->parameters();
   auto moe_layers = model_->moe_layers();
-  MetricsLogger metrics(train.run_dir, train.log_every, log_);
+  MetricsLogger metrics(train.run_dir, train.log_every, log_, rank0_);
 
   auto evaluate = [&](int64_t step) {
     torch::NoGradGuard no_grad;
@@ -103,7 +170,7 @@ TrainSummary Trainer::run() {
       auto out = model_->forward(b.tokens);
       total += masked_cross_entropy(out.logits, b.targets, b.loss_mask).item<double>();
     }
-    const double loss = total / static_cast<double>(eval_batches.size());
+    const double loss = dp_mean(total / static_cast<double>(eval_batches.size()));
     summary.eval_losses.emplace_back(step, loss);
     metrics.eval(step, loss);
   };
@@ -138,10 +205,11 @@ TrainSummary Trainer::run() {
     StepMetrics m;
     m.step = step + 1;
     m.total_steps = train.steps;
-    m.loss = loss_sum / train.grad_accum;
-    m.aux_loss = aux_sum / train.grad_accum;
+    m.loss = dp_mean(loss_sum / train.grad_accum);
+    m.aux_loss = dp_mean(aux_sum / train.grad_accum);
     m.lr = lr;
-    m.grad_norm = clip_grad_norm(params, config_.optim.grad_clip);
+    for (auto& load : load_LE) groups_.dp->all_reduce(load, ReduceOp::kSum);
+    m.grad_norm = sync_and_clip();
     m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
     if (m.skipped) {
       ++summary.skipped_steps;

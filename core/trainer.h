@@ -7,11 +7,15 @@
 
 #include <iosfwd>
 #include <memory>
+#include <ostream>
 #include <vector>
 
 #include "core/config.h"
 #include "core/transformer.h"
 #include "optim/adamw.h"
+#include "parallel/grad_sync.h"
+#include "parallel/parallel_dims.h"
+#include "parallel/process_groups.h"
 
 namespace moxie {
 
@@ -26,18 +30,32 @@ struct TrainSummary {
 // biases, the router's bias and (unless optim.decay_embeddings) embeddings.
 std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim);
 
+// One process, or one rank of a job: `groups` come from the launcher (see
+// launch/main.cpp) and must match config.parallel. Every rank computes; rank 0
+// alone prints, writes config.yaml and metrics.jsonl.
 class Trainer {
  public:
-  // Prints the resolved config, creates train.run_dir and saves config.yaml there.
-  Trainer(const Config& config, std::ostream& log);
+  // Validates the layout, prints the resolved config, creates train.run_dir
+  // and saves config.yaml there.
+  Trainer(const Config& config, std::ostream& log);  // one process
+  Trainer(const Config& config, ProcessGroups groups, std::ostream& log);
   TrainSummary run();
 
   CausalLM& model() { return model_; }
 
  private:
+  // Averages gradients over data-parallel ranks, clips by the global norm
+  // (each parameter counted once), and returns the pre-clip norm.
+  double sync_and_clip();
+
   Config config_;
+  ProcessGroups groups_;
+  ParallelDims dims_;
+  bool rank0_;
   std::ostream& log_;
   CausalLM model_{nullptr};
+  std::vector<torch::Tensor> dense_params_, expert_params_;
+  std::unique_ptr<GradientSync> dense_sync_, expert_sync_;
 };
 
 }  // namespace moxie

@@ -29,7 +29,9 @@ struct BlockOutput {
 
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer);
+  // dispatcher: how an MoE layer reaches its experts; nullptr: all local.
+  BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer,
+            std::shared_ptr<TokenDispatcher> dispatcher = nullptr);
   BlockOutput forward(const torch::Tensor& x);
 
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -42,7 +44,8 @@ TORCH_MODULE(Block);
 // "model": embed_tokens, layers, norm.
 class DecoderImpl : public torch::nn::Module {
  public:
-  DecoderImpl(const ModelOptions& model, const MoEOptions& moe);
+  DecoderImpl(const ModelOptions& model, const MoEOptions& moe,
+              std::shared_ptr<TokenDispatcher> dispatcher = nullptr);
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -57,7 +60,10 @@ struct ModelOutput {
 
 class CausalLMImpl : public torch::nn::Module {
  public:
-  CausalLMImpl(const ModelOptions& model, const MoEOptions& moe);
+  // dispatcher: shared by every MoE layer (e.g. the all-to-all dispatcher for
+  // expert parallelism); nullptr keeps every expert local.
+  CausalLMImpl(const ModelOptions& model, const MoEOptions& moe,
+               std::shared_ptr<TokenDispatcher> dispatcher = nullptr);
   // tokens: int64 [B, S]
   ModelOutput forward(const torch::Tensor& tokens);
 

@@ -108,8 +108,10 @@ TextCorpus load_text_corpus(const DataOptions& options) {
 }
 
 RandomWindowSource::RandomWindowSource(std::shared_ptr<const std::vector<int32_t>> stream,
-                                       int64_t batch_size, int64_t seq_len, uint64_t seed)
-    : stream_(std::move(stream)), batch_size_(batch_size), seq_len_(seq_len), rng_(seed) {
+                                       int64_t batch_size, int64_t seq_len, uint64_t seed,
+                                       int64_t dp_rank, int64_t dp_size)
+    : stream_(std::move(stream)), batch_size_(batch_size), seq_len_(seq_len), dp_rank_(dp_rank),
+      dp_size_(dp_size), rng_(seed) {
   if (static_cast<int64_t>(stream_->size()) < seq_len + 1) {
     throw std::invalid_argument("token stream shorter than one window of seq_len + 1");
   }
@@ -117,14 +119,19 @@ RandomWindowSource::RandomWindowSource(std::shared_ptr<const std::vector<int32_t
 
 Batch RandomWindowSource::next() {
   const uint64_t range = stream_->size() - static_cast<uint64_t>(seq_len_);  // starts 0..range-1
-  std::vector<int64_t> starts(batch_size_);
-  for (auto& s : starts) s = static_cast<int64_t>(rng_() % range);
+  std::vector<int64_t> starts;
+  for (int64_t i = 0; i < batch_size_ * dp_size_; ++i) {
+    const auto s = static_cast<int64_t>(rng_() % range);
+    if (i / batch_size_ == dp_rank_) starts.push_back(s);
+  }
   return make_batch(*stream_, starts, seq_len_);
 }
 
 std::vector<Batch> make_eval_batches(const std::vector<int32_t>& stream, int64_t batch_size,
-                                     int64_t seq_len, int64_t n_batches) {
-  const int64_t windows = batch_size * n_batches;
+                                     int64_t seq_len, int64_t n_batches, int64_t dp_rank,
+                                     int64_t dp_size) {
+  const int64_t global = batch_size * dp_size;
+  const int64_t windows = global * n_batches;
   const int64_t available = static_cast<int64_t>(stream.size()) / (seq_len + 1);
   if (available < 1) throw std::invalid_argument("eval stream shorter than one window");
   // Evenly spaced starts; if the stream holds fewer windows, reuse them in order.
@@ -132,7 +139,7 @@ std::vector<Batch> make_eval_batches(const std::vector<int32_t>& stream, int64_t
   for (int64_t b = 0; b < n_batches; ++b) {
     std::vector<int64_t> starts(batch_size);
     for (int64_t i = 0; i < batch_size; ++i) {
-      const int64_t w = b * batch_size + i;
+      const int64_t w = b * global + dp_rank * batch_size + i;
       const int64_t slot = windows <= available ? w * available / windows : w % available;
       starts[i] = slot * (seq_len + 1);
     }

@@ -32,20 +32,25 @@ double unigram_entropy(const std::vector<int32_t>& tokens);
 
 // Windows of seq_len + 1 tokens at uniformly random offsets; the same seed
 // gives the same batches on every platform (mt19937_64, no std distributions).
+// Data parallelism: every rank draws the global batch of batch_size * dp_size
+// windows and keeps rows [dp_rank * batch_size, (dp_rank + 1) * batch_size),
+// so the union over ranks is the single-process batch.
 class RandomWindowSource : public BatchSource {
  public:
   RandomWindowSource(std::shared_ptr<const std::vector<int32_t>> stream, int64_t batch_size,
-                     int64_t seq_len, uint64_t seed);
+                     int64_t seq_len, uint64_t seed, int64_t dp_rank = 0, int64_t dp_size = 1);
   Batch next() override;
 
  private:
   std::shared_ptr<const std::vector<int32_t>> stream_;
-  int64_t batch_size_, seq_len_;
+  int64_t batch_size_, seq_len_, dp_rank_, dp_size_;
   std::mt19937_64 rng_;
 };
 
-// n_batches batches of non-overlapping windows spread evenly over the stream.
+// n_batches global batches of batch_size * dp_size non-overlapping windows
+// spread evenly over the stream; this rank's rows of each.
 std::vector<Batch> make_eval_batches(const std::vector<int32_t>& stream, int64_t batch_size,
-                                     int64_t seq_len, int64_t n_batches);
+                                     int64_t seq_len, int64_t n_batches, int64_t dp_rank = 0,
+                                     int64_t dp_size = 1);
 
 }  // namespace moxie

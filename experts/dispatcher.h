@@ -36,6 +36,7 @@ class TokenDispatcher {
   virtual torch::Tensor combine(const torch::Tensor& expert_out_ND,
                                 const Dispatched& dispatched) = 0;
   virtual int64_t num_local_experts() const = 0;
+  virtual int64_t first_local_expert() const { return 0; }  // global id of local expert 0
 };
 
 // Every expert lives on this rank: permute, compute, unpermute.
@@ -60,7 +61,7 @@ class AllToAllTokenDispatcher : public TokenDispatcher {
   Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing) override;
   torch::Tensor combine(const torch::Tensor& expert_out_ND, const Dispatched& dispatched) override;
   int64_t num_local_experts() const override { return options_.num_experts / ep_group_.size(); }
-  int64_t first_local_expert() const { return ep_group_.rank() * num_local_experts(); }
+  int64_t first_local_expert() const override { return ep_group_.rank() * num_local_experts(); }
 
  private:
   MoEOptions options_;

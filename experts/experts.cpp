@@ -5,12 +5,18 @@
 
 namespace moxie {
 
-ExpertsImpl::ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hidden) {
+ExpertsImpl::ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hidden,
+                         int64_t first_expert, double init_std) {
   w13 = register_parameter("w13", torch::empty({num_local_experts, 2 * hidden, d_model}));
   w2 = register_parameter("w2", torch::empty({num_local_experts, d_model, hidden}));
   torch::NoGradGuard no_grad;
-  w13.normal_(0.0, 0.02);
-  w2.normal_(0.0, 0.02);
+  // Every rank draws the base seed, so the global generator stays in step.
+  const auto base = torch::randint(0, int64_t{1} << 40, {1}, torch::kLong).item<int64_t>();
+  for (int64_t e = 0; e < num_local_experts; ++e) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(base + first_expert + e));
+    w13[e].normal_(0.0, init_std, gen);
+    w2[e].normal_(0.0, init_std, gen);
+  }
 }
 
 torch::Tensor ExpertsImpl::forward(const torch::Tensor& x_ND,

@@ -11,9 +11,14 @@ namespace moxie {
 // Weights are stacked per expert so that expert parallelism shards them along
 // dim 0. Registered as "w13" [E, 2H, D] (HF w1 then w3 along dim 1) and "w2"
 // [E, D, H]; core/hf_interop maps them to Hugging Face's per-expert names.
+// Initialisation is layout-independent: global expert e is drawn from its own
+// generator seeded with (one draw from the global generator) + e, so a rank
+// holding experts [first, first + n) gets exactly the single-process values
+// and never allocates the other ranks' experts.
 class ExpertsImpl : public torch::nn::Module {
  public:
-  ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hidden);
+  ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hidden,
+              int64_t first_expert = 0, double init_std = 0.02);
 
   // x_ND: rows grouped by expert, tokens_per_expert[e] rows each.
   torch::Tensor forward(const torch::Tensor& x_ND, const std::vector<int64_t>& tokens_per_expert);

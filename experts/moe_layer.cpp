@@ -8,8 +8,9 @@ MoELayerImpl::MoELayerImpl(int64_t d_model, const MoEOptions& options,
     : options_(options), dispatcher_(std::move(dispatcher)) {
   if (!dispatcher_) dispatcher_ = std::make_shared<LocalTokenDispatcher>(options);
   gate = register_module("gate", Router(d_model, options));
-  experts = register_module(
-      "experts", Experts(dispatcher_->num_local_experts(), d_model, options.expert_hidden));
+  experts = register_module("experts", Experts(dispatcher_->num_local_experts(), d_model,
+                                               options.expert_hidden,
+                                               dispatcher_->first_local_expert()));
   if (options.num_shared_experts > 0) {
     const int64_t hidden = options.shared_expert_hidden > 0
                                ? options.shared_expert_hidden

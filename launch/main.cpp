@@ -1,14 +1,20 @@
 // The `moxie` command: parses the subcommand line and hands off to core/.
 //   moxie train CONFIG [--set key.path=value]...
 //   moxie config CONFIG [--set key.path=value]...   print the resolved config
-// Exit codes: 0 success, 1 runtime failure, 2 bad command line or config.
+// Under a launcher (mpirun, mpiexec, srun) every rank runs this; MPI starts
+// only then. Exit codes: 0 success, 1 runtime failure, 2 bad command line,
+// config or layout. A runtime failure on any rank is printed with the rank
+// and ends the whole job at once, so no rank waits forever in a collective.
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
 #include "core/trainer.h"
+#include "parallel/mpi_communicator.h"
 
 namespace {
 
@@ -56,6 +62,15 @@ Invocation parse_args(const std::string& command, int argc, char** argv) {
   return inv;
 }
 
+// Launchers leave these in every rank's environment: Open MPI (mpirun),
+// PMIx (Open MPI 4+, srun --mpi=pmix), PMI (srun --mpi=pmi2, MPICH).
+bool under_mpi_launcher() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
+    if (std::getenv(var)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -65,26 +80,48 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
+  std::unique_ptr<moxie::MpiRuntime> mpi;
+  int rank = 0, world_size = 1;
   try {
+    if (under_mpi_launcher()) {
+      mpi = std::make_unique<moxie::MpiRuntime>(&argc, &argv);
+      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+      MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    }
     if (command == "train" || command == "config") {
       const auto inv = parse_args(command, argc, argv);
       const auto config = moxie::load_config(inv.config_path, inv.overrides);
       if (command == "config") {
-        std::cout << moxie::to_yaml(config);
+        if (rank == 0) std::cout << moxie::to_yaml(config);
         return 0;
       }
-      moxie::Trainer trainer(config, std::cout);
+      auto groups = moxie::single_process_groups();
+      if (mpi) {
+        const moxie::ParallelDims dims(config.parallel, world_size, config.moe.num_experts,
+                                       config.model.n_heads, config.model.n_kv_heads);
+        groups = moxie::make_process_groups(dims, moxie::MpiCommunicator(MPI_COMM_WORLD));
+      }
+      moxie::Trainer trainer(config, std::move(groups), std::cout);
       trainer.run();
       return 0;
     }
     throw UsageError("unknown command '" + command + "'; run 'moxie help'");
   } catch (const UsageError& e) {
-    std::cerr << "moxie: " << e.what() << "\n";
+    // The same on every rank: one rank says it.
+    if (rank == 0) std::cerr << "moxie: " << e.what() << "\n";
     return 2;
   } catch (const moxie::ConfigError& e) {
-    std::cerr << "moxie: config error: " << e.what() << "\n";
+    if (rank == 0) std::cerr << "moxie: config error: " << e.what() << "\n";
+    return 2;
+  } catch (const moxie::LayoutError& e) {
+    if (rank == 0) std::cerr << "moxie: layout error: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
+    if (world_size > 1) {
+      std::cerr << "moxie: error on rank " << rank << " of " << world_size << ": " << e.what()
+                << "\n" << std::flush;
+      moxie::MpiRuntime::abort_job(1);
+    }
     std::cerr << "moxie: error: " << e.what() << "\n";
     return 1;
   }

@@ -134,3 +134,24 @@ TEST_CASE("corpus errors name the path and the fix") {
   const auto one = write_docs("moxie_corpus_one", 1);
   CHECK_THROWS_WITH(load_text_corpus(options_for(one)), Catch::Contains("at least two"));
 }
+
+TEST_CASE("data-parallel ranks take disjoint slices whose union is the single-process batch") {
+  auto stream = std::make_shared<const std::vector<int32_t>>([] {
+    std::vector<int32_t> s(5000);
+    for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<int32_t>(i);  // value = offset
+    return s;
+  }());
+  RandomWindowSource whole(stream, 6, 8, 3);
+  RandomWindowSource r0(stream, 2, 8, 3, 0, 3), r1(stream, 2, 8, 3, 1, 3), r2(stream, 2, 8, 3, 2, 3);
+  for (int step = 0; step < 3; ++step) {
+    auto all = whole.next().tokens;
+    CHECK(torch::equal(torch::cat({r0.next().tokens, r1.next().tokens, r2.next().tokens}), all));
+  }
+  std::vector<int32_t> flat(stream->begin(), stream->end());
+  auto eval_all = make_eval_batches(flat, 4, 8, 2);
+  for (int64_t b = 0; b < 2; ++b) {
+    auto a = make_eval_batches(flat, 2, 8, 2, 0, 2)[b].tokens;
+    auto c = make_eval_batches(flat, 2, 8, 2, 1, 2)[b].tokens;
+    CHECK(torch::equal(torch::cat({a, c}), eval_all[b].tokens));
+  }
+}
