@@ -13,14 +13,21 @@ DropPolicy parse_drop_policy(const std::string& name) {
   throw std::invalid_argument("moe.drop_policy '" + name + "' is not one of: probs, position");
 }
 
+PermutePlan plan_routing(const MoEOptions& options, const RouterOutput& routing, int64_t num_tokens,
+                         int64_t capacity_group) {
+  const int64_t group = capacity_group > 0 ? capacity_group : num_tokens;
+  const int64_t capacity =
+      expert_capacity(options.capacity_factor, group, options.top_k, options.num_experts);
+  return make_permute_plan(routing.expert_idx_TK, routing.weight_TK, options.num_experts, capacity,
+                           parse_drop_policy(options.drop_policy), group);
+}
+
 LocalTokenDispatcher::LocalTokenDispatcher(const MoEOptions& options) : options_(options) {}
 
-Dispatched LocalTokenDispatcher::dispatch(const torch::Tensor& x_TD, const RouterOutput& routing) {
-  const int64_t capacity = expert_capacity(options_.capacity_factor, x_TD.size(0),
-                                           options_.top_k, options_.num_experts);
+Dispatched LocalTokenDispatcher::dispatch(const torch::Tensor& x_TD, const RouterOutput& routing,
+                                          int64_t capacity_group) {
   Dispatched out;
-  out.plan = make_permute_plan(routing.expert_idx_TK, routing.weight_TK, options_.num_experts,
-                               capacity, parse_drop_policy(options_.drop_policy));
+  out.plan = plan_routing(options_, routing, x_TD.size(0), capacity_group);
   out.tokens_ND = permute_tokens(x_TD, out.plan);
   out.tokens_per_local_expert = out.plan.counts;
   return out;
@@ -41,14 +48,11 @@ AllToAllTokenDispatcher::AllToAllTokenDispatcher(const MoEOptions& options, Comm
 }
 
 Dispatched AllToAllTokenDispatcher::dispatch(const torch::Tensor& x_TD,
-                                             const RouterOutput& routing) {
+                                             const RouterOutput& routing, int64_t capacity_group) {
   const int ep = ep_group_.size();
   const int64_t local = num_local_experts();
-  const int64_t capacity = expert_capacity(options_.capacity_factor, x_TD.size(0),
-                                           options_.top_k, options_.num_experts);
   Dispatched out;
-  out.plan = make_permute_plan(routing.expert_idx_TK, routing.weight_TK, options_.num_experts,
-                               capacity, parse_drop_policy(options_.drop_policy));
+  out.plan = plan_routing(options_, routing, x_TD.size(0), capacity_group);
   auto permuted_ND = permute_tokens(x_TD, out.plan);
 
   // Who sends how many rows for which expert: [ep (source), local experts].

@@ -31,7 +31,9 @@ class TokenDispatcher {
  public:
   virtual ~TokenDispatcher() = default;
   // x_TD: this rank's tokens. Returns the rows this rank's experts must compute.
-  virtual Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing) = 0;
+  // capacity_group: tokens per capacity group (one sequence), 0: all of x_TD.
+  virtual Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing,
+                              int64_t capacity_group = 0) = 0;
   // expert_out_ND: Experts' output for dispatched.tokens_ND. Returns [T, D].
   virtual torch::Tensor combine(const torch::Tensor& expert_out_ND,
                                 const Dispatched& dispatched) = 0;
@@ -43,7 +45,8 @@ class TokenDispatcher {
 class LocalTokenDispatcher : public TokenDispatcher {
  public:
   explicit LocalTokenDispatcher(const MoEOptions& options);
-  Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing) override;
+  Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing,
+                      int64_t capacity_group = 0) override;
   torch::Tensor combine(const torch::Tensor& expert_out_ND, const Dispatched& dispatched) override;
   int64_t num_local_experts() const override { return options_.num_experts; }
 
@@ -58,7 +61,8 @@ class AllToAllTokenDispatcher : public TokenDispatcher {
  public:
   // ep_group must outlive the dispatcher and every backward pass through it.
   AllToAllTokenDispatcher(const MoEOptions& options, Communicator& ep_group);
-  Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing) override;
+  Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing,
+                      int64_t capacity_group = 0) override;
   torch::Tensor combine(const torch::Tensor& expert_out_ND, const Dispatched& dispatched) override;
   int64_t num_local_experts() const override { return options_.num_experts / ep_group_.size(); }
   int64_t first_local_expert() const override { return ep_group_.rank() * num_local_experts(); }
@@ -69,5 +73,9 @@ class AllToAllTokenDispatcher : public TokenDispatcher {
 };
 
 DropPolicy parse_drop_policy(const std::string& name);
+
+// The permutation both dispatchers start from: capacity per group, drop policy.
+PermutePlan plan_routing(const MoEOptions& options, const RouterOutput& routing, int64_t num_tokens,
+                         int64_t capacity_group);
 
 }  // namespace moxie

@@ -28,7 +28,9 @@ MoEOutput MoELayerImpl::forward(const torch::Tensor& x) {
   auto x_TD = x.reshape({-1, shape.back()});
 
   auto routing = gate(x_TD);
-  auto dispatched = dispatcher_->dispatch(x_TD, routing);
+  // Capacity is per sequence when the input has one ([..., S, D]).
+  const int64_t capacity_group = x.dim() >= 3 ? x.size(-2) : 0;
+  auto dispatched = dispatcher_->dispatch(x_TD, routing, capacity_group);
   auto expert_out_ND = experts(dispatched.tokens_ND, dispatched.tokens_per_local_expert);
   auto y_TD = dispatcher_->combine(expert_out_ND, dispatched);
   if (shared_expert) {

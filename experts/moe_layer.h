@@ -36,7 +36,8 @@ class MoELayerImpl : public torch::nn::Module {
   MoELayerImpl(int64_t d_model, const MoEOptions& options,
                std::shared_ptr<TokenDispatcher> dispatcher = nullptr);
 
-  // x: [..., D]; tokens are routed independently.
+  // x: [..., D]; tokens are routed independently. With a capacity factor and
+  // x of [..., S, D], each sequence is its own capacity group.
   MoEOutput forward(const torch::Tensor& x);
 
   Router gate{nullptr};

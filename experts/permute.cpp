@@ -13,7 +13,8 @@ int64_t expert_capacity(double capacity_factor, int64_t num_tokens, int64_t top_
 }
 
 PermutePlan make_permute_plan(const torch::Tensor& expert_idx_TK, const torch::Tensor& weight_TK,
-                              int64_t num_experts, int64_t capacity, DropPolicy policy) {
+                              int64_t num_experts, int64_t capacity, DropPolicy policy,
+                              int64_t group_tokens) {
   const int64_t T = expert_idx_TK.size(0);
   const int64_t K = expert_idx_TK.size(1);
   PermutePlan plan;
@@ -23,30 +24,32 @@ PermutePlan make_permute_plan(const torch::Tensor& expert_idx_TK, const torch::T
   {
     torch::NoGradGuard no_grad;
     auto expert_A = expert_idx_TK.flatten();
-    if (capacity > 0 && policy == DropPolicy::kProbs) {
-      // Highest weight first within each expert: sort by weight, then stably by expert.
-      auto by_weight = std::get<1>(weight_TK.detach().flatten().sort(true, 0, true));
-      auto by_expert = std::get<1>(expert_A.index_select(0, by_weight).sort(true, 0, false));
-      order_N = by_weight.index_select(0, by_expert);
-    } else {
-      // Flattened index t*K + k grows with t, so a stable sort keeps token order.
+    // Flattened index t*K + k grows with t, so stable sorts keep token order.
+    if (capacity <= 0) {
       order_N = std::get<1>(expert_A.sort(true, 0, false));
-    }
-    if (capacity > 0) {
-      auto sorted_expert = expert_A.index_select(0, order_N);
-      auto counts_E = torch::bincount(sorted_expert, {}, num_experts);
-      auto starts_E = counts_E.cumsum(0) - counts_E;
+    } else {
+      const int64_t G = group_tokens > 0 ? group_tokens : std::max<int64_t>(T, 1);
+      const int64_t n_groups = (T + G - 1) / G;
+      auto group_A = torch::arange(T * K, expert_A.options()).div(K * G, "floor");
+      auto key_A = group_A * num_experts + expert_A;  // one slot per (group, expert)
+      torch::Tensor by_priority;
+      if (policy == DropPolicy::kProbs) {
+        by_priority = std::get<1>(weight_TK.detach().flatten().sort(true, 0, true));
+      } else {
+        by_priority = torch::arange(T * K, expert_A.options());
+      }
+      auto by_key = std::get<1>(key_A.index_select(0, by_priority).sort(true, 0, false));
+      order_N = by_priority.index_select(0, by_key);
+      auto sorted_key = key_A.index_select(0, order_N);
+      auto counts = torch::bincount(sorted_key, {}, n_groups * num_experts);
+      auto starts = counts.cumsum(0) - counts;
       auto rank_N = torch::arange(order_N.size(0), order_N.options()) -
-                    starts_E.index_select(0, sorted_expert);
+                    starts.index_select(0, sorted_key);
       auto keep = rank_N < capacity;
       plan.dropped = order_N.size(0) - keep.sum().item<int64_t>();
-      order_N = order_N.masked_select(keep);
-      if (policy == DropPolicy::kProbs) {
-        // Restore token order inside each expert: cheaper gathers, stable layout.
-        order_N = std::get<0>(order_N.sort(true, 0, false));
-        auto expert_N = expert_A.index_select(0, order_N);
-        order_N = order_N.index_select(0, std::get<1>(expert_N.sort(true, 0, false)));
-      }
+      // Survivors back into expert-major, token order.
+      order_N = std::get<0>(order_N.masked_select(keep).sort(true, 0, false));
+      order_N = order_N.index_select(0, std::get<1>(expert_A.index_select(0, order_N).sort(true, 0, false)));
     }
     plan.source_token_N = order_N.div(K, "floor");
     plan.tokens_per_expert_E =

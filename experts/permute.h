@@ -25,11 +25,14 @@ struct PermutePlan {
 };
 
 // expert_idx_TK: int64 [T, K]; weight_TK: [T, K]. Rows come out grouped by
-// expert in increasing id. Within an expert rows keep token order; with a
-// capacity the survivors are the highest-weight (kProbs) or earliest (kPosition)
-// assignments.
+// expert in increasing id, and in token order within an expert.
+// With a capacity, tokens form groups of group_tokens consecutive tokens (0:
+// one group of all T), and each expert keeps at most `capacity` assignments per
+// group: the highest-weight (kProbs) or earliest (kPosition) ones. Groups of one
+// sequence make dropping independent of how sequences are spread over ranks.
 PermutePlan make_permute_plan(const torch::Tensor& expert_idx_TK, const torch::Tensor& weight_TK,
-                              int64_t num_experts, int64_t capacity, DropPolicy policy);
+                              int64_t num_experts, int64_t capacity, DropPolicy policy,
+                              int64_t group_tokens = 0);
 
 // [T, D] -> [N, D]: row n is x[source_token_N[n]].
 torch::Tensor permute_tokens(const torch::Tensor& x_TD, const PermutePlan& plan);

@@ -69,8 +69,13 @@ def main():
         failures += not ok
         print(f"{'ok  ' if ok else 'FAIL'} step {s['step']}: loss {s['loss']:.7f} vs {m['loss']:.7f}, "
               f"grad norm {s['grad_norm']:.6f} vs {m['grad_norm']:.6f}")
-    # The losses must have moved, or the comparison would prove little.
+    # The losses must have moved, or the comparison would prove little; with a
+    # capacity factor, tokens must actually have been dropped.
     assert single[-1]["loss"] < single[0]["loss"] - 0.05, "training did not move the loss"
+    dropped = max(r["dropped_frac"] for r in single)
+    print(f"largest dropped fraction: {dropped:.4f}")
+    if any(e.startswith("moe.capacity_factor=") for e in extra):
+        assert dropped > 0, "capacity test dropped no tokens"
     print(f"{STEPS - failures} passed, {failures} failed")
     sys.exit(1 if failures else 0)
 
