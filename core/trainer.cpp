@@ -88,9 +88,12 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
 
   if (train.threads > 0) torch::set_num_threads(static_cast<int>(train.threads));
   torch::manual_seed(static_cast<uint64_t>(train.seed));
-  std::shared_ptr<TokenDispatcher> dispatcher;
-  if (dims_.ep() > 1) dispatcher = std::make_shared<AllToAllTokenDispatcher>(config_.moe, *groups_.ep);
-  model_ = CausalLM(config_.model, config_.moe, dispatcher);
+  MoEParallel moe_parallel;
+  if (dims_.ep() > 1) {
+    moe_parallel.dispatcher = std::make_shared<AllToAllTokenDispatcher>(config_.moe, *groups_.ep);
+  }
+  moe_parallel.balance_group = groups_.dp.get();
+  model_ = CausalLM(config_.model, config_.moe, moe_parallel);
   if (train.dtype == "bfloat16") {
     torch::NoGradGuard no_grad;
     for (auto& p : model_->parameters()) p.set_data(p.to(torch::kBFloat16));

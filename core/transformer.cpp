@@ -9,11 +9,11 @@ bool is_moe_layer(const ModelOptions& options, int64_t layer) {
 }
 
 BlockImpl::BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer,
-                     std::shared_ptr<TokenDispatcher> dispatcher) {
+                     const MoEParallel& parallel) {
   self_attn = register_module("self_attn", Attention(model));
   if (moe_layer) {
     block_sparse_moe =
-        register_module("block_sparse_moe", MoELayer(model.d_model, moe, std::move(dispatcher)));
+        register_module("block_sparse_moe", MoELayer(model.d_model, moe, parallel));
   } else {
     mlp = register_module("mlp", SwiGLU(model.d_model, model.ffn_hidden));
   }
@@ -38,19 +38,19 @@ BlockOutput BlockImpl::forward(const torch::Tensor& x) {
 }
 
 DecoderImpl::DecoderImpl(const ModelOptions& model, const MoEOptions& moe,
-                         std::shared_ptr<TokenDispatcher> dispatcher) {
+                         const MoEParallel& parallel) {
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(model.vocab_size, model.d_model));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < model.n_layers; ++i) {
-    layers->push_back(Block(model, moe, is_moe_layer(model, i), dispatcher));
+    layers->push_back(Block(model, moe, is_moe_layer(model, i), parallel));
   }
   norm = register_module("norm", RMSNorm(model.d_model, model.norm_eps));
 }
 
 CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe_opts,
-                           std::shared_ptr<TokenDispatcher> dispatcher)
+                           const MoEParallel& parallel)
     : model_options_(model_opts), moe_options_(moe_opts) {
-  model = register_module("model", Decoder(model_opts, moe_opts, std::move(dispatcher)));
+  model = register_module("model", Decoder(model_opts, moe_opts, parallel));
   torch::NoGradGuard no_grad;
   model->embed_tokens->weight.normal_(0.0, model_opts.init_std);
   // Tied: the head reuses the embedding, and no "lm_head.weight" exists (HF's tied layout).

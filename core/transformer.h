@@ -29,9 +29,8 @@ struct BlockOutput {
 
 class BlockImpl : public torch::nn::Module {
  public:
-  // dispatcher: how an MoE layer reaches its experts; nullptr: all local.
   BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer,
-            std::shared_ptr<TokenDispatcher> dispatcher = nullptr);
+            const MoEParallel& parallel = {});
   BlockOutput forward(const torch::Tensor& x);
 
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -44,8 +43,7 @@ TORCH_MODULE(Block);
 // "model": embed_tokens, layers, norm.
 class DecoderImpl : public torch::nn::Module {
  public:
-  DecoderImpl(const ModelOptions& model, const MoEOptions& moe,
-              std::shared_ptr<TokenDispatcher> dispatcher = nullptr);
+  DecoderImpl(const ModelOptions& model, const MoEOptions& moe, const MoEParallel& parallel = {});
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -60,10 +58,8 @@ struct ModelOutput {
 
 class CausalLMImpl : public torch::nn::Module {
  public:
-  // dispatcher: shared by every MoE layer (e.g. the all-to-all dispatcher for
-  // expert parallelism); nullptr keeps every expert local.
-  CausalLMImpl(const ModelOptions& model, const MoEOptions& moe,
-               std::shared_ptr<TokenDispatcher> dispatcher = nullptr);
+  // parallel: how every MoE layer is spread over ranks (default: one process).
+  CausalLMImpl(const ModelOptions& model, const MoEOptions& moe, const MoEParallel& parallel = {});
   // tokens: int64 [B, S]
   ModelOutput forward(const torch::Tensor& tokens);
 

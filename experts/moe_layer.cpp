@@ -3,11 +3,10 @@
 
 namespace moxie {
 
-MoELayerImpl::MoELayerImpl(int64_t d_model, const MoEOptions& options,
-                           std::shared_ptr<TokenDispatcher> dispatcher)
-    : options_(options), dispatcher_(std::move(dispatcher)) {
+MoELayerImpl::MoELayerImpl(int64_t d_model, const MoEOptions& options, MoEParallel parallel)
+    : options_(options), dispatcher_(std::move(parallel.dispatcher)) {
   if (!dispatcher_) dispatcher_ = std::make_shared<LocalTokenDispatcher>(options);
-  gate = register_module("gate", Router(d_model, options));
+  gate = register_module("gate", Router(d_model, options, parallel.balance_group));
   experts = register_module("experts", Experts(dispatcher_->num_local_experts(), d_model,
                                                options.expert_hidden,
                                                dispatcher_->first_local_expert()));

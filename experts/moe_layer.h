@@ -27,14 +27,21 @@ struct MoEOutput {
   MoEStats stats;
 };
 
+// How an MoE layer is spread over ranks. Default: one process.
+struct MoEParallel {
+  // How tokens reach their experts; nullptr: every expert is local.
+  std::shared_ptr<TokenDispatcher> dispatcher;
+  // Ranks whose tokens form one batch (data parallel): the balance loss's
+  // expert fractions are counted over all of them. nullptr: this rank alone.
+  Communicator* balance_group = nullptr;
+};
+
 // Submodules: "gate" (Router), "experts" (Experts), and with shared experts
 // "shared_expert" (SwiGLU) and "shared_expert_gate" (Linear D -> 1, sigmoid),
 // as in Qwen-MoE.
 class MoELayerImpl : public torch::nn::Module {
  public:
-  // dispatcher: nullptr means every expert is local.
-  MoELayerImpl(int64_t d_model, const MoEOptions& options,
-               std::shared_ptr<TokenDispatcher> dispatcher = nullptr);
+  MoELayerImpl(int64_t d_model, const MoEOptions& options, MoEParallel parallel = {});
 
   // x: [..., D]; tokens are routed independently. With a capacity factor and
   // x of [..., S, D], each sequence is its own capacity group.

@@ -3,7 +3,8 @@
 
 namespace moxie {
 
-RouterImpl::RouterImpl(int64_t d_model, const MoEOptions& options) : options_(options) {
+RouterImpl::RouterImpl(int64_t d_model, const MoEOptions& options, Communicator* balance_group)
+    : options_(options), balance_group_(balance_group) {
   weight = register_parameter("weight", torch::empty({options.num_experts, d_model}));
   bias_E = register_buffer("e_score_correction_bias", torch::zeros({options.num_experts}));
   torch::NoGradGuard no_grad;
@@ -11,8 +12,9 @@ RouterImpl::RouterImpl(int64_t d_model, const MoEOptions& options) : options_(op
 }
 
 torch::Tensor switch_balance_loss(const torch::Tensor& probs_TE,
-                                  const torch::Tensor& tokens_per_expert_E, int64_t top_k) {
-  const int64_t T = probs_TE.size(0);
+                                  const torch::Tensor& tokens_per_expert_E, int64_t top_k,
+                                  int64_t num_tokens) {
+  const int64_t T = num_tokens > 0 ? num_tokens : probs_TE.size(0);
   const int64_t E = probs_TE.size(1);
   auto fraction_E = tokens_per_expert_E.to(probs_TE.scalar_type()) / static_cast<double>(T);
   auto mean_prob_E = probs_TE.mean(0);
@@ -47,7 +49,18 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
   if (options_.renormalize) weight_TK = weight_TK / (weight_TK.sum(-1, true) + 1e-20);
   out.weight_TK = weight_TK;
 
-  auto balance = switch_balance_loss(probs_TE, out.tokens_per_expert_E, options_.top_k);
+  torch::Tensor balance;
+  if (balance_group_ && balance_group_->size() > 1 && options_.aux_loss_coef > 0) {
+    // Expert fractions over the whole data-parallel batch (counts carry no gradient).
+    auto counts = torch::cat({out.tokens_per_expert_E,
+                              torch::tensor({x_TD.size(0)}, torch::kLong)});
+    balance_group_->all_reduce(counts, ReduceOp::kSum);
+    const int64_t E = options_.num_experts;
+    balance = switch_balance_loss(probs_TE, counts.narrow(0, 0, E), options_.top_k,
+                                  counts[E].item<int64_t>());
+  } else {
+    balance = switch_balance_loss(probs_TE, out.tokens_per_expert_E, options_.top_k);
+  }
   out.balance_loss = balance.detach();
   out.aux_loss = balance * options_.aux_loss_coef;
   if (options_.z_loss_coef > 0) {

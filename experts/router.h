@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "experts/options.h"
+#include "parallel/communicator.h"
 
 namespace moxie {
 
@@ -21,7 +22,10 @@ struct RouterOutput {
 // it shifts which experts are *selected*, never the combine weights.
 class RouterImpl : public torch::nn::Module {
  public:
-  RouterImpl(int64_t d_model, const MoEOptions& options);
+  // balance_group: ranks whose tokens form one batch; the balance loss counts
+  // expert fractions over all of them, so its value and gradient averaged over
+  // the group equal the single-process ones. nullptr: this rank's tokens.
+  RouterImpl(int64_t d_model, const MoEOptions& options, Communicator* balance_group = nullptr);
 
   // x_TD: [T, D] in any float dtype. Scores are computed in at least float32.
   RouterOutput forward(const torch::Tensor& x_TD);
@@ -36,13 +40,16 @@ class RouterImpl : public torch::nn::Module {
 
  private:
   MoEOptions options_;
+  Communicator* balance_group_;
 };
 TORCH_MODULE(Router);
 
 // Switch-style load-balancing loss, normalised so perfect balance gives 1:
 //   E / K * sum_e f_e * P_e,  f_e = tokens choosing e / T,  P_e = mean_t prob_te.
-// probs_TE rows sum to 1; gradients flow through probs only.
+// probs_TE rows sum to 1; gradients flow through probs only. f_e may be counted
+// over more tokens than probs_TE holds (num_tokens > T: a data-parallel batch).
 torch::Tensor switch_balance_loss(const torch::Tensor& probs_TE,
-                                  const torch::Tensor& tokens_per_expert_E, int64_t top_k);
+                                  const torch::Tensor& tokens_per_expert_E, int64_t top_k,
+                                  int64_t num_tokens = 0);
 
 }  // namespace moxie

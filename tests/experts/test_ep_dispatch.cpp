@@ -26,7 +26,7 @@ void check_layer(MoEOptions o) {
     for (auto& p : full->parameters()) p.normal_(0, 0.5);
   }
   auto dispatcher = std::make_shared<AllToAllTokenDispatcher>(o, comm);
-  MoELayer ep_layer(D, o, dispatcher);
+  MoELayer ep_layer(D, o, MoEParallel{dispatcher, nullptr});
   ep_layer->to(torch::kDouble);
   {
     torch::NoGradGuard g;
