@@ -52,7 +52,7 @@ template <class F> void fields(TrainOptions& o, F&& f) {
   f("threads", o.threads);
 }
 template <class F> void fields(ParallelOptions& o, F&& f) {
-  f("dp", o.dp); f("tp", o.tp); f("ep", o.ep); f("pp", o.pp);
+  f("dp", o.dp); f("tp", o.tp); f("ep", o.ep); f("pp", o.pp); f("zero1", o.zero1);
 }
 
 template <class F> void sections(Config& c, F&& f) {

@@ -28,10 +28,12 @@ double seconds_since(Clock::time_point t) {
 
 }  // namespace
 
-std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim) {
+std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim,
+                                         const std::function<bool(const torch::Tensor&)>& keep) {
   ParamGroup decay{"decay", {}, optim.weight_decay, 1.0};
   ParamGroup no_decay{"no_decay", {}, 0.0, 1.0};
   for (const auto& item : model->named_parameters()) {
+    if (keep && !keep(item.value())) continue;
     const auto& name = item.key();
     const bool embedding = name.find("embed_tokens") != std::string::npos;
     const bool matrix = item.value().dim() >= 2;
@@ -108,6 +110,10 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
   const double inv_dp = 1.0 / static_cast<double>(dims_.dp());
   dense_sync_ = std::make_unique<GradientSync>(dense_params_, *groups_.dp, inv_dp);
   expert_sync_ = std::make_unique<GradientSync>(expert_params_, *groups_.expert_dp, inv_dp);
+  if (config_.parallel.zero1) {
+    dense_zero_ = std::make_unique<Zero1Partition>(dense_params_, *groups_.dp);
+    expert_zero_ = std::make_unique<Zero1Partition>(expert_params_, *groups_.expert_dp);
+  }
 }
 
 double Trainer::sync_and_clip() {
@@ -162,7 +168,19 @@ TrainSummary Trainer::run() {
        << config_.model.n_layers << " layers, " << config_.moe.num_experts << " experts (top-"
        << config_.moe.top_k << ")\n";
 
-  AdamW optimizer(make_param_groups(model_, config_.optim), config_.optim);
+  std::function<bool(const torch::Tensor&)> owned;
+  if (dense_zero_) {
+    owned = [&](const torch::Tensor& p) { return dense_zero_->owns(p) || expert_zero_->owns(p); };
+  }
+  AdamW optimizer(make_param_groups(model_, config_.optim, owned), config_.optim);
+  if (dense_zero_) {
+    int64_t mine = 0, all = 0;
+    for (const auto& g : optimizer.groups())
+      for (const auto& p : g.params) mine += p.numel();
+    for (const auto& p : model_->parameters()) all += p.numel();
+    log_ << "ZeRO-1: rank 0 keeps optimizer state for " << mine << " of its " << all
+         << " parameters\n";
+  }
   auto moe_layers = model_->moe_layers();
   MetricsLogger metrics(train.run_dir, train.log_every, log_, rank0_);
 
@@ -224,9 +242,13 @@ TrainSummary Trainer::run() {
     } else {
       bad_in_a_row = 0;
       optimizer.step(lr);
+      if (dense_zero_) {
+        dense_zero_->broadcast_updates();
+        expert_zero_->broadcast_updates();
+      }
       for (size_t l = 0; l < moe_layers.size(); ++l) moe_layers[l]->gate->update_bias(load_LE[l]);
     }
-    optimizer.zero_grad();
+    model_->zero_grad();  // every parameter's, not only those this rank's optimizer updates
 
     if (!moe_layers.empty()) {
       double lo = 1, hi = 0;

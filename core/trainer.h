@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <ostream>
@@ -14,6 +15,7 @@
 #include "core/transformer.h"
 #include "optim/adamw.h"
 #include "parallel/grad_sync.h"
+#include "parallel/zero.h"
 #include "parallel/parallel_dims.h"
 #include "parallel/process_groups.h"
 
@@ -28,7 +30,10 @@ struct TrainSummary {
 
 // Parameter groups by the usual rule: weight decay on matrices, none on norms,
 // biases, the router's bias and (unless optim.decay_embeddings) embeddings.
-std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim);
+// `keep` selects the parameters this rank updates (ZeRO-1); default: all.
+std::vector<ParamGroup> make_param_groups(
+    CausalLM& model, const OptimOptions& optim,
+    const std::function<bool(const torch::Tensor&)>& keep = nullptr);
 
 // One process, or one rank of a job: `groups` come from the launcher (see
 // launch/main.cpp) and must match config.parallel. Every rank computes; rank 0
@@ -56,6 +61,7 @@ class Trainer {
   CausalLM model_{nullptr};
   std::vector<torch::Tensor> dense_params_, expert_params_;
   std::unique_ptr<GradientSync> dense_sync_, expert_sync_;
+  std::unique_ptr<Zero1Partition> dense_zero_, expert_zero_;  // with parallel.zero1
 };
 
 }  // namespace moxie

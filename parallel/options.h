@@ -10,6 +10,9 @@ struct ParallelOptions {
   int64_t tp = 1;
   int64_t ep = 1;
   int64_t pp = 1;  // pipeline parallelism is not implemented: must be 1
+  // ZeRO-1: optimizer state (moments, fp32 masters) sharded over the
+  // data-parallel ranks; each updates its share and sends it to the others.
+  bool zero1 = false;
 };
 
 }  // namespace moxie

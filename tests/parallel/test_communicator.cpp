@@ -2,9 +2,12 @@
 // rank can compute alone from the (deterministic) inputs of all ranks.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "parallel/differentiable.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_groups.h"
+#include "parallel/zero.h"
 
 using namespace moxie;
 
@@ -113,4 +116,33 @@ TEST_CASE("process groups follow the documented rank order") {
   wrong.dp = 1;
   CHECK_THROWS_WITH(make_process_groups(ParallelDims(wrong, 2, 8, 4, 2), world),
                     Catch::Contains("the job has 4 ranks but the layout needs 2"));
+}
+
+TEST_CASE("ZeRO-1 owners: every parameter owned once, shares balanced within one parameter") {
+  std::vector<torch::Tensor> params;
+  for (int64_t n : {1000, 10, 300, 300, 7, 500, 64, 64, 2000, 1})
+    params.push_back(torch::zeros({n}));
+  for (int ranks : {1, 2, 3, 4}) {
+    auto owners = zero1_owners(params, ranks);
+    std::vector<int64_t> load(ranks, 0);
+    for (size_t i = 0; i < params.size(); ++i) {
+      REQUIRE(owners[i] >= 0);
+      REQUIRE(owners[i] < ranks);
+      load[owners[i]] += params[i].numel();
+    }
+    const auto [lo, hi] = std::minmax_element(load.begin(), load.end());
+    CHECK(*hi - *lo <= 2000);  // at most the largest parameter apart
+  }
+}
+
+TEST_CASE("ZeRO-1 hands every rank the owners' updated values") {
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  std::vector<torch::Tensor> params = {torch::zeros({5}), torch::zeros({3}), torch::zeros({4})};
+  Zero1Partition zero(params, comm);
+  auto owners = zero1_owners(params, comm.size());
+  for (auto& p : zero.owned()) p.fill_(comm.rank() + 1);  // "update" what this rank owns
+  zero.broadcast_updates();
+  for (size_t i = 0; i < params.size(); ++i) {
+    CHECK(torch::equal(params[i], torch::full_like(params[i], owners[i] + 1)));
+  }
 }

@@ -1,0 +1,51 @@
+// ZeRO-1 partitioning.
+#include "parallel/zero.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace moxie {
+
+std::vector<int> zero1_owners(const std::vector<torch::Tensor>& params, int group_size) {
+  std::vector<size_t> order(params.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return params[a].numel() > params[b].numel(); });
+  std::vector<int64_t> load(group_size, 0);
+  std::vector<int> owners(params.size(), 0);
+  for (size_t i : order) {
+    const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    owners[i] = r;
+    load[r] += params[i].numel();
+  }
+  return owners;
+}
+
+Zero1Partition::Zero1Partition(std::vector<torch::Tensor> params, Communicator& group)
+    : params_(std::move(params)), owners_(zero1_owners(params_, group.size())), group_(group) {}
+
+std::vector<torch::Tensor> Zero1Partition::owned() const {
+  std::vector<torch::Tensor> mine;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (owners_[i] == group_.rank()) mine.push_back(params_[i]);
+  }
+  return mine;
+}
+
+bool Zero1Partition::owns(const torch::Tensor& param) const {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (params_[i].is_same(param)) return owners_[i] == group_.rank();
+  }
+  return false;
+}
+
+void Zero1Partition::broadcast_updates() {
+  if (group_.size() == 1) return;
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto data = params_[i].detach();
+    group_.broadcast(data, owners_[i]);
+  }
+}
+
+}  // namespace moxie
