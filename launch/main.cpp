@@ -14,6 +14,7 @@
 
 #include "core/config.h"
 #include "core/trainer.h"
+#include "launch/launch_command.h"
 #include "parallel/mpi_communicator.h"
 
 namespace {
@@ -24,6 +25,7 @@ const char* kUsage =
     "commands:\n"
     "  train CONFIG [--set key.path=value]...   train a model from a YAML config\n"
     "  config CONFIG [--set key.path=value]...  validate and print the resolved config\n"
+    "  launch -n N CONFIG [--set ...]...        run `train` on N local ranks through mpirun\n"
     "  help                                     this text\n"
     "\n"
     "example:\n"
@@ -80,6 +82,14 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
+  if (command == "launch") {
+    try {
+      return moxie::launch(argc, argv);  // returns only on error
+    } catch (const std::exception& e) {
+      std::cerr << "moxie: " << e.what() << "\n";
+      return 2;
+    }
+  }
   std::unique_ptr<moxie::MpiRuntime> mpi;
   int rank = 0, world_size = 1;
   try {

@@ -53,5 +53,14 @@ expect 0 "d_model: 256" -- config "$root/configs/tiny.yaml" --set model.d_model=
 # A data path that does not exist: a runtime error naming it, exit 1, no crash.
 expect 1 "$tmp/no-corpus" -- train "$root/configs/tiny.yaml" --set data.path="$tmp/no-corpus" --set train.run_dir="$tmp/run"
 
-echo "$((12 - failures)) passed, $failures failed"
+expect 2 "needs -n N" -- launch "$root/configs/tiny.yaml"
+expect 2 "must be a positive integer" -- launch -n zero "$root/configs/tiny.yaml"
+# A real two-rank run through the mpirun line that `moxie launch` builds.
+expect 0 "layout: world 2 = pp1 x dp2" -- launch -n 2 "$root/configs/tiny.yaml" --set parallel.dp=2 \
+  --set train.steps=2 --set train.micro_batch_size=2 --set data.path="$root/.data/text" \
+  --set train.run_dir="$tmp/launched" --set train.eval_batches=1
+# A layout that does not match the rank count: one sentence, exit 2.
+expect 2 "does not match the world size 2" -- launch -n 2 "$root/configs/tiny.yaml" --set parallel.dp=4
+
+echo "$((16 - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]
