@@ -29,7 +29,7 @@ Dispatched LocalTokenDispatcher::dispatch(const torch::Tensor& x_TD, const Route
   Dispatched out;
   out.plan = plan_routing(options_, routing, x_TD.size(0), capacity_group);
   out.tokens_ND = permute_tokens(x_TD, out.plan);
-  out.tokens_per_local_expert = out.plan.counts;
+  out.segment_rows = out.plan.counts;
   return out;
 }
 
@@ -65,36 +65,21 @@ Dispatched AllToAllTokenDispatcher::dispatch(const torch::Tensor& x_TD,
     out.send_rows[p] = counts_sent[p].sum().item<int64_t>();
     out.recv_rows[p] = counts_recv[p].sum().item<int64_t>();
   }
-  auto received = differentiable_all_to_all(ep_group_, permuted_ND, out.send_rows, out.recv_rows);
-
-  // Received rows are grouped by source rank, then local expert; Experts wants
-  // them grouped by local expert. Build that order on the host from the counts.
+  out.tokens_ND = differentiable_all_to_all(ep_group_, permuted_ND, out.send_rows, out.recv_rows);
+  // Rows arrive grouped by source rank, then local expert.
   auto recv = counts_recv.contiguous();
   const int64_t* c = recv.data_ptr<int64_t>();
-  std::vector<int64_t> start(ep * local);
-  int64_t offset = 0;
-  for (int64_t i = 0; i < ep * local; ++i) start[i] = offset, offset += c[i];
-  std::vector<int64_t> order;
-  order.reserve(offset);
-  out.tokens_per_local_expert.assign(local, 0);
-  for (int64_t e = 0; e < local; ++e) {
-    for (int p = 0; p < ep; ++p) {
-      const int64_t i = p * local + e;
-      for (int64_t k = 0; k < c[i]; ++k) order.push_back(start[i] + k);
-      out.tokens_per_local_expert[e] += c[i];
-    }
+  out.segment_rows.assign(c, c + ep * local);
+  for (int p = 0; p < ep; ++p) {
+    for (int64_t e = 0; e < local; ++e) out.segment_experts.push_back(e);
   }
-  out.regroup_index = torch::tensor(order, torch::kLong);
-  out.tokens_ND = received.index_select(0, out.regroup_index);
   return out;
 }
 
 torch::Tensor AllToAllTokenDispatcher::combine(const torch::Tensor& expert_out_ND,
                                                const Dispatched& dispatched) {
-  // Undo the regrouping, send rows home, and unpermute.
-  auto by_source = torch::zeros_like(expert_out_ND)
-                       .index_copy(0, dispatched.regroup_index, expert_out_ND);
-  auto home = differentiable_all_to_all(ep_group_, by_source, dispatched.recv_rows,
+  // Send rows home the way they came, then unpermute.
+  auto home = differentiable_all_to_all(ep_group_, expert_out_ND, dispatched.recv_rows,
                                         dispatched.send_rows);
   return unpermute_tokens(home, dispatched.plan);
 }

@@ -18,13 +18,15 @@ namespace moxie {
 
 // What dispatch hands to the experts, and what combine needs to undo it.
 struct Dispatched {
-  torch::Tensor tokens_ND;                      // rows grouped by local expert
-  std::vector<int64_t> tokens_per_local_expert;  // segment sizes for Experts
-  PermutePlan plan;                             // this rank's permutation
-  // Expert parallelism only: rows sent to / received from each EP rank, and
-  // the order that groups received rows by local expert.
+  // Rows for this rank's experts, in consecutive segments: segment i holds
+  // segment_rows[i] rows for local expert segment_experts[i] (empty: segment i
+  // is expert i). Experts::forward takes them as they are.
+  torch::Tensor tokens_ND;
+  std::vector<int64_t> segment_rows;
+  std::vector<int64_t> segment_experts;
+  PermutePlan plan;  // this rank's permutation
+  // Expert parallelism only: rows sent to / received from each EP rank.
   std::vector<int64_t> send_rows, recv_rows;
-  torch::Tensor regroup_index;
 };
 
 class TokenDispatcher {
@@ -57,6 +59,8 @@ class LocalTokenDispatcher : public TokenDispatcher {
 // Experts are split over the EP group: rank i holds experts
 // [i * E / ep, (i + 1) * E / ep). Tokens travel to their experts' ranks by
 // all-to-all and come back the same way; every step is differentiable.
+// Received rows stay grouped by source rank, then expert: one segment per
+// (source, local expert), so no regrouping pass is needed either way.
 class AllToAllTokenDispatcher : public TokenDispatcher {
  public:
   // ep_group must outlive the dispatcher and every backward pass through it.

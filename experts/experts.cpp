@@ -20,8 +20,9 @@ ExpertsImpl::ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hid
 }
 
 torch::Tensor ExpertsImpl::forward(const torch::Tensor& x_ND,
-                                   const std::vector<int64_t>& tokens_per_expert) {
-  return grouped_swiglu(x_ND, w13, w2, tokens_per_expert);
+                                   const std::vector<int64_t>& segment_rows,
+                                   const std::vector<int64_t>& segment_experts) {
+  return grouped_swiglu(x_ND, w13, w2, segment_rows, segment_experts);
 }
 
 SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden) {

@@ -20,8 +20,10 @@ class ExpertsImpl : public torch::nn::Module {
   ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hidden,
               int64_t first_expert = 0, double init_std = 0.02);
 
-  // x_ND: rows grouped by expert, tokens_per_expert[e] rows each.
-  torch::Tensor forward(const torch::Tensor& x_ND, const std::vector<int64_t>& tokens_per_expert);
+  // x_ND: consecutive row segments of segment_rows[i] rows, segment i for local
+  // expert segment_experts[i] (empty: segment i is expert i). See grouped_swiglu.
+  torch::Tensor forward(const torch::Tensor& x_ND, const std::vector<int64_t>& segment_rows,
+                        const std::vector<int64_t>& segment_experts = {});
 
   int64_t num_experts() const { return w13.size(0); }
   int64_t hidden() const { return w2.size(2); }

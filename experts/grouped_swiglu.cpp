@@ -7,32 +7,48 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Per-expert matmul over contiguous row segments: out[rows of e] = in[rows of e] @ w(e).
+// Row segments and the expert of each.
+struct Segments {
+  std::vector<int64_t> rows;
+  std::vector<int64_t> expert;
+};
+
+// Per-segment matmul: out[rows of segment i] = in[rows of segment i] @ w(expert of i).
 template <class WeightOf>
-void segment_mm(torch::Tensor& out, const torch::Tensor& in, const std::vector<int64_t>& counts,
+void segment_mm(torch::Tensor& out, const torch::Tensor& in, const Segments& seg,
                 WeightOf weight_of) {
   int64_t offset = 0;
-  for (size_t e = 0; e < counts.size(); ++e) {
-    if (counts[e] == 0) continue;
-    auto rows = out.narrow(0, offset, counts[e]);
-    torch::mm_out(rows, in.narrow(0, offset, counts[e]), weight_of(e));
-    offset += counts[e];
+  for (size_t i = 0; i < seg.rows.size(); ++i) {
+    if (seg.rows[i] == 0) continue;
+    auto rows = out.narrow(0, offset, seg.rows[i]);
+    torch::mm_out(rows, in.narrow(0, offset, seg.rows[i]), weight_of(seg.expert[i]));
+    offset += seg.rows[i];
   }
 }
 
-// Weight gradients: grad[e] (or the slice `rows` of it) = lhs[rows of e]^T @
-// rhs[rows of e]. Experts that received no rows get zeros.
+// Weight gradients: grad[e] (or rows [row0, row0 + nrows) of it) = sum over
+// e's segments of lhs[segment]^T @ rhs[segment]; zeros for an expert with none.
+// The first segment of an expert writes, later ones accumulate.
 void segment_weight_grad(torch::Tensor& grad, const torch::Tensor& lhs, const torch::Tensor& rhs,
-                         const std::vector<int64_t>& counts, int64_t row0, int64_t nrows) {
+                         const Segments& seg, int64_t row0, int64_t nrows) {
+  std::vector<bool> written(grad.size(0), false);
   int64_t offset = 0;
-  for (size_t e = 0; e < counts.size(); ++e) {
+  for (size_t i = 0; i < seg.rows.size(); ++i) {
+    if (seg.rows[i] == 0) continue;
+    const int64_t e = seg.expert[i];
     auto out = grad[e].narrow(0, row0, nrows);
-    if (counts[e] == 0) {
-      out.zero_();
-      continue;
+    auto a = lhs.narrow(0, offset, seg.rows[i]).t();
+    auto b = rhs.narrow(0, offset, seg.rows[i]);
+    if (written[e]) {
+      out.addmm_(a, b);
+    } else {
+      torch::mm_out(out, a, b);
+      written[e] = true;
     }
-    torch::mm_out(out, lhs.narrow(0, offset, counts[e]).t(), rhs.narrow(0, offset, counts[e]));
-    offset += counts[e];
+    offset += seg.rows[i];
+  }
+  for (int64_t e = 0; e < grad.size(0); ++e) {
+    if (!written[e]) grad[e].narrow(0, row0, nrows).zero_();
   }
 }
 
@@ -42,21 +58,24 @@ void segment_weight_grad(torch::Tensor& grad, const torch::Tensor& lhs, const to
 // activation, so backward recomputes nothing.
 struct GroupedSwiGLUFn : public torch::autograd::Function<GroupedSwiGLUFn> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x_ND, torch::Tensor w13_EFD,
-                               torch::Tensor w2_EDH, std::vector<int64_t> counts) {
+                               torch::Tensor w2_EDH, std::vector<int64_t> counts,
+                               std::vector<int64_t> experts) {
+    const Segments seg{counts, experts};
     x_ND = x_ND.contiguous();
     const int64_t N = x_ND.size(0);
     const int64_t H = w2_EDH.size(2);
     const int64_t D = w2_EDH.size(1);
     auto gate_NH = torch::empty({N, H}, x_ND.options());
     auto up_NH = torch::empty({N, H}, x_ND.options());
-    segment_mm(gate_NH, x_ND, counts, [&](size_t e) { return w13_EFD[e].narrow(0, 0, H).t(); });
-    segment_mm(up_NH, x_ND, counts, [&](size_t e) { return w13_EFD[e].narrow(0, H, H).t(); });
+    segment_mm(gate_NH, x_ND, seg, [&](int64_t e) { return w13_EFD[e].narrow(0, 0, H).t(); });
+    segment_mm(up_NH, x_ND, seg, [&](int64_t e) { return w13_EFD[e].narrow(0, H, H).t(); });
     auto silu_NH = torch::silu(gate_NH);
     auto a_NH = silu_NH * up_NH;
     auto y_ND = torch::empty({N, D}, x_ND.options());
-    segment_mm(y_ND, a_NH, counts, [&](size_t e) { return w2_EDH[e].t(); });
+    segment_mm(y_ND, a_NH, seg, [&](int64_t e) { return w2_EDH[e].t(); });
     ctx->save_for_backward({x_ND, w13_EFD, w2_EDH, gate_NH, up_NH, silu_NH, a_NH});
     ctx->saved_data["counts"] = c10::IValue(counts);
+    ctx->saved_data["experts"] = c10::IValue(experts);
     return y_ND;
   }
 
@@ -69,41 +88,54 @@ struct GroupedSwiGLUFn : public torch::autograd::Function<GroupedSwiGLUFn> {
     const auto& up_NH = saved[4];
     const auto& silu_NH = saved[5];
     const auto& a_NH = saved[6];
-    const auto counts = ctx->saved_data["counts"].toIntVector();
+    const Segments seg{ctx->saved_data["counts"].toIntVector(),
+                       ctx->saved_data["experts"].toIntVector()};
     auto g_ND = grad_outputs[0].contiguous();
     const int64_t D = w2_EDH.size(1);
     const int64_t H = w2_EDH.size(2);
 
     auto grad_w2 = torch::empty_like(w2_EDH);
-    segment_weight_grad(grad_w2, g_ND, a_NH, counts, 0, D);
+    segment_weight_grad(grad_w2, g_ND, a_NH, seg, 0, D);
     auto da_NH = torch::empty_like(gate_NH);
-    segment_mm(da_NH, g_ND, counts, [&](size_t e) { return w2_EDH[e]; });
+    segment_mm(da_NH, g_ND, seg, [&](int64_t e) { return w2_EDH[e]; });
 
     // d/d gate = silu'(gate) * da * up;  d/d up = da * silu(gate)
     auto dgate_NH = at::silu_backward(da_NH * up_NH, gate_NH);
     auto dup_NH = da_NH.mul_(silu_NH);
 
     auto grad_w13 = torch::empty_like(w13_EFD);
-    segment_weight_grad(grad_w13, dgate_NH, x_ND, counts, 0, H);
-    segment_weight_grad(grad_w13, dup_NH, x_ND, counts, H, H);
+    segment_weight_grad(grad_w13, dgate_NH, x_ND, seg, 0, H);
+    segment_weight_grad(grad_w13, dup_NH, x_ND, seg, H, H);
     auto grad_x = torch::empty_like(x_ND);
-    segment_mm(grad_x, dgate_NH, counts, [&](size_t e) { return w13_EFD[e].narrow(0, 0, H); });
+    segment_mm(grad_x, dgate_NH, seg, [&](int64_t e) { return w13_EFD[e].narrow(0, 0, H); });
     int64_t offset = 0;
-    for (size_t e = 0; e < counts.size(); ++e) {
-      if (counts[e] == 0) continue;
-      auto rows = grad_x.narrow(0, offset, counts[e]);
-      rows.addmm_(dup_NH.narrow(0, offset, counts[e]), w13_EFD[e].narrow(0, H, H));
-      offset += counts[e];
+    for (size_t i = 0; i < seg.rows.size(); ++i) {
+      if (seg.rows[i] == 0) continue;
+      auto rows = grad_x.narrow(0, offset, seg.rows[i]);
+      rows.addmm_(dup_NH.narrow(0, offset, seg.rows[i]), w13_EFD[seg.expert[i]].narrow(0, H, H));
+      offset += seg.rows[i];
     }
-    return {grad_x, grad_w13, grad_w2, torch::Tensor()};
+    return {grad_x, grad_w13, grad_w2, torch::Tensor(), torch::Tensor()};
   }
 };
 
-void check_segments(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
-                    const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts) {
-  TORCH_CHECK(static_cast<int64_t>(counts.size()) == w13_EFD.size(0),
-              "grouped_swiglu: ", counts.size(), " segment counts for ", w13_EFD.size(0),
-              " experts");
+// The expert of every segment (identity when none are given), checked.
+std::vector<int64_t> check_segments(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
+                                    const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts,
+                                    const std::vector<int64_t>& segment_experts) {
+  std::vector<int64_t> experts = segment_experts;
+  if (experts.empty()) {
+    TORCH_CHECK(static_cast<int64_t>(counts.size()) == w13_EFD.size(0),
+                "grouped_swiglu: ", counts.size(), " segment counts for ", w13_EFD.size(0),
+                " experts");
+    for (size_t i = 0; i < counts.size(); ++i) experts.push_back(static_cast<int64_t>(i));
+  }
+  TORCH_CHECK(experts.size() == counts.size(), "grouped_swiglu: ", counts.size(),
+              " segment counts but ", experts.size(), " segment experts");
+  for (auto e : experts) {
+    TORCH_CHECK(e >= 0 && e < w13_EFD.size(0), "grouped_swiglu: segment expert ", e,
+                " outside [0, ", w13_EFD.size(0), ")");
+  }
   int64_t total = 0;
   for (auto c : counts) total += c;
   TORCH_CHECK(total == x_ND.size(0), "grouped_swiglu: segment counts sum to ", total, " but x has ",
@@ -112,25 +144,29 @@ void check_segments(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
                   w2_EDH.size(1) == x_ND.size(1),
               "grouped_swiglu: weight shapes ", w13_EFD.sizes(), " and ", w2_EDH.sizes(),
               " do not fit x ", x_ND.sizes());
+  return experts;
 }
 
 }  // namespace
 
 torch::Tensor grouped_swiglu(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
-                             const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts) {
-  check_segments(x_ND, w13_EFD, w2_EDH, counts);
-  return GroupedSwiGLUFn::apply(x_ND, w13_EFD, w2_EDH, counts);
+                             const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts,
+                             const std::vector<int64_t>& segment_experts) {
+  auto experts = check_segments(x_ND, w13_EFD, w2_EDH, counts, segment_experts);
+  return GroupedSwiGLUFn::apply(x_ND, w13_EFD, w2_EDH, counts, experts);
 }
 
 torch::Tensor grouped_swiglu_reference(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
                                        const torch::Tensor& w2_EDH,
-                                       const std::vector<int64_t>& counts) {
-  check_segments(x_ND, w13_EFD, w2_EDH, counts);
+                                       const std::vector<int64_t>& counts,
+                                       const std::vector<int64_t>& segment_experts) {
+  const auto experts = check_segments(x_ND, w13_EFD, w2_EDH, counts, segment_experts);
   const int64_t H = w2_EDH.size(2);
   std::vector<torch::Tensor> rows;
   int64_t row = 0;
-  for (size_t e = 0; e < counts.size(); ++e) {
-    for (int64_t i = 0; i < counts[e]; ++i, ++row) {
+  for (size_t s = 0; s < counts.size(); ++s) {
+    const int64_t e = experts[s];
+    for (int64_t i = 0; i < counts[s]; ++i, ++row) {
       auto x = x_ND[row];
       auto gate = torch::mv(w13_EFD[e].narrow(0, 0, H), x);
       auto up = torch::mv(w13_EFD[e].narrow(0, H, H), x);

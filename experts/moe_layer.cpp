@@ -30,7 +30,8 @@ MoEOutput MoELayerImpl::forward(const torch::Tensor& x) {
   // Capacity is per sequence when the input has one ([..., S, D]).
   const int64_t capacity_group = x.dim() >= 3 ? x.size(-2) : 0;
   auto dispatched = dispatcher_->dispatch(x_TD, routing, capacity_group);
-  auto expert_out_ND = experts(dispatched.tokens_ND, dispatched.tokens_per_local_expert);
+  auto expert_out_ND =
+      experts(dispatched.tokens_ND, dispatched.segment_rows, dispatched.segment_experts);
   auto y_TD = dispatcher_->combine(expert_out_ND, dispatched);
   if (shared_expert) {
     y_TD = y_TD + torch::sigmoid(shared_expert_gate(x_TD)) * shared_expert(x_TD);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/allocator.h"
 #include "core/config.h"
 #include "core/trainer.h"
 #include "launch/launch_command.h"
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
   }
+  moxie::keep_freed_memory_for_reuse();
   const std::string command = argv[1];
   if (command == "launch") {
     try {

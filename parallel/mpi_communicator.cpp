@@ -155,13 +155,8 @@ torch::Tensor MpiCommunicator::all_to_all(const torch::Tensor& input,
     throw std::invalid_argument("all_to_all: need one send and one receive count per rank (" +
                                 std::to_string(size_) + ")");
   }
-  std::vector<int> send_counts(size_), recv_counts(size_), send_displs(size_), recv_displs(size_);
   int64_t send_total = 0, recv_total = 0;
   for (int p = 0; p < size_; ++p) {
-    send_counts[p] = as_int(send_rows[p], "all_to_all");
-    recv_counts[p] = as_int(recv_rows[p], "all_to_all");
-    send_displs[p] = as_int(send_total, "all_to_all");
-    recv_displs[p] = as_int(recv_total, "all_to_all");
     send_total += send_rows[p];
     recv_total += recv_rows[p];
   }
@@ -174,10 +169,30 @@ torch::Tensor MpiCommunicator::all_to_all(const torch::Tensor& input,
   auto out = torch::empty(sizes, input.options());
   int64_t row_bytes = input.element_size();
   for (size_t d = 1; d < sizes.size(); ++d) row_bytes *= sizes[d];
-  ContiguousType row(std::max<int64_t>(1, row_bytes));
-  MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), send_counts.data(), send_displs.data(), row.get(),
-                                out.data_ptr(), recv_counts.data(), recv_displs.data(), row.get(),
-                                comm_));
+  // Counts in bytes when they fit MPI's int (Open MPI moves plain bytes
+  // fastest); otherwise in rows of a derived contiguous type.
+  const bool as_bytes = std::max(send_total, recv_total) * row_bytes <= INT_MAX;
+  const int64_t unit = as_bytes ? row_bytes : 1;
+  std::vector<int> send_counts(size_), recv_counts(size_), send_displs(size_), recv_displs(size_);
+  int64_t s_off = 0, r_off = 0;
+  for (int p = 0; p < size_; ++p) {
+    send_counts[p] = as_int(send_rows[p] * unit, "all_to_all");
+    recv_counts[p] = as_int(recv_rows[p] * unit, "all_to_all");
+    send_displs[p] = as_int(s_off, "all_to_all");
+    recv_displs[p] = as_int(r_off, "all_to_all");
+    s_off += send_rows[p] * unit;
+    r_off += recv_rows[p] * unit;
+  }
+  if (as_bytes) {
+    MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), send_counts.data(), send_displs.data(), MPI_BYTE,
+                                  out.data_ptr(), recv_counts.data(), recv_displs.data(), MPI_BYTE,
+                                  comm_));
+  } else {
+    ContiguousType row(std::max<int64_t>(1, row_bytes));
+    MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), send_counts.data(), send_displs.data(), row.get(),
+                                  out.data_ptr(), recv_counts.data(), recv_displs.data(), row.get(),
+                                  comm_));
+  }
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "core/allocator.h"
 #include "core/config.h"
 #include "core/layers.h"
 #include "core/trainer.h"
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: bench_step_breakdown CONFIG [--set key=value]... [--steps N]\n";
     return 2;
   }
+  keep_freed_memory_for_reuse();
   std::vector<std::string> overrides;
   int steps = 10;
   for (int i = 2; i + 1 < argc; i += 2) {

@@ -74,3 +74,28 @@ TEST_CASE("Experts registers stacked weights with the documented shapes") {
   CHECK(params["w13"].sizes() == torch::IntArrayRef({3, 10, 8}));
   CHECK(params["w2"].sizes() == torch::IntArrayRef({3, 8, 5}));
 }
+
+TEST_CASE("segments may name their expert: several per expert, any order, some experts none") {
+  torch::manual_seed(19);
+  const int64_t E = 3, D = 4, H = 5;
+  const std::vector<int64_t> rows = {2, 0, 3, 1, 2};     // five segments
+  const std::vector<int64_t> experts = {1, 0, 1, 2, 1};  // expert 1 three times, 0 empty
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  auto x = torch::randn({8, D}, opts);
+  auto w13 = torch::randn({E, 2 * H, D}, opts);
+  auto w2 = torch::randn({E, D, H}, opts);
+  auto up = torch::randn({8, D}, opts);
+  auto run_with = [&](bool grouped) {
+    auto xi = x.clone().requires_grad_(true);
+    auto a = w13.clone().requires_grad_(true);
+    auto b = w2.clone().requires_grad_(true);
+    auto y = grouped ? grouped_swiglu(xi, a, b, rows, experts)
+                     : grouped_swiglu_reference(xi, a, b, rows, experts);
+    (y * up).sum().backward();
+    return std::vector<torch::Tensor>{y.detach(), xi.grad(), a.grad(), b.grad()};
+  };
+  auto fast = run_with(true), ref = run_with(false);
+  for (size_t i = 0; i < fast.size(); ++i) CHECK(torch::allclose(fast[i], ref[i], 1e-12, 1e-12));
+  CHECK(fast[2][0].abs().sum().item<double>() == 0.0);
+  CHECK_THROWS_WITH(grouped_swiglu(x, w13, w2, rows, {1, 0, 1, 3, 1}), Catch::Contains("segment expert 3"));
+}
