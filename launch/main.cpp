@@ -14,6 +14,7 @@
 
 #include "core/allocator.h"
 #include "core/config.h"
+#include "core/plan.h"
 #include "core/trainer.h"
 #include "launch/launch_command.h"
 #include "parallel/mpi_communicator.h"
@@ -27,6 +28,8 @@ const char* kUsage =
     "  train CONFIG [--set key.path=value]...   train a model from a YAML config\n"
     "  config CONFIG [--set key.path=value]...  validate and print the resolved config\n"
     "  launch -n N CONFIG [--set ...]...        run `train` on N local ranks through mpirun\n"
+    "  plan CONFIG --world N [--device-memory GB] [--param-bytes 2|4] [--set ...]...\n"
+    "                                           parameters, per-rank memory, FLOPs, traffic\n"
     "  help                                     this text\n"
     "\n"
     "example:\n"
@@ -39,7 +42,18 @@ struct UsageError : std::runtime_error {
 struct Invocation {
   std::string config_path;
   std::vector<std::string> overrides;
+  moxie::PlanOptions plan;  // moxie plan only
+  bool world_given = false;
 };
+
+double number_arg(const std::string& flag, const std::string& value) {
+  char* end = nullptr;
+  const double v = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end != '\0' || !(v > 0)) {
+    throw UsageError(flag + " " + value + ": expected a positive number");
+  }
+  return v;
+}
 
 Invocation parse_args(const std::string& command, int argc, char** argv) {
   Invocation inv;
@@ -50,6 +64,19 @@ Invocation parse_args(const std::string& command, int argc, char** argv) {
       inv.overrides.push_back(argv[++i]);
     } else if (arg.rfind("--set=", 0) == 0) {
       inv.overrides.push_back(arg.substr(6));
+    } else if (command == "plan" && (arg == "--world" || arg == "--device-memory" ||
+                                     arg == "--param-bytes")) {
+      if (i + 1 >= argc) throw UsageError(arg + " needs a value");
+      const double v = number_arg(arg, argv[++i]);
+      if (arg == "--world") {
+        inv.plan.world = static_cast<int64_t>(v);
+        inv.world_given = true;
+      } else if (arg == "--device-memory") {
+        inv.plan.device_bytes = v * 1e9;
+      } else {
+        if (v != 2 && v != 4) throw UsageError("--param-bytes takes 2 (bf16) or 4 (fp32)");
+        inv.plan.param_bytes = static_cast<int64_t>(v);
+      }
     } else if (!arg.empty() && arg[0] == '-') {
       throw UsageError("unknown option '" + arg + "' for 'moxie " + command + "'");
     } else if (inv.config_path.empty()) {
@@ -99,6 +126,14 @@ int main(int argc, char** argv) {
       mpi = std::make_unique<moxie::MpiRuntime>(&argc, &argv);
       MPI_Comm_rank(MPI_COMM_WORLD, &rank);
       MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    }
+    if (command == "plan") {
+      const auto inv = parse_args(command, argc, argv);
+      if (!inv.world_given) throw UsageError("'moxie plan' needs --world N, the number of ranks");
+      const auto config = moxie::load_config(inv.config_path, inv.overrides);
+      const auto plan = moxie::make_plan(config, inv.plan);
+      std::cout << moxie::describe(config, inv.plan, plan);
+      return 0;
     }
     if (command == "train" || command == "config") {
       const auto inv = parse_args(command, argc, argv);

@@ -62,5 +62,11 @@ expect 0 "layout: world 2 = pp1 x dp2" -- launch -n 2 "$root/configs/tiny.yaml" 
 # A layout that does not match the rank count: one sentence, exit 2.
 expect 2 "does not match the world size 2" -- launch -n 2 "$root/configs/tiny.yaml" --set parallel.dp=4
 
-echo "$((16 - failures)) passed, $failures failed"
+# moxie plan on the reference trillion-parameter layouts.
+expect 0 "1.028T total.*" -- plan "$root/configs/kimi-k2-like-1024.yaml" --world 1024
+expect 0 "total .* of 80.00 GB: fits" -- plan "$root/configs/kimi-k2-like-2048.yaml" --world 2048
+expect 2 "needs --world N" -- plan "$root/configs/kimi-k2-like-1024.yaml"
+expect 2 "does not match the world size 512" -- plan "$root/configs/kimi-k2-like-1024.yaml" --world 512
+
+echo "$((20 - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -1,0 +1,44 @@
+// Capacity planning for a config at a world size, without building anything:
+// parameter counts, what one rank holds, FLOPs and all-to-all traffic, and
+// whether it fits a device. Pure arithmetic (no torch), so trillion-parameter
+// layouts are planned on any machine.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/config.h"
+
+namespace moxie {
+
+struct PlanOptions {
+  int64_t world = 1;
+  double device_bytes = 80e9;       // memory of one device
+  int64_t param_bytes = 2;          // bytes per parameter and gradient (2: bf16, 4: fp32)
+};
+
+struct Plan {
+  // Whole model.
+  int64_t params_total = 0;
+  int64_t params_active = 0;        // one token's: top_k experts, shared experts, the rest
+  int64_t params_experts = 0;       // routed experts, all layers
+  double flops_per_token = 0;       // training (forward + backward), PaLM's convention
+  // One rank (the largest shard: ranks differ only by which experts they hold).
+  int64_t rank_params = 0;
+  int64_t rank_expert_params = 0;
+  double rank_param_bytes = 0;
+  double rank_grad_bytes = 0;
+  double rank_optimizer_bytes = 0;  // fp32 moments (+ fp32 masters when params are not fp32)
+  double rank_activation_bytes = 0; // estimate, see plan.cpp
+  double rank_total_bytes = 0;
+  double alltoall_bytes_per_step = 0;  // token payload one rank sends and receives, fwd + bwd
+  bool fits = false;
+};
+
+// Throws LayoutError (parallel/parallel_dims.h) when the layout does not fit the world.
+Plan make_plan(const Config& config, const PlanOptions& options);
+
+// The report `moxie plan` prints.
+std::string describe(const Config& config, const PlanOptions& options, const Plan& plan);
+
+}  // namespace moxie

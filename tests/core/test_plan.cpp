@@ -1,0 +1,122 @@
+// moxie plan's arithmetic against models actually built: parameter counts of
+// a whole model and of one expert-parallel rank's shard, and FLOPs by hand.
+#include <catch2/catch.hpp>
+
+#include "core/plan.h"
+#include "core/transformer.h"
+
+using namespace moxie;
+
+namespace {
+
+// Holds experts [0, E / ep) like an expert-parallel rank; never dispatches.
+class ShardOnly : public TokenDispatcher {
+ public:
+  ShardOnly(int64_t local) : local_(local) {}
+  Dispatched dispatch(const torch::Tensor&, const RouterOutput&, int64_t) override {
+    throw std::logic_error("not used");
+  }
+  torch::Tensor combine(const torch::Tensor&, const Dispatched&) override {
+    throw std::logic_error("not used");
+  }
+  int64_t num_local_experts() const override { return local_; }
+
+ private:
+  int64_t local_;
+};
+
+Config small() {
+  Config c;
+  c.model.d_model = 32;
+  c.model.n_layers = 5;
+  c.model.n_heads = 4;
+  c.model.n_kv_heads = 2;
+  c.model.ffn_hidden = 80;
+  c.model.first_k_dense = 1;
+  c.model.moe_every = 2;  // layers 1 and 3 MoE; 0, 2, 4 dense
+  c.moe.num_experts = 8;
+  c.moe.top_k = 2;
+  c.moe.expert_hidden = 24;
+  c.moe.num_shared_experts = 1;
+  c.moe.shared_expert_hidden = 16;
+  return c;
+}
+
+int64_t numel(torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("plan: parameter counts equal the built model's") {
+  auto c = small();
+  PlanOptions o;
+  auto plan = make_plan(c, o);
+  CausalLM model(c.model, c.moe);
+  CHECK(plan.params_total == numel(*model));
+  int64_t experts = 0;
+  for (auto& layer : model->moe_layers()) experts += numel(*layer->experts);
+  CHECK(plan.params_experts == experts);
+  CHECK(plan.params_active == numel(*model) - experts * 6 / 8);  // 6 of 8 experts idle per token
+
+  c.model.tie_embeddings = true;
+  CHECK(make_plan(c, o).params_total == numel(*CausalLM(c.model, c.moe)));
+}
+
+TEST_CASE("plan: one expert-parallel rank holds what an EP shard of the model holds") {
+  auto c = small();
+  c.parallel.dp = 4;
+  c.parallel.ep = 4;
+  PlanOptions o;
+  o.world = 4;
+  o.param_bytes = 4;
+  auto plan = make_plan(c, o);
+  MoEParallel shard;
+  shard.dispatcher = std::make_shared<ShardOnly>(2);
+  CausalLM rank_model(c.model, c.moe, shard);
+  CHECK(plan.rank_params == numel(*rank_model));
+  CHECK(plan.rank_param_bytes == 4.0 * numel(*rank_model));
+  // fp32 parameters: Adam's two moments only, 8 bytes each; ZeRO-1 divides them.
+  CHECK(plan.rank_optimizer_bytes == Approx(8.0 * numel(*rank_model)));
+  c.parallel.zero1 = true;
+  const auto zero = make_plan(c, o);
+  const double dense = numel(*rank_model) - plan.rank_expert_params;
+  // dense state over dp = 4; expert state over expert-dp = dp * tp / ep = 1
+  CHECK(zero.rank_optimizer_bytes == Approx(8.0 * (dense / 4 + plan.rank_expert_params)));
+}
+
+TEST_CASE("plan: FLOPs per token and all-to-all bytes by hand") {
+  Config c;
+  c.model.vocab_size = 300;
+  c.model.d_model = 16;
+  c.model.n_layers = 1;
+  c.model.n_heads = 2;
+  c.model.n_kv_heads = 1;
+  c.moe.num_experts = 4;
+  c.moe.top_k = 1;
+  c.moe.expert_hidden = 8;
+  c.data.seq_len = 10;
+  c.train.micro_batch_size = 3;
+  c.parallel.dp = 2;
+  c.parallel.ep = 2;
+  PlanOptions o;
+  o.world = 2;
+  auto plan = make_plan(c, o);
+  // Matmuls one token uses: q 16x16, k and v 16x8 each, o 16x16, router 16x4,
+  // one expert 3 x 16 x 8, head 16 x 300.
+  const double matmul = 256 + 128 + 128 + 256 + 64 + 384 + 4800;
+  const double attention = 12.0 * 1 * 2 * 8 * 10;
+  CHECK(plan.flops_per_token == Approx(6 * matmul + attention));
+  // 30 tokens, 1 copy each, half leave the rank, there and back, fwd and bwd, 2 bytes.
+  CHECK(plan.alltoall_bytes_per_step == Approx(4.0 * 30 * 16 * 2 * 0.5));
+}
+
+TEST_CASE("plan: a layout that does not fit the world is refused") {
+  auto c = small();
+  c.parallel.dp = 2;
+  PlanOptions o;
+  o.world = 4;
+  CHECK_THROWS_WITH(make_plan(c, o), Catch::Contains("does not match the world size 4"));
+}
