@@ -86,7 +86,7 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
     if (!out) throw std::runtime_error("cannot write " + train.run_dir + "/config.yaml");
     log_ << "resolved config (saved to " << train.run_dir << "/config.yaml):\n" << resolved << "\n";
   }
-  log_ << "layout: " << dims_.describe() << "\n";
+  log_ << "layout: " << dims_.describe() << "; " << groups_.local_size << " rank(s) per node\n";
 
   if (train.threads > 0) torch::set_num_threads(static_cast<int>(train.threads));
   torch::manual_seed(static_cast<uint64_t>(train.seed));

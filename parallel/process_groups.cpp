@@ -24,6 +24,11 @@ ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicato
   g.dp = world.split(g.tp_index, g.dp_index);
   g.ep = world.split(r / ep, g.ep_index);
   g.expert_dp = world.split(g.ep_index, r / ep);
+  MPI_Comm node = MPI_COMM_NULL;
+  MOXIE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r, MPI_INFO_NULL, &node));
+  MPI_Comm_rank(node, &g.local_rank);
+  MPI_Comm_size(node, &g.local_size);
+  MPI_Comm_free(&node);
   return g;
 }
 

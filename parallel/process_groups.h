@@ -24,6 +24,9 @@ struct ProcessGroups {
   std::shared_ptr<Communicator> expert_dp;  // ranks holding the same experts
 
   int dp_index = 0, tp_index = 0, ep_index = 0;
+  // This rank among the ranks on its node (MPI_COMM_TYPE_SHARED): under
+  // mpirun and srun alike. A GPU rank takes device = local_rank.
+  int local_rank = 0, local_size = 1;
 };
 
 // Splits `world` (which must have dims.world() ranks) into the groups above.

@@ -29,6 +29,17 @@ def main():
         torch.set_num_threads(args.threads)
     with open(args.config) as f:
         cfg = yaml.safe_load(f)
+    # Only compare like with like: refuse what MixtralForCausalLM cannot express.
+    m, moe = cfg["model"], cfg["moe"]
+    unlike = {"model.first_k_dense": m["first_k_dense"] != 0, "model.moe_every": m["moe_every"] != 1,
+              "moe.num_shared_experts": moe["num_shared_experts"] != 0,
+              "moe.score_func": moe["score_func"] != "softmax", "moe.renormalize": not moe["renormalize"],
+              "moe.capacity_factor": moe["capacity_factor"] != 0, "moe.z_loss_coef": moe["z_loss_coef"] != 0,
+              "moe.bias_update_rate": moe["bias_update_rate"] != 0}
+    bad = [k for k, v in unlike.items() if v]
+    if bad:
+        raise SystemExit(f"hf_train.py: Mixtral has no equivalent of {', '.join(bad)}; "
+                         "benchmark a config that leaves them at their Mixtral values")
     m, moe, o = cfg["model"], cfg["moe"], cfg["optim"]
     hf_config = transformers.MixtralConfig(
         vocab_size=m["vocab_size"], hidden_size=m["d_model"], intermediate_size=moe["expert_hidden"],

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "parallel/differentiable.h"
 #include "parallel/mpi_communicator.h"
@@ -106,6 +107,10 @@ TEST_CASE("process groups follow the documented rank order") {
   CHECK(g.dp->size() == 2);
   CHECK(g.ep->size() == 2);
   CHECK(g.expert_dp->size() == 2);
+  // One node here: local rank = world rank; and it agrees with Open MPI's own variable.
+  CHECK(g.local_size == 4);
+  CHECK(g.local_rank == r);
+  if (const char* ompi = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) CHECK(std::atoi(ompi) == g.local_rank);
   // The members of each group, seen through an all_gather of world ranks.
   auto members = [&](Communicator& c) { return c.all_gather(torch::tensor({int64_t{r}})); };
   CHECK(torch::equal(members(*g.tp), torch::tensor({r / 2 * 2, r / 2 * 2 + 1})));
