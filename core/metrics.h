@@ -17,7 +17,7 @@ struct StepMetrics {
   double balance = 0;         // mean unweighted balance loss over layers (1 = balanced)
   double grad_norm = 0;       // before clipping
   double lr = 0;
-  double tokens_per_s = 0;    // over the step
+  double tokens_per_s = 0;    // the global batch's tokens over the step time
   double step_time_s = 0;
   double load_min = 0;        // smallest share of a layer's assignments one expert got
   double load_max = 0;        // largest share

@@ -263,7 +263,8 @@ TrainSummary Trainer::run() {
       m.dropped_frac = static_cast<double>(dropped) / static_cast<double>(assignments);
     }
     m.step_time_s = seconds_since(t0);
-    m.tokens_per_s = static_cast<double>(tokens) / m.step_time_s;
+    // The global batch: every data-parallel replica consumed as many tokens.
+    m.tokens_per_s = static_cast<double>(tokens * dims_.dp()) / m.step_time_s;
     summary.train_losses.push_back(m.loss);
     metrics.step(m);
 
