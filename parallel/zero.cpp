@@ -40,11 +40,32 @@ bool Zero1Partition::owns(const torch::Tensor& param) const {
 }
 
 void Zero1Partition::broadcast_updates() {
-  if (group_.size() == 1) return;
+  if (group_.size() == 1 || params_.empty()) return;
   torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    auto data = params_[i].detach();
-    group_.broadcast(data, owners_[i]);
+  // One broadcast per owner: its parameters travel as one flat buffer.
+  for (int owner = 0; owner < group_.size(); ++owner) {
+    std::vector<torch::Tensor> mine;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (owners_[i] == owner) mine.push_back(params_[i].detach());
+    }
+    if (mine.empty()) continue;
+    int64_t total = 0;
+    for (const auto& p : mine) total += p.numel();
+    torch::Tensor flat;
+    if (owner == group_.rank()) {
+      std::vector<torch::Tensor> pieces;
+      for (const auto& p : mine) pieces.push_back(p.reshape({-1}));
+      flat = torch::cat(pieces);
+    } else {
+      flat = torch::empty({total}, mine[0].options());
+    }
+    group_.broadcast(flat, owner);
+    if (owner == group_.rank()) continue;
+    int64_t offset = 0;
+    for (auto& p : mine) {
+      p.copy_(flat.narrow(0, offset, p.numel()).view(p.sizes()));
+      offset += p.numel();
+    }
   }
 }
 

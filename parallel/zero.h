@@ -24,7 +24,8 @@ class Zero1Partition {
   // The parameters this rank updates.
   std::vector<torch::Tensor> owned() const;
   bool owns(const torch::Tensor& param) const;
-  // After this rank's optimizer step: every parameter takes its owner's value.
+  // After this rank's optimizer step: every parameter takes its owner's value
+  // (one broadcast per owner; parameters of one model share a dtype).
   void broadcast_updates();
 
  private:
