@@ -40,7 +40,13 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
 // Throws ConfigError for impossible values and combinations.
 void validate(const Config& config);
 // Every key of every section, in a stable order; parse_config reads it back
-// into an equal Config.
+// into an equal Config. Strings another YAML reader would take for a bool,
+// a number or null are quoted, so Python tools read the same types.
 std::string to_yaml(const Config& config);
+
+// Equal when every key has the same value, as to_yaml writes it (doubles
+// exactly: to_yaml writes the shortest text that reads back bit-for-bit).
+bool operator==(const Config& a, const Config& b);
+inline bool operator!=(const Config& a, const Config& b) { return !(a == b); }
 
 }  // namespace moxie

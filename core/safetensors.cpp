@@ -1,4 +1,5 @@
-// safetensors reader (mmap, validated) and atomic writer.
+// safetensors: the validating, memory-mapping Reader and the atomic write().
+// What a file looks like and what is checked is described in safetensors.h.
 #include "core/safetensors.h"
 
 #include <fcntl.h>
@@ -8,183 +9,271 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <set>
 
 namespace moxie::safetensors {
 namespace {
 
-constexpr uint64_t kMaxHeader = 100ull << 20;
+// The reference implementation's limit; a longer header is a corrupt length.
+constexpr uint64_t kMaxHeader = 100'000'000;
 
 struct DTypeEntry {
   DType dtype;
   const char* name;
   size_t size;
 };
-constexpr DTypeEntry kDTypes[] = {
-    {DType::F64, "F64", 8}, {DType::F32, "F32", 4}, {DType::F16, "F16", 2},
-    {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
-    {DType::I16, "I16", 2}, {DType::I8, "I8", 1}, {DType::U8, "U8", 1}, {DType::BOOL, "BOOL", 1}};
+constexpr DTypeEntry kDTypes[] = {{DType::F64, "F64", 8}, {DType::F32, "F32", 4},
+                                  {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
+                                  {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
+                                  {DType::I16, "I16", 2}, {DType::I8, "I8", 1},
+                                  {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1}};
 
-const DTypeEntry& entry(DType d) {
+const DTypeEntry& entry(DType dtype) {
   for (const auto& e : kDTypes)
-    if (e.dtype == d) return e;
-  throw Error("unknown safetensors dtype");
+    if (e.dtype == dtype) return e;
+  throw Error("invalid safetensors::DType value " + std::to_string(static_cast<int>(dtype)));
 }
 
-uint64_t checked_bytes(const std::vector<int64_t>& shape, DType dtype, const std::string& what) {
+[[noreturn]] void fail(const std::string& path, const std::string& why) {
+  throw Error(path + ": " + why);
+}
+
+// For a failed system call: names the file and the system's reason.
+[[noreturn]] void fail_sys(const std::string& doing, const std::string& path) {
+  const int err = errno;
+  throw Error("cannot " + doing + " " + path + ": " + std::strerror(err));
+}
+
+std::string str(uint64_t n) { return std::to_string(n); }
+
+std::string bytes(uint64_t begin, uint64_t end) {
+  return "bytes [" + str(begin) + ", " + str(end) + ")";
+}
+
+// Bytes a tensor of this dtype and shape takes; `what` names it in errors.
+uint64_t nbytes_of(DType dtype, const std::vector<int64_t>& shape, const std::string& what) {
   uint64_t n = dtype_size(dtype);
-  for (auto d : shape) {
-    if (d < 0) throw Error(what + ": negative dimension in shape");
-    if (d != 0 && n > UINT64_MAX / static_cast<uint64_t>(d)) throw Error(what + ": shape overflows");
+  for (const int64_t d : shape) {
+    if (d < 0) throw Error(what + " has a negative dimension " + std::to_string(d));
+    if (d != 0 && n > UINT64_MAX / static_cast<uint64_t>(d))
+      throw Error(what + ": shape overflows 64 bits");
     n *= static_cast<uint64_t>(d);
   }
   return n;
 }
 
-std::string sys_error(const std::string& what, const std::string& path) {
-  return what + " " + path + ": " + std::strerror(errno);
+// A file descriptor, closed when it goes out of scope.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  // Closes now and reports close's result, which the destructor would drop.
+  int close() {
+    const int rc = ::close(fd_);
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
+
+// One header entry, checked against the byte buffer, which starts at file
+// byte `data_start` and holds `buffer` bytes.
+TensorInfo parse_entry(const std::string& path, const std::string& name, const nlohmann::json& v,
+                       uint64_t data_start, uint64_t buffer) {
+  const std::string what = "tensor '" + name + "'";
+  if (!v.is_object()) fail(path, what + " is not an object with dtype, shape and data_offsets");
+  for (const char* key : {"dtype", "shape", "data_offsets"})
+    if (!v.contains(key)) fail(path, what + " has no " + key);
+  const auto& dtype = v.at("dtype");
+  const auto& shape = v.at("shape");
+  const auto& offsets = v.at("data_offsets");
+  if (!dtype.is_string())
+    fail(path, what + ": dtype is " + dtype.dump() + ", not a string such as \"F32\"");
+  if (!shape.is_array())
+    fail(path, what + ": shape is " + shape.dump() + ", not an array of integers");
+  if (!offsets.is_array() || offsets.size() != 2)
+    fail(path, what + ": data_offsets is " + offsets.dump() + ", not [begin, end]");
+
+  TensorInfo t;
+  t.name = name;
+  const auto dtype_str = dtype.get<std::string>();
+  const auto* found = std::find_if(std::begin(kDTypes), std::end(kDTypes),
+                                   [&](const DTypeEntry& e) { return dtype_str == e.name; });
+  if (found == std::end(kDTypes))
+    fail(path, what + " has unsupported dtype '" + dtype_str +
+                   "' (moxie reads F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
+  t.dtype = found->dtype;
+  // nlohmann parses every non-negative integer as unsigned, every negative one as signed.
+  for (const auto& d : shape) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > INT64_MAX)
+      fail(path, what + ": shape dimension " + d.dump() + " is not a non-negative integer");
+    t.shape.push_back(d.get<int64_t>());
+  }
+  for (const auto& o : offsets)
+    if (!o.is_number_unsigned())
+      fail(path, what + ": data offset " + o.dump() + " is not a non-negative integer");
+  const uint64_t begin = offsets[0].get<uint64_t>();
+  const uint64_t end = offsets[1].get<uint64_t>();
+  if (begin > end)
+    fail(path,
+         what + " has data_offsets [" + str(begin) + ", " + str(end) + "]: begin is after end");
+  if (end > buffer) {
+    fail(path, what + " ends at byte " + str(data_start + end) + " but the file has " +
+                   str(data_start + buffer) +
+                   " bytes; it is truncated or its data_offsets are wrong");
+  }
+  const uint64_t need = nbytes_of(t.dtype, t.shape, path + ": " + what);
+  if (end - begin != need) {
+    fail(path, what + " has " + str(end - begin) + " bytes at byte " + str(data_start + begin) +
+                   " but dtype " + dtype_str + " and shape " + shape.dump() + " need " + str(need));
+  }
+  t.offset = data_start + begin;
+  t.nbytes = end - begin;
+  return t;
 }
+
+// The format wants the tensors, sorted by offset, to tile the buffer exactly.
+void check_tiling(const std::string& path, const std::vector<TensorInfo>& sorted,
+                  uint64_t data_start, uint64_t file_size) {
+  uint64_t cursor = data_start;
+  const TensorInfo* prev = nullptr;
+  for (const auto& t : sorted) {
+    if (t.offset < cursor) {  // then prev is set: every offset is >= data_start
+      fail(path, "tensor '" + t.name + "' at " + bytes(t.offset, t.offset + t.nbytes) +
+                     " overlaps tensor '" + prev->name + "' at " + bytes(prev->offset, cursor));
+    }
+    if (t.offset > cursor)
+      fail(path, bytes(cursor, t.offset) + " belong to no tensor (the format allows no holes)");
+    cursor = t.offset + t.nbytes;
+    prev = &t;
+  }
+  if (cursor != file_size)
+    fail(path,
+         bytes(cursor, file_size) + " at the end belong to no tensor (the format allows no holes)");
+}
+
+// path + ".tmp", open for writing; removed again unless commit() renamed it
+// over path.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path)
+      : path_(path),
+        tmp_(path + ".tmp"),
+        fd_(::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {
+    if (fd_.get() < 0) fail_sys("create", tmp_);
+  }
+  ~AtomicFile() {
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void put(const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    while (n > 0) {
+      const ssize_t w = ::write(fd_.get(), p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        if (w == 0) errno = EIO;
+        fail_sys("write", tmp_);
+      }
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+  }
+
+  void commit() {
+    if (::fsync(fd_.get()) != 0) fail_sys("fsync", tmp_);
+    if (fd_.close() != 0) fail_sys("close", tmp_);
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail_sys("rename " + tmp_ + " to", path_);
+    committed_ = true;
+    // Makes the rename itself survive a crash. Best effort: the file is
+    // already complete and in place, so a failure here is not reported.
+    const auto slash = path_.rfind('/');
+    const std::string dir = slash == std::string::npos ? "."
+                            : slash == 0               ? "/"
+                                                       : path_.substr(0, slash);
+    Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir_fd.get() >= 0) (void)::fsync(dir_fd.get());
+  }
+
+ private:
+  std::string path_, tmp_;
+  Fd fd_;
+  bool committed_ = false;
+};
 
 }  // namespace
 
 size_t dtype_size(DType dtype) { return entry(dtype).size; }
 const char* dtype_name(DType dtype) { return entry(dtype).name; }
 
+void Reader::Unmap::operator()(const uint8_t* base) const {
+  ::munmap(const_cast<uint8_t*>(base), size);
+}
+
 Reader::Reader(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(sys_error("cannot open", path));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw Error(sys_error("cannot stat", path));
+  uint64_t size = 0;
+  {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) fail_sys("open", path);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) fail_sys("stat", path);
+    if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
+    size = static_cast<uint64_t>(st.st_size);
+    if (size < 8)
+      fail(path, "file is " + str(size) +
+                     " bytes, shorter than the 8-byte header length; not a safetensors file");
+    void* base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (base == MAP_FAILED) fail_sys("map", path);
+    map_ = decltype(map_)(static_cast<const uint8_t*>(base), Unmap{size});
   }
-  size_ = static_cast<size_t>(st.st_size);
-  if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      ::close(fd);
-      throw Error(sys_error("cannot map", path));
-    }
-    base_ = static_cast<const uint8_t*>(p);
+  const uint8_t* base = map_.get();
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];
+  if (header_len > kMaxHeader)
+    fail(path, "header length " + str(header_len) + " exceeds 100 MB; not a safetensors file");
+  if (header_len > size - 8) {
+    fail(path, "header length " + str(header_len) + " runs past the end of the " + str(size) +
+                   "-byte file; it is truncated or not safetensors");
   }
-  ::close(fd);
+  const uint64_t data_start = 8 + header_len;
 
+  nlohmann::json header;
   try {
-    auto fail = [&](const std::string& why) -> void { throw Error(path + ": " + why); };
-    if (size_ < 8) fail("file is " + std::to_string(size_) + " bytes, shorter than the 8-byte header length");
-    uint64_t header_len = 0;
-    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base_[i];
-    if (header_len > kMaxHeader) fail("header length " + std::to_string(header_len) + " exceeds 100 MB");
-    if (header_len > size_ - 8) {
-      fail("header length " + std::to_string(header_len) + " runs past the end of the file (" +
-           std::to_string(size_) + " bytes); the file is truncated or not safetensors");
-    }
-    const uint64_t data_start = 8 + header_len;
-    const uint64_t buffer = size_ - data_start;
-
-    nlohmann::json header;
-    try {
-      header = nlohmann::json::parse(base_ + 8, base_ + data_start);
-    } catch (const nlohmann::json::exception& e) {
-      fail(std::string("header is not valid JSON (") + e.what() + ")");
-    }
-    if (!header.is_object()) fail("header is not a JSON object");
-
-    for (auto it = header.begin(); it != header.end(); ++it) {
-      const std::string& name = it.key();
-      const auto& v = it.value();
-      if (name == "__metadata__") {
-        if (!v.is_object()) fail("__metadata__ is not an object");
-        for (auto m = v.begin(); m != v.end(); ++m) {
-          if (!m.value().is_string()) fail("__metadata__ value '" + m.key() + "' is not a string");
-          metadata_[m.key()] = m.value().get<std::string>();
-        }
-        continue;
-      }
-      const std::string what = "tensor '" + name + "'";
-      if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
-          !v.contains("data_offsets") || !v["dtype"].is_string() || !v["shape"].is_array() ||
-          !v["data_offsets"].is_array() || v["data_offsets"].size() != 2) {
-        fail(what + " needs dtype (string), shape (array) and data_offsets ([begin, end])");
-      }
-      TensorInfo t;
-      t.name = name;
-      const auto dtype = v["dtype"].get<std::string>();
-      const auto* found = std::find_if(std::begin(kDTypes), std::end(kDTypes),
-                                       [&](const DTypeEntry& e) { return dtype == e.name; });
-      if (found == std::end(kDTypes)) fail(what + " has unsupported dtype '" + dtype + "'");
-      t.dtype = found->dtype;
-      for (const auto& d : v["shape"]) {
-        if (!d.is_number_integer()) fail(what + " has a non-integer dimension");
-        t.shape.push_back(d.get<int64_t>());
-      }
-      for (const auto& o : v["data_offsets"]) {
-        if (!o.is_number_unsigned()) fail(what + " has a data offset that is not a non-negative integer");
-      }
-      const uint64_t begin = v["data_offsets"][0].get<uint64_t>();
-      const uint64_t end = v["data_offsets"][1].get<uint64_t>();
-      if (begin > end) fail(what + " has data_offsets begin " + std::to_string(begin) + " > end " + std::to_string(end));
-      if (end > buffer) {
-        fail(what + " ends at byte " + std::to_string(data_start + end) + " of a " +
-             std::to_string(size_) + "-byte file; the file is truncated");
-      }
-      const uint64_t expected = checked_bytes(t.shape, t.dtype, path + ": " + what);
-      if (end - begin != expected) {
-        fail(what + " has " + std::to_string(end - begin) + " bytes at offset " +
-             std::to_string(data_start + begin) + " but its dtype and shape need " + std::to_string(expected));
-      }
-      t.offset = data_start + begin;
-      t.nbytes = end - begin;
-      tensors_.push_back(std::move(t));
-    }
-    std::sort(tensors_.begin(), tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
-      return a.offset != b.offset ? a.offset < b.offset : a.nbytes < b.nbytes;
-    });
-    uint64_t cursor = data_start;
-    for (const auto& t : tensors_) {
-      if (t.offset < cursor) fail("tensor '" + t.name + "' overlaps the tensor before it at byte " + std::to_string(t.offset));
-      if (t.offset > cursor) fail("bytes " + std::to_string(cursor) + ".." + std::to_string(t.offset) + " belong to no tensor (the format allows no holes)");
-      cursor = t.offset + t.nbytes;
-    }
-    if (cursor != size_) fail("bytes " + std::to_string(cursor) + ".." + std::to_string(size_) + " at the end belong to no tensor");
-    for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
-  } catch (...) {
-    release();
-    throw;
+    header = nlohmann::json::parse(base + 8, base + data_start);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, "header (" + bytes(8, data_start) + ") is not valid JSON: " + e.what());
   }
-}
+  if (!header.is_object())
+    fail(path, "header is " + std::string(header.type_name()) + ", not a JSON object");
 
-Reader::~Reader() { release(); }
-
-void Reader::release() {
-  if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
-  base_ = nullptr;
-  size_ = 0;
-}
-
-Reader::Reader(Reader&& o) noexcept
-    : path_(std::move(o.path_)), base_(o.base_), size_(o.size_), tensors_(std::move(o.tensors_)),
-      index_(std::move(o.index_)), metadata_(std::move(o.metadata_)) {
-  o.base_ = nullptr;
-  o.size_ = 0;
-}
-
-Reader& Reader::operator=(Reader&& o) noexcept {
-  if (this != &o) {
-    release();
-    path_ = std::move(o.path_);
-    base_ = o.base_;
-    size_ = o.size_;
-    tensors_ = std::move(o.tensors_);
-    index_ = std::move(o.index_);
-    metadata_ = std::move(o.metadata_);
-    o.base_ = nullptr;
-    o.size_ = 0;
+  for (const auto& [name, v] : header.items()) {
+    if (name != "__metadata__") {
+      tensors_.push_back(parse_entry(path, name, v, data_start, size - data_start));
+      continue;
+    }
+    if (!v.is_object()) fail(path, "__metadata__ is " + v.dump() + ", not an object of strings");
+    for (const auto& [key, value] : v.items()) {
+      if (!value.is_string())
+        fail(path, "__metadata__ value of '" + key + "' is " + value.dump() + ", not a string");
+      metadata_[key] = value.get<std::string>();
+    }
   }
-  return *this;
+  std::sort(tensors_.begin(), tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    if (a.offset != b.offset) return a.offset < b.offset;
+    return a.nbytes != b.nbytes ? a.nbytes < b.nbytes : a.name < b.name;
+  });
+  check_tiling(path, tensors_, data_start, size);
+  for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
 }
 
 const TensorInfo* Reader::find(const std::string& name) const {
@@ -194,7 +283,8 @@ const TensorInfo* Reader::find(const std::string& name) const {
 
 const TensorInfo& Reader::at(const std::string& name) const {
   const auto* t = find(name);
-  if (!t) throw Error(path_ + ": no tensor named '" + name + "'");
+  if (!t)
+    fail(path_, "no tensor named '" + name + "' among its " + str(tensors_.size()) + " tensors");
   return *t;
 }
 
@@ -204,59 +294,45 @@ void write(const std::string& path, const std::vector<TensorView>& tensors,
   for (const auto& t : tensors) sorted.push_back(&t);
   std::sort(sorted.begin(), sorted.end(),
             [](const TensorView* a, const TensorView* b) { return a->name < b->name; });
+
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  std::set<std::string> names;
-  for (const auto* t : sorted) {
-    if (!names.insert(t->name).second) throw Error(path + ": tensor '" + t->name + "' given twice");
-    if (t->name == "__metadata__") throw Error(path + ": '__metadata__' is reserved");
-    const uint64_t need = checked_bytes(t->shape, t->dtype, path + ": tensor '" + t->name + "'");
-    if (need != t->nbytes) {
-      throw Error(path + ": tensor '" + t->name + "' has " + std::to_string(t->nbytes) +
-                  " bytes but its dtype and shape need " + std::to_string(need));
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    const TensorView& t = *sorted[i];
+    const std::string what = "tensor '" + t.name + "'";
+    if (i > 0 && sorted[i - 1]->name == t.name)
+      fail(path, what + " is given twice; names must be unique");
+    if (t.name == "__metadata__")
+      fail(path, "'__metadata__' names the metadata and cannot name a tensor");
+    const uint64_t need = nbytes_of(t.dtype, t.shape, path + ": " + what);
+    if (need != t.nbytes) {
+      fail(path, what + " has " + str(t.nbytes) + " bytes but dtype " + dtype_name(t.dtype) +
+                     " and its shape need " + str(need));
     }
-    header[t->name] = {{"dtype", dtype_name(t->dtype)},
-                       {"shape", t->shape},
-                       {"data_offsets", {offset, offset + t->nbytes}}};
-    offset += t->nbytes;
+    if (t.nbytes > 0 && t.data == nullptr)
+      fail(path, what + " has " + str(t.nbytes) + " bytes but no data pointer");
+    header[t.name] = {{"dtype", dtype_name(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + t.nbytes}}};
+    offset += t.nbytes;
   }
-  std::string json = header.dump();
-  json.append((8 - json.size() % 8) % 8, ' ');
+  std::string json;
+  try {
+    json = header.dump();
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("a tensor name or metadata string is not valid UTF-8: ") + e.what());
+  }
+  json.append((8 - json.size() % 8) % 8, ' ');  // so the buffer starts 8-byte aligned
   uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(json.size()) >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    len[i] = static_cast<uint8_t>(static_cast<uint64_t>(json.size()) >> (8 * i));
 
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(sys_error("cannot create", tmp));
-  auto put = [&](const void* data, size_t n) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    while (n > 0) {
-      const ssize_t w = ::write(fd, p, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        const std::string msg = sys_error("cannot write", tmp);
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        throw Error(msg);
-      }
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-  };
-  put(len, 8);
-  put(json.data(), json.size());
-  for (const auto* t : sorted) put(t->data, t->nbytes);
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const std::string msg = sys_error("cannot flush", tmp);
-    ::unlink(tmp.c_str());
-    throw Error(msg);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string msg = sys_error("cannot rename " + tmp + " to", path);
-    ::unlink(tmp.c_str());
-    throw Error(msg);
-  }
+  AtomicFile file(path);
+  file.put(len, sizeof(len));
+  file.put(json.data(), json.size());
+  for (const auto* t : sorted) file.put(t->data, t->nbytes);
+  file.commit();
 }
 
 }  // namespace moxie::safetensors

@@ -6,8 +6,10 @@
 // by executing code; every header is checked before a byte is trusted.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,33 +33,38 @@ struct TensorInfo {
   uint64_t nbytes;
 };
 
-// A read-only memory map of one file, validated on open. Movable, not copyable.
+// A read-only memory map of one file, validated on open: every tensor's bytes
+// lie inside the file, match its dtype and shape, and the tensors tile the
+// buffer without overlaps or holes. Movable, not copyable; the pointers from
+// data() live as long as the Reader that gave them. They are not aligned to
+// the dtype in general (the format only pads the header to 8 bytes), so read
+// them with memcpy or copy them out.
 class Reader {
  public:
   explicit Reader(const std::string& path);  // throws Error naming the file and what is wrong
-  ~Reader();
-  Reader(Reader&& other) noexcept;
-  Reader& operator=(Reader&& other) noexcept;
-  Reader(const Reader&) = delete;
-  Reader& operator=(const Reader&) = delete;
+  Reader(Reader&&) noexcept = default;
+  Reader& operator=(Reader&&) noexcept = default;
 
   const std::vector<TensorInfo>& tensors() const { return tensors_; }  // by data offset
-  const TensorInfo* find(const std::string& name) const;              // nullptr if absent
-  const TensorInfo& at(const std::string& name) const;                // throws Error if absent
-  const uint8_t* data(const TensorInfo& tensor) const { return base_ + tensor.offset; }
+  const TensorInfo* find(const std::string& name) const;               // nullptr if absent
+  const TensorInfo& at(const std::string& name) const;                 // throws Error if absent
+  const uint8_t* data(const TensorInfo& tensor) const { return map_.get() + tensor.offset; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return path_; }
 
  private:
-  void release();
+  struct Unmap {
+    size_t size;
+    void operator()(const uint8_t* base) const;
+  };
   std::string path_;
-  const uint8_t* base_ = nullptr;
-  size_t size_ = 0;
+  std::unique_ptr<const uint8_t, Unmap> map_{nullptr, Unmap{0}};  // the whole file
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
 };
 
+// One tensor to write; `data` (nbytes bytes) is only read during write().
 struct TensorView {
   std::string name;
   DType dtype;
@@ -66,9 +73,12 @@ struct TensorView {
   uint64_t nbytes;
 };
 
-// Writes path + ".tmp", fsyncs it and renames it over `path`: a failed write
-// leaves no partial file and any earlier file at `path` intact. Throws Error
-// naming the file and the system's reason.
+// Writes the tensors, sorted by name, after a header padded with spaces to a
+// multiple of 8 bytes. Checks first that names are unique and not
+// "__metadata__" and that each nbytes is product(shape) * dtype_size. Writes
+// path + ".tmp", fsyncs it and renames it over `path`: a failed write leaves
+// no partial file and any earlier file at `path` intact. Throws Error naming
+// the file and the system's reason.
 void write(const std::string& path, const std::vector<TensorView>& tensors,
            const std::map<std::string, std::string>& metadata = {});
 
