@@ -22,9 +22,13 @@ struct TextCorpus {
 };
 
 // Reads every file under options.path (recursively, or one file) whose
-// extension is listed, in sorted path order. Every k-th document, k about
-// 1 / eval_fraction, is held out. Throws std::runtime_error naming the path
-// and the fix when there is nothing (or too little) to read.
+// extension is listed, in sorted path order; each file is one document.
+// round(n * eval_fraction) of the n documents, at least one and at most
+// n - 1, are held out for evaluation, evenly spread over that order (the
+// middle document of each of that many equal blocks). Throws
+// std::runtime_error naming the path and the fix when the path is missing,
+// holds no matching file or fewer than two, or either half is shorter than
+// one window of seq_len + 1 tokens.
 TextCorpus load_text_corpus(const DataOptions& options);
 
 // Entropy in nats of the token distribution of `tokens`.
@@ -48,7 +52,9 @@ class RandomWindowSource : public BatchSource {
 };
 
 // n_batches global batches of batch_size * dp_size non-overlapping windows
-// spread evenly over the stream; this rank's rows of each.
+// spread evenly over the stream, the same on every call; this rank's rows of
+// each. When the stream holds fewer windows than asked for, windows repeat
+// (in order) rather than overlap.
 std::vector<Batch> make_eval_batches(const std::vector<int32_t>& stream, int64_t batch_size,
                                      int64_t seq_len, int64_t n_batches, int64_t dp_rank = 0,
                                      int64_t dp_size = 1);

@@ -18,32 +18,43 @@ struct ParamGroup {
   double lr_scale = 1.0;  // this group's lr = schedule lr * lr_scale
 };
 
+// Owns the optimizer state; shares storage with the parameters it is given
+// and updates them in place. Every parameter must be contiguous and float32,
+// float64 or a reduced float type (bfloat16, float16).
 class AdamW {
  public:
   // Per-parameter state. `master` is defined only for parameters that are not
   // float32/float64: the update happens in fp32 there and is rounded into the
   // parameter afterwards, so updates below the parameter's resolution add up.
+  // exp_avg and exp_avg_sq have the dtype of `master` if defined, else of the
+  // parameter.
   struct ParamState {
     torch::Tensor exp_avg, exp_avg_sq, master;
-    int64_t step = 0;
+    int64_t step = 0;  // updates this parameter has received
   };
 
+  // Throws std::invalid_argument naming the group and index of a parameter
+  // that is undefined, not floating point or not contiguous.
   AdamW(std::vector<ParamGroup> groups, const OptimOptions& options);
 
   // One update from each parameter's .grad() with learning rate `lr` (times
   // the group's lr_scale). Parameters whose grad is undefined are skipped and
-  // their step count does not advance.
+  // their step count does not advance. Grads are read, never modified.
   void step(double lr);
   // Drops every gradient (set-to-none).
   void zero_grad();
 
+  // Calls of step(), whether or not any parameter had a gradient.
   int64_t steps_taken() const { return steps_taken_; }
   const std::vector<ParamGroup>& groups() const { return groups_; }
-  const ParamState& state(size_t group, size_t index) const { return state_[group][index]; }
+  const ParamState& state(size_t group, size_t index) const { return state_.at(group).at(index); }
 
  private:
   std::vector<ParamGroup> groups_;
   std::vector<std::vector<ParamState>> state_;
+  // ParamState::step again, as the fused kernel reads it: a float32 scalar
+  // on the parameter's device (exact up to 2^24 steps).
+  std::vector<std::vector<torch::Tensor>> step_tensors_;
   OptimOptions options_;
   int64_t steps_taken_ = 0;
 };

@@ -8,7 +8,8 @@
 
 namespace moxie {
 
-// Sum of squared gradient entries, accumulated in float64. Undefined grads skipped.
+// Sum of squared gradient entries (any float dtype), accumulated in float64.
+// Undefined grads are skipped; grads must share one device.
 double grad_norm_squared(const std::vector<torch::Tensor>& params);
 // Multiplies every defined gradient by `factor` in place.
 void scale_grads(const std::vector<torch::Tensor>& params, double factor);
