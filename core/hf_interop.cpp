@@ -1,6 +1,7 @@
 // Hugging Face Mixtral interchange.
 #include "core/hf_interop.h"
 
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -45,6 +46,13 @@ torch::ScalarType to_torch_dtype(st::DType t) {
 }
 
 }  // namespace
+
+torch::Tensor read_safetensor(const safetensors::Reader& reader, const std::string& name) {
+  const auto& info = reader.at(name);
+  auto out = torch::empty(info.shape, torch::TensorOptions().dtype(to_torch_dtype(info.dtype)));
+  if (info.nbytes > 0) std::memcpy(out.data_ptr(), reader.data(info), info.nbytes);
+  return out;
+}
 
 HfModelConfig read_hf_mixtral_config(const std::string& path) {
   std::ifstream in(path);
@@ -141,9 +149,7 @@ void load_hf_safetensors(CausalLM& model, const std::string& path) {
       mismatched.push_back(msg.str());
       continue;
     }
-    auto src = torch::from_blob(const_cast<uint8_t*>(reader.data(*info)), info->shape,
-                                torch::TensorOptions().dtype(to_torch_dtype(info->dtype)));
-    dst.copy_(src);
+    dst.copy_(read_safetensor(reader, name));
   }
   auto list = [](const auto& names) {
     std::string s;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/options.h"
+#include "core/safetensors.h"
 #include "core/transformer.h"
 #include "experts/options.h"
 
@@ -18,6 +19,10 @@ struct HfModelConfig {
   ModelOptions model;
   MoEOptions moe;
 };
+
+// One tensor of a safetensors file as a fresh torch tensor of its own dtype.
+// Copied with memcpy: tensor data in the format is not aligned to its dtype.
+torch::Tensor read_safetensor(const safetensors::Reader& reader, const std::string& name);
 
 // Reads a MixtralForCausalLM config.json. Throws std::runtime_error naming the
 // file and the key for anything missing or unsupported (e.g. a sliding window).

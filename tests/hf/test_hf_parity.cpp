@@ -22,13 +22,6 @@ std::string reference_dir() {
   return dir;
 }
 
-torch::Tensor load(const safetensors::Reader& r, const std::string& name) {
-  const auto& info = r.at(name);
-  auto dtype = info.dtype == safetensors::DType::I64 ? torch::kLong : torch::kFloat;
-  REQUIRE((info.dtype == safetensors::DType::I64 || info.dtype == safetensors::DType::F32));
-  return torch::from_blob(const_cast<uint8_t*>(r.data(info)), info.shape, dtype).clone();
-}
-
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
 }
@@ -43,9 +36,9 @@ TEST_CASE("moxie's Mixtral matches Hugging Face: logits, loss and gradients") {
   load_hf_safetensors(model, dir + "/model.safetensors");
 
   safetensors::Reader ref(dir + "/reference.safetensors");
-  auto ids = load(ref, "input_ids");
+  auto ids = read_safetensor(ref, "input_ids");
   auto out = model(ids);
-  const double logit_diff = max_abs_diff(out.logits, load(ref, "logits"));
+  const double logit_diff = max_abs_diff(out.logits, read_safetensor(ref, "logits"));
   WARN("max |logits - HF| = " << logit_diff);
   CHECK(logit_diff < 1e-4);
 
@@ -53,7 +46,7 @@ TEST_CASE("moxie's Mixtral matches Hugging Face: logits, loss and gradients") {
   auto logits = out.logits.narrow(1, 0, S - 1);
   auto targets = ids.narrow(1, 1, S - 1);
   auto loss = masked_cross_entropy(logits, targets, torch::ones_like(targets, torch::kFloat));
-  const double hf_loss = load(ref, "loss").item<double>();
+  const double hf_loss = read_safetensor(ref, "loss").item<double>();
   WARN("loss " << loss.item<double>() << " vs HF " << hf_loss);
   CHECK(loss.item<double>() == Approx(hf_loss).epsilon(1e-5));
   loss.backward();
@@ -66,7 +59,7 @@ TEST_CASE("moxie's Mixtral matches Hugging Face: logits, loss and gradients") {
     const std::string name = t.name.substr(5);
     REQUIRE(grads.count(name));
     const auto& mine = grads[name];
-    auto expected = load(ref, t.name);
+    auto expected = read_safetensor(ref, t.name);
     const double scale = expected.abs().max().item<double>();
     const double diff = max_abs_diff(mine, expected);
     INFO(name << ": max |grad - HF| = " << diff << " (max |grad| " << scale << ")");
