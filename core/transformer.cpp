@@ -13,9 +13,9 @@ BlockImpl::BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_
   self_attn = register_module("self_attn", Attention(model));
   if (moe_layer) {
     block_sparse_moe =
-        register_module("block_sparse_moe", MoELayer(model.d_model, moe, parallel));
+        register_module("block_sparse_moe", MoELayer(model.d_model, moe, parallel, model.init_std));
   } else {
-    mlp = register_module("mlp", SwiGLU(model.d_model, model.ffn_hidden));
+    mlp = register_module("mlp", SwiGLU(model.d_model, model.ffn_hidden, model.init_std));
   }
   input_layernorm = register_module("input_layernorm", RMSNorm(model.d_model, model.norm_eps));
   post_attention_layernorm =

@@ -25,7 +25,7 @@ torch::Tensor ExpertsImpl::forward(const torch::Tensor& x_ND,
   return grouped_swiglu(x_ND, w13, w2, segment_rows, segment_experts);
 }
 
-SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden) {
+SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden, double init_std) {
   auto linear = [](int64_t in, int64_t out) {
     return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
   };
@@ -33,7 +33,7 @@ SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden) {
   up_proj = register_module("up_proj", linear(d_model, hidden));
   down_proj = register_module("down_proj", linear(hidden, d_model));
   torch::NoGradGuard no_grad;
-  for (auto& p : parameters()) p.normal_(0.0, 0.02);
+  for (auto& p : parameters()) p.normal_(0.0, init_std);
 }
 
 torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {

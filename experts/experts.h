@@ -37,7 +37,7 @@ TORCH_MODULE(Experts);
 // for dense FFN layers and for shared experts.
 class SwiGLUImpl : public torch::nn::Module {
  public:
-  SwiGLUImpl(int64_t d_model, int64_t hidden);
+  SwiGLUImpl(int64_t d_model, int64_t hidden, double init_std = 0.02);
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};

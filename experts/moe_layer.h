@@ -41,7 +41,9 @@ struct MoEParallel {
 // as in Qwen-MoE.
 class MoELayerImpl : public torch::nn::Module {
  public:
-  MoELayerImpl(int64_t d_model, const MoEOptions& options, MoEParallel parallel = {});
+  // init_std: standard deviation of every weight's initial values (model.init_std).
+  MoELayerImpl(int64_t d_model, const MoEOptions& options, MoEParallel parallel = {},
+               double init_std = 0.02);
 
   // x: [..., D]; tokens are routed independently. With a capacity factor and
   // x of [..., S, D], each sequence is its own capacity group.

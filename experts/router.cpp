@@ -3,12 +3,13 @@
 
 namespace moxie {
 
-RouterImpl::RouterImpl(int64_t d_model, const MoEOptions& options, Communicator* balance_group)
+RouterImpl::RouterImpl(int64_t d_model, const MoEOptions& options, Communicator* balance_group,
+                       double init_std)
     : options_(options), balance_group_(balance_group) {
   weight = register_parameter("weight", torch::empty({options.num_experts, d_model}));
   bias_E = register_buffer("e_score_correction_bias", torch::zeros({options.num_experts}));
   torch::NoGradGuard no_grad;
-  weight.normal_(0.0, 0.02);
+  weight.normal_(0.0, init_std);
 }
 
 torch::Tensor switch_balance_loss(const torch::Tensor& probs_TE,

@@ -25,7 +25,8 @@ class RouterImpl : public torch::nn::Module {
   // balance_group: ranks whose tokens form one batch; the balance loss counts
   // expert fractions over all of them, so its value and gradient averaged over
   // the group equal the single-process ones. nullptr: this rank's tokens.
-  RouterImpl(int64_t d_model, const MoEOptions& options, Communicator* balance_group = nullptr);
+  RouterImpl(int64_t d_model, const MoEOptions& options, Communicator* balance_group = nullptr,
+             double init_std = 0.02);
 
   // x_TD: [T, D] in any float dtype. Scores are computed in at least float32.
   RouterOutput forward(const torch::Tensor& x_TD);

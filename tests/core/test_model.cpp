@@ -193,3 +193,20 @@ TEST_CASE("weights survive a save and load under Hugging Face names") {
                                                       Catch::Contains(path));
   std::filesystem::remove(path);
 }
+
+TEST_CASE("model.init_std sets the scale of every weight matrix, experts and router included") {
+  auto m = tiny_model();
+  m.d_model = 64;
+  m.ffn_hidden = 128;
+  m.init_std = 0.5;
+  auto o = tiny_moe();
+  o.expert_hidden = 64;
+  torch::manual_seed(21);
+  CausalLM model(m, o);
+  for (const auto& item : model->named_parameters()) {
+    if (item.value().dim() < 2) continue;  // norms start at one
+    INFO(item.key());
+    // Sample standard deviation of thousands of N(0, 0.5^2) draws.
+    CHECK(item.value().std().item<double>() == Approx(0.5).epsilon(0.1));
+  }
+}
