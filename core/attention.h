@@ -1,25 +1,30 @@
 // Causal grouped-query self-attention with rotary embeddings (Mixtral layout:
 // q_proj, k_proj, v_proj, o_proj, no biases), on LibTorch's
-// scaled_dot_product_attention.
+// scaled_dot_product_attention. Under tensor parallelism the heads are split:
+// q/k/v are column-parallel (n_heads/tp query and n_kv_heads/tp key-value
+// heads per rank, contiguous, so each query head's key-value head is local),
+// o_proj is row-parallel; the input and output are sequence slices.
 #pragma once
 
 #include <torch/torch.h>
 
 #include "core/layers.h"
 #include "core/options.h"
+#include "parallel/tensor_parallel.h"
 
 namespace moxie {
 
 class AttentionImpl : public torch::nn::Module {
  public:
-  explicit AttentionImpl(const ModelOptions& options);
-  // x: [B, S, D] -> [B, S, D]
+  explicit AttentionImpl(const ModelOptions& options, const TensorParallel& tp = {});
+  // x: [B, S/tp, D] (this rank's slice of the sequence) -> [B, S/tp, D]
   torch::Tensor forward(const torch::Tensor& x);
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  ParallelLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
-  int64_t n_heads_, n_kv_heads_, head_dim_;
+  TensorParallel tp_;
+  int64_t n_heads_, n_kv_heads_, head_dim_;  // this rank's heads
   RotaryEmbedding rope_{nullptr};
 };
 TORCH_MODULE(Attention);

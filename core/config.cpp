@@ -47,6 +47,7 @@ void fields(MoEOptions& o, F&& f) {
   f("bias_update_rate", o.bias_update_rate);
   f("capacity_factor", o.capacity_factor);
   f("drop_policy", o.drop_policy);
+  f("capacity_group", o.capacity_group);
   f("num_shared_experts", o.num_shared_experts);
   f("shared_expert_hidden", o.shared_expert_hidden);
 }
@@ -496,6 +497,9 @@ void validate(const Config& c) {
   non_negative("moe.bias_update_rate", e.bias_update_rate);
   require(e.capacity_factor >= 0,
           "moe.capacity_factor=" + str(e.capacity_factor) + " must be 0 (dropless) or > 0");
+  require(e.capacity_group >= 0 && (e.capacity_group == 0 || c.data.seq_len % e.capacity_group == 0),
+          "moe.capacity_group=" + str(e.capacity_group) +
+              " must be 0 (one sequence) or a divisor of data.seq_len=" + str(c.data.seq_len));
   require(e.num_shared_experts >= 0,
           "moe.num_shared_experts=" + str(e.num_shared_experts) + " must be >= 0");
   require(e.shared_expert_hidden >= 0,

@@ -101,6 +101,11 @@ HfModelConfig read_hf_mixtral_config(const std::string& path) {
 }
 
 std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads) {
+  if (model->tensor_parallel().on()) {
+    throw std::runtime_error(
+        "to_hf_state: this model is split over " + std::to_string(model->tensor_parallel().size()) +
+        " tensor-parallel ranks; Hugging Face export needs the whole model (parallel.tp=1)");
+  }
   std::map<std::string, torch::Tensor> state;
   for (const auto& item : model->named_parameters()) {
     const std::string& name = item.key();

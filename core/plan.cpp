@@ -30,10 +30,29 @@ std::string count(double n) {
 
 }  // namespace
 
+ParallelDims layout_of(const Config& c, int64_t world) {
+  LayoutShape shape;
+  shape.num_experts = c.moe.num_experts;
+  shape.n_heads = c.model.n_heads;
+  shape.n_kv_heads = c.model.n_kv_heads;
+  shape.vocab_size = c.model.vocab_size;
+  const bool dense_layers = c.model.first_k_dense > 0 || c.model.moe_every > 1;
+  shape.ffn_hidden = dense_layers ? c.model.ffn_hidden : 0;
+  if (c.moe.num_shared_experts > 0) {
+    shape.shared_expert_hidden = c.moe.shared_expert_hidden > 0
+                                     ? c.moe.shared_expert_hidden
+                                     : c.moe.expert_hidden * c.moe.num_shared_experts;
+  }
+  shape.seq_len = c.data.seq_len;
+  shape.capacity = c.moe.capacity_factor > 0;
+  shape.capacity_group = c.moe.capacity_group;
+  return ParallelDims(c.parallel, world, shape);
+}
+
 Plan make_plan(const Config& c, const PlanOptions& o) {
   const auto& m = c.model;
   const auto& e = c.moe;
-  ParallelDims dims(c.parallel, o.world, e.num_experts, m.n_heads, m.n_kv_heads);
+  ParallelDims dims = layout_of(c, o.world);
   const int64_t hd = m.head_dim > 0 ? m.head_dim : m.d_model / m.n_heads;
   const int64_t d = m.d_model;
 
@@ -113,7 +132,7 @@ Plan make_plan(const Config& c, const PlanOptions& o) {
 }
 
 std::string describe(const Config& c, const PlanOptions& o, const Plan& p) {
-  ParallelDims dims(c.parallel, o.world, c.moe.num_experts, c.model.n_heads, c.model.n_kv_heads);
+  ParallelDims dims = layout_of(c, o.world);
   std::ostringstream s;
   s << "layout: " << dims.describe() << (c.parallel.zero1 ? ", ZeRO-1" : "") << "\n"
     << "parameters: " << count(p.params_total) << " total (" << count(p.params_experts)

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "parallel/parallel_dims.h"
 
 namespace moxie {
 
@@ -34,6 +35,10 @@ struct Plan {
   double alltoall_bytes_per_step = 0;  // token payload one rank sends and receives, fwd + bwd
   bool fits = false;
 };
+
+// The layout of `config` at `world` ranks, validated against every size it
+// splits (experts, heads, vocabulary, FFN widths, sequence). Throws LayoutError.
+ParallelDims layout_of(const Config& config, int64_t world);
 
 // Throws LayoutError (parallel/parallel_dims.h) when the layout does not fit the world.
 Plan make_plan(const Config& config, const PlanOptions& options);

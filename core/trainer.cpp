@@ -9,6 +9,7 @@
 
 #include "core/layers.h"
 #include "core/metrics.h"
+#include "core/plan.h"
 #include "data/text_source.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
@@ -58,13 +59,7 @@ std::ostream& null_stream() {
 }
 
 ParallelDims checked_dims(const Config& c, const ProcessGroups& g) {
-  ParallelDims dims(c.parallel, g.world->size(), c.moe.num_experts, c.model.n_heads,
-                    c.model.n_kv_heads);
-  if (dims.tp() > 1) {
-    throw LayoutError("parallel.tp=" + std::to_string(dims.tp()) +
-                      ": tensor parallelism is not implemented yet; set parallel.tp=1");
-  }
-  return dims;
+  return layout_of(c, g.world->size());
 }
 }  // namespace
 
@@ -94,42 +89,62 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
   if (dims_.ep() > 1) {
     moe_parallel.dispatcher = std::make_shared<AllToAllTokenDispatcher>(config_.moe, *groups_.ep);
   }
-  moe_parallel.balance_group = groups_.dp.get();
+  // The balance loss counts experts over the whole global batch: every DP
+  // replica, and under sequence parallelism every TP rank's slice.
+  moe_parallel.balance_group = groups_.dp_tp.get();
+  if (dims_.tp() > 1) moe_parallel.tp.group = groups_.tp.get();
   model_ = CausalLM(config_.model, config_.moe, moe_parallel);
   if (train.dtype == "bfloat16") {
     torch::NoGradGuard no_grad;
     for (auto& p : model_->parameters()) p.set_data(p.to(torch::kBFloat16));
   }
-  // Dense weights are replicated on every data-parallel rank; an expert's
-  // weights on the ranks of its expert-data-parallel group, and its gradient
-  // already holds every EP rank's tokens. Both average over the dp replicas.
+  // Every gradient ends as the mean over the dp replicas of each replica's
+  // gradient. Replicated weights (norms, routers) see only this rank's
+  // sequence slice under TP: summed over dp x tp. TP-split weights are whole
+  // per slice: summed over dp. An expert's gradient already holds every EP
+  // rank's tokens: summed over its expert-data-parallel group.
+  param_sets_.resize(3);
+  auto& replicated = param_sets_[0];
+  auto& split = param_sets_[1];
+  auto& experts = param_sets_[2];
+  replicated.what = "replicated";
+  replicated.sync_group = groups_.dp_tp.get();
+  split.what = "tensor-parallel";
+  split.sync_group = groups_.dp.get();
+  split.norm_group = groups_.tp.get();
+  experts.what = "expert";
+  experts.sync_group = groups_.expert_dp.get();
+  experts.norm_group = groups_.ep.get();
   for (const auto& item : model_->named_parameters()) {
-    (item.key().find(".experts.") != std::string::npos ? expert_params_ : dense_params_)
-        .push_back(item.value());
+    auto& set = item.key().find(".experts.") != std::string::npos ? experts
+                : model_->is_tensor_parallel(item.key())             ? split
+                                                                     : replicated;
+    set.params.push_back(item.value());
   }
   const double inv_dp = 1.0 / static_cast<double>(dims_.dp());
-  dense_sync_ = std::make_unique<GradientSync>(dense_params_, *groups_.dp, inv_dp);
-  expert_sync_ = std::make_unique<GradientSync>(expert_params_, *groups_.expert_dp, inv_dp);
-  if (config_.parallel.zero1) {
-    dense_zero_ = std::make_unique<Zero1Partition>(dense_params_, *groups_.dp);
-    expert_zero_ = std::make_unique<Zero1Partition>(expert_params_, *groups_.expert_dp);
+  for (auto& set : param_sets_) {
+    set.sync = std::make_unique<GradientSync>(set.params, *set.sync_group, inv_dp);
+    if (config_.parallel.zero1) set.zero = std::make_unique<Zero1Partition>(set.params, *set.sync_group);
   }
 }
 
 double Trainer::sync_and_clip() {
   if (dims_.world() > 1) {
-    dense_sync_->sync();
-    expert_sync_->sync();
+    for (auto& set : param_sets_) set.sync->sync();
   }
-  // Dense gradients are now equal everywhere: count them once. Each EP rank
-  // holds different experts: sum those over the EP group.
-  auto expert_sq = torch::tensor({grad_norm_squared(expert_params_)}, torch::kDouble);
-  groups_.ep->all_reduce(expert_sq, ReduceOp::kSum);
-  const double norm = std::sqrt(grad_norm_squared(dense_params_) + expert_sq.item<double>());
+  // Each parameter counted once: a replicated gradient is now equal
+  // everywhere; TP slices and EP experts are summed over the ranks that hold
+  // different parts.
+  double sq = 0;
+  for (const auto& set : param_sets_) {
+    auto part = torch::tensor({grad_norm_squared(set.params)}, torch::kDouble);
+    if (set.norm_group) set.norm_group->all_reduce(part, ReduceOp::kSum);
+    sq += part.item<double>();
+  }
+  const double norm = std::sqrt(sq);
   const double max_norm = config_.optim.grad_clip;
   if (std::isfinite(norm) && max_norm > 0 && norm > max_norm) {
-    scale_grads(dense_params_, max_norm / (norm + 1e-6));
-    scale_grads(expert_params_, max_norm / (norm + 1e-6));
+    for (const auto& set : param_sets_) scale_grads(set.params, max_norm / (norm + 1e-6));
   }
   return norm;
 }
@@ -155,6 +170,7 @@ TrainSummary Trainer::run() {
     groups_.dp->all_reduce(t, ReduceOp::kAvg);
     return t.item<double>();
   };
+  const double n_dp = static_cast<double>(dims_.dp()), n_tp = static_cast<double>(dims_.tp());
 
   // Of this rank's shard; idle: expert weights a token does not use.
   int64_t n_params = 0, n_idle = 0;
@@ -169,11 +185,15 @@ TrainSummary Trainer::run() {
        << config_.moe.top_k << ")\n";
 
   std::function<bool(const torch::Tensor&)> owned;
-  if (dense_zero_) {
-    owned = [&](const torch::Tensor& p) { return dense_zero_->owns(p) || expert_zero_->owns(p); };
+  if (config_.parallel.zero1) {
+    owned = [&](const torch::Tensor& p) {
+      for (const auto& set : param_sets_)
+        if (set.zero->owns(p)) return true;
+      return false;
+    };
   }
   AdamW optimizer(make_param_groups(model_, config_.optim, owned), config_.optim);
-  if (dense_zero_) {
+  if (config_.parallel.zero1) {
     int64_t mine = 0, all = 0;
     for (const auto& g : optimizer.groups())
       for (const auto& p : g.params) mine += p.numel();
@@ -189,7 +209,7 @@ TrainSummary Trainer::run() {
     double total = 0;
     for (const auto& b : eval_batches) {
       auto out = model_->forward(b.tokens);
-      total += masked_cross_entropy(out.logits, b.targets, b.loss_mask).item<double>();
+      total += model_->cross_entropy(out.logits, b.targets, b.loss_mask).item<double>();
     }
     const double loss = dp_mean(total / static_cast<double>(eval_batches.size()));
     summary.eval_losses.emplace_back(step, loss);
@@ -207,7 +227,7 @@ TrainSummary Trainer::run() {
     for (int64_t micro = 0; micro < train.grad_accum; ++micro) {
       auto batch = source.next();
       auto out = model_->forward(batch.tokens);
-      auto ce = masked_cross_entropy(out.logits, batch.targets, batch.loss_mask);
+      auto ce = model_->cross_entropy(out.logits, batch.targets, batch.loss_mask);
       auto loss = (ce + out.aux_loss) / static_cast<double>(train.grad_accum);
       loss.backward();
       loss_sum += ce.item<double>();
@@ -226,10 +246,20 @@ TrainSummary Trainer::run() {
     StepMetrics m;
     m.step = step + 1;
     m.total_steps = train.steps;
-    m.loss = dp_mean(loss_sum / train.grad_accum);
-    m.aux_loss = dp_mean(aux_sum / train.grad_accum);
+    // Over the global batch, in one all-reduce: the cross-entropy is equal on
+    // a replica's TP ranks, the aux loss is split into TP shares, the
+    // balance and drop counts are per rank.
+    auto sums = torch::tensor({loss_sum, aux_sum, balance_sum, static_cast<double>(dropped),
+                               static_cast<double>(assignments)},
+                              torch::kDouble);
+    groups_.dp_tp->all_reduce(sums, ReduceOp::kSum);
+    m.loss = sums[0].item<double>() / (n_dp * n_tp * train.grad_accum);
+    m.aux_loss = sums[1].item<double>() / (n_dp * train.grad_accum);
+    balance_sum = sums[2].item<double>() / (n_dp * n_tp);
+    dropped = static_cast<int64_t>(sums[3].item<double>());
+    assignments = static_cast<int64_t>(sums[4].item<double>());
     m.lr = lr;
-    for (auto& load : load_LE) groups_.dp->all_reduce(load, ReduceOp::kSum);
+    for (auto& load : load_LE) groups_.dp_tp->all_reduce(load, ReduceOp::kSum);
     m.grad_norm = sync_and_clip();
     m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
     if (m.skipped) {
@@ -242,9 +272,8 @@ TrainSummary Trainer::run() {
     } else {
       bad_in_a_row = 0;
       optimizer.step(lr);
-      if (dense_zero_) {
-        dense_zero_->broadcast_updates();
-        expert_zero_->broadcast_updates();
+      if (config_.parallel.zero1) {
+        for (auto& set : param_sets_) set.zero->broadcast_updates();
       }
       for (size_t l = 0; l < moe_layers.size(); ++l) moe_layers[l]->gate->update_bias(load_LE[l]);
     }

@@ -59,9 +59,19 @@ class Trainer {
   bool rank0_;
   std::ostream& log_;
   CausalLM model_{nullptr};
-  std::vector<torch::Tensor> dense_params_, expert_params_;
-  std::unique_ptr<GradientSync> dense_sync_, expert_sync_;
-  std::unique_ptr<Zero1Partition> dense_zero_, expert_zero_;  // with parallel.zero1
+
+  // Parameters by how they are laid out over ranks, each set with the group
+  // its gradients are summed over and, for the norm, the group whose ranks
+  // hold different parts of it (nullptr: equal everywhere, counted once).
+  struct ParamSet {
+    std::string what;
+    std::vector<torch::Tensor> params;
+    Communicator* sync_group = nullptr;
+    Communicator* norm_group = nullptr;
+    std::unique_ptr<GradientSync> sync;
+    std::unique_ptr<Zero1Partition> zero;  // with parallel.zero1
+  };
+  std::vector<ParamSet> param_sets_;
 };
 
 }  // namespace moxie

@@ -1,6 +1,8 @@
 // Transformer blocks and the causal LM.
 #include "core/transformer.h"
 
+#include "parallel/differentiable.h"
+
 namespace moxie {
 
 bool is_moe_layer(const ModelOptions& options, int64_t layer) {
@@ -10,12 +12,12 @@ bool is_moe_layer(const ModelOptions& options, int64_t layer) {
 
 BlockImpl::BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer,
                      const MoEParallel& parallel) {
-  self_attn = register_module("self_attn", Attention(model));
+  self_attn = register_module("self_attn", Attention(model, parallel.tp));
   if (moe_layer) {
     block_sparse_moe =
         register_module("block_sparse_moe", MoELayer(model.d_model, moe, parallel, model.init_std));
   } else {
-    mlp = register_module("mlp", SwiGLU(model.d_model, model.ffn_hidden, model.init_std));
+    mlp = register_module("mlp", SwiGLU(model.d_model, model.ffn_hidden, model.init_std, parallel.tp));
   }
   input_layernorm = register_module("input_layernorm", RMSNorm(model.d_model, model.norm_eps));
   post_attention_layernorm =
@@ -39,7 +41,9 @@ BlockOutput BlockImpl::forward(const torch::Tensor& x) {
 
 DecoderImpl::DecoderImpl(const ModelOptions& model, const MoEOptions& moe,
                          const MoEParallel& parallel) {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(model.vocab_size, model.d_model));
+  embed_tokens = register_module(
+      "embed_tokens",
+      VocabParallelEmbedding(model.vocab_size, model.d_model, parallel.tp, model.init_std));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < model.n_layers; ++i) {
     layers->push_back(Block(model, moe, is_moe_layer(model, i), parallel));
@@ -49,21 +53,30 @@ DecoderImpl::DecoderImpl(const ModelOptions& model, const MoEOptions& moe,
 
 CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe_opts,
                            const MoEParallel& parallel)
-    : model_options_(model_opts), moe_options_(moe_opts) {
+    : model_options_(model_opts), moe_options_(moe_opts), tp_(parallel.tp) {
   model = register_module("model", Decoder(model_opts, moe_opts, parallel));
-  torch::NoGradGuard no_grad;
-  model->embed_tokens->weight.normal_(0.0, model_opts.init_std);
-  // Tied: the head reuses the embedding, and no "lm_head.weight" exists (HF's tied layout).
+  // Tied: the head reuses the embedding, and no "lm_head.weight" exists (HF's
+  // tied layout). Both split the vocabulary the same way.
   if (!model_opts.tie_embeddings) {
-    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(
-                                             model_opts.d_model, model_opts.vocab_size).bias(false)));
-    lm_head->weight.normal_(0.0, model_opts.init_std);
+    lm_head = register_module("lm_head", ParallelLinear(model_opts.d_model, model_opts.vocab_size,
+                                                        Split::kColumn, tp_, model_opts.init_std));
+  }
+  if (tp_.on()) {
+    for (const auto& item : named_modules("", /*include_self=*/false)) {
+      const auto* m = item.value().get();
+      if (dynamic_cast<const ParallelLinearImpl*>(m) ||
+          dynamic_cast<const VocabParallelEmbeddingImpl*>(m)) {
+        tp_sharded_.insert(item.key() + ".weight");
+      }
+    }
   }
 }
 
 ModelOutput CausalLMImpl::forward(const torch::Tensor& tokens) {
   ModelOutput out;
   auto x = model->embed_tokens(tokens);
+  // Sequence parallel: each TP rank continues with its slice of the summed lookup.
+  if (tp_.on()) x = reduce_scatter_along(*tp_.group, x, 1);
   const auto loss_dtype = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
   out.aux_loss = torch::zeros({}, x.options().dtype(loss_dtype));
   for (const auto& layer : *model->layers) {
@@ -75,8 +88,28 @@ ModelOutput CausalLMImpl::forward(const torch::Tensor& tokens) {
     }
   }
   x = model->norm(x);
+  if (tp_.on()) {
+    x = all_gather_along(*tp_.group, x, 1);
+    // Each TP rank's aux terms cover its slice of the tokens: its share of
+    // the replica's (mean) aux loss is 1/tp of them.
+    out.aux_loss = out.aux_loss / static_cast<double>(tp_.size());
+  }
   out.logits = lm_head ? lm_head(x) : torch::nn::functional::linear(x, model->embed_tokens->weight);
   return out;
+}
+
+torch::Tensor CausalLMImpl::cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
+                                          const torch::Tensor& loss_mask) const {
+  if (!tp_.on()) return masked_cross_entropy(logits, targets, loss_mask);
+  auto per_token = vocab_parallel_cross_entropy(*tp_.group, logits.reshape({-1, logits.size(-1)}),
+                                                targets.reshape({-1}),
+                                                model->embed_tokens->vocab_start());
+  auto mask = loss_mask.reshape({-1}).to(per_token.scalar_type());
+  return (per_token * mask).sum() / mask.sum().clamp_min(1.0);
+}
+
+bool CausalLMImpl::is_tensor_parallel(const std::string& name) const {
+  return tp_sharded_.count(name) > 0;
 }
 
 std::vector<MoELayer> CausalLMImpl::moe_layers() const {

@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include <set>
+#include <string>
 #include <vector>
 
 #include "core/attention.h"
@@ -15,6 +17,7 @@
 #include "experts/experts.h"
 #include "experts/moe_layer.h"
 #include "experts/options.h"
+#include "parallel/tensor_parallel.h"
 
 namespace moxie {
 
@@ -44,24 +47,39 @@ TORCH_MODULE(Block);
 class DecoderImpl : public torch::nn::Module {
  public:
   DecoderImpl(const ModelOptions& model, const MoEOptions& moe, const MoEParallel& parallel = {});
-  torch::nn::Embedding embed_tokens{nullptr};
+  VocabParallelEmbedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
 };
 TORCH_MODULE(Decoder);
 
 struct ModelOutput {
-  torch::Tensor logits;                // [B, S, V]
-  torch::Tensor aux_loss;              // scalar sum over MoE layers (weighted); 0 if none
+  torch::Tensor logits;                // [B, S, V/tp]: this rank's vocabulary shard
+  // Scalar sum over MoE layers (weighted); 0 if none. Under tensor
+  // parallelism, this rank's share: summed over the TP group it is the aux loss.
+  torch::Tensor aux_loss;
   std::vector<MoEStats> moe_stats;     // one per MoE layer, in layer order
 };
 
 class CausalLMImpl : public torch::nn::Module {
  public:
-  // parallel: how every MoE layer is spread over ranks (default: one process).
+  // parallel: how the model is spread over ranks (default: one process):
+  // experts over parallel.dispatcher's EP group; with parallel.tp, attention
+  // heads, FFN widths and the vocabulary split over TP, and the sequence split
+  // between blocks (sequence parallelism).
   CausalLMImpl(const ModelOptions& model, const MoEOptions& moe, const MoEParallel& parallel = {});
-  // tokens: int64 [B, S]
+  // tokens: int64 [B, S], the same on every TP rank.
   ModelOutput forward(const torch::Tensor& tokens);
+
+  // Mean cross-entropy of forward()'s logits over positions where loss_mask is
+  // 1 (vocabulary-parallel under TP; the same value on every TP rank).
+  torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
+                              const torch::Tensor& loss_mask) const;
+
+  // Parameters split over the tensor-parallel group (each rank holds a
+  // different slice); the others are replicated over it. Empty without TP.
+  bool is_tensor_parallel(const std::string& name) const;
+  const TensorParallel& tensor_parallel() const { return tp_; }
 
   // MoE layers in order, e.g. for the aux-loss-free bias update.
   std::vector<MoELayer> moe_layers() const;
@@ -70,11 +88,13 @@ class CausalLMImpl : public torch::nn::Module {
   const MoEOptions& moe_options() const { return moe_options_; }
 
   Decoder model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // null when model.tie_embeddings
+  ParallelLinear lm_head{nullptr};  // null when model.tie_embeddings
 
  private:
   ModelOptions model_options_;
   MoEOptions moe_options_;
+  TensorParallel tp_;
+  std::set<std::string> tp_sharded_;  // names of the parameters split over TP
 };
 TORCH_MODULE(CausalLM);
 

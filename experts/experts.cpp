@@ -2,6 +2,7 @@
 #include "experts/experts.h"
 
 #include "experts/grouped_swiglu.h"
+#include "parallel/differentiable.h"
 
 namespace moxie {
 
@@ -25,19 +26,23 @@ torch::Tensor ExpertsImpl::forward(const torch::Tensor& x_ND,
   return grouped_swiglu(x_ND, w13, w2, segment_rows, segment_experts);
 }
 
-SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden, double init_std) {
-  auto linear = [](int64_t in, int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-  };
-  gate_proj = register_module("gate_proj", linear(d_model, hidden));
-  up_proj = register_module("up_proj", linear(d_model, hidden));
-  down_proj = register_module("down_proj", linear(hidden, d_model));
-  torch::NoGradGuard no_grad;
-  for (auto& p : parameters()) p.normal_(0.0, init_std);
+SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden, double init_std,
+                       const TensorParallel& tp)
+    : tp_(tp) {
+  gate_proj = register_module("gate_proj",
+                              ParallelLinear(d_model, hidden, Split::kColumn, tp, init_std));
+  up_proj = register_module("up_proj", ParallelLinear(d_model, hidden, Split::kColumn, tp, init_std));
+  down_proj =
+      register_module("down_proj", ParallelLinear(hidden, d_model, Split::kRow, tp, init_std));
 }
 
 torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  if (!tp_.on()) return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  // Token order does not matter to an MLP: gather and scatter along the rows.
+  const auto shape = x.sizes().vec();
+  auto x_TD = all_gather_along(*tp_.group, x.reshape({-1, shape.back()}), 0);
+  auto y_TD = down_proj(torch::silu(gate_proj(x_TD)) * up_proj(x_TD));
+  return reduce_scatter_along(*tp_.group, y_TD, 0).reshape(shape);
 }
 
 }  // namespace moxie

@@ -6,6 +6,8 @@
 
 #include <vector>
 
+#include "parallel/tensor_parallel.h"
+
 namespace moxie {
 
 // Weights are stacked per expert so that expert parallelism shards them along
@@ -34,13 +36,21 @@ class ExpertsImpl : public torch::nn::Module {
 TORCH_MODULE(Experts);
 
 // Dense SwiGLU MLP with Llama/Qwen names: gate_proj, up_proj, down_proj. Used
-// for dense FFN layers and for shared experts.
+// for dense FFN layers and for shared experts. Under tensor parallelism the
+// hidden width is split (gate/up column-parallel, down row-parallel): each
+// rank's tokens are gathered from the TP group, and the partial outputs are
+// reduce-scattered back, so every rank keeps its own tokens.
 class SwiGLUImpl : public torch::nn::Module {
  public:
-  SwiGLUImpl(int64_t d_model, int64_t hidden, double init_std = 0.02);
+  SwiGLUImpl(int64_t d_model, int64_t hidden, double init_std = 0.02,
+             const TensorParallel& tp = {});
+  // x: [..., D], this rank's tokens; under TP every rank passes as many.
   torch::Tensor forward(const torch::Tensor& x);
 
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  ParallelLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  TensorParallel tp_;
 };
 TORCH_MODULE(SwiGLU);
 

@@ -15,7 +15,7 @@ MoELayerImpl::MoELayerImpl(int64_t d_model, const MoEOptions& options, MoEParall
     const int64_t hidden = options.shared_expert_hidden > 0
                                ? options.shared_expert_hidden
                                : options.expert_hidden * options.num_shared_experts;
-    shared_expert = register_module("shared_expert", SwiGLU(d_model, hidden, init_std));
+    shared_expert = register_module("shared_expert", SwiGLU(d_model, hidden, init_std, parallel.tp));
     shared_expert_gate = register_module(
         "shared_expert_gate", torch::nn::Linear(torch::nn::LinearOptions(d_model, 1).bias(false)));
     torch::NoGradGuard no_grad;
@@ -28,8 +28,10 @@ MoEOutput MoELayerImpl::forward(const torch::Tensor& x) {
   auto x_TD = x.reshape({-1, shape.back()});
 
   auto routing = gate(x_TD);
-  // Capacity is per sequence when the input has one ([..., S, D]).
-  const int64_t capacity_group = x.dim() >= 3 ? x.size(-2) : 0;
+  // Capacity is per moe.capacity_group tokens, else per sequence when the
+  // input has one ([..., S, D]).
+  const int64_t capacity_group =
+      options_.capacity_group > 0 ? options_.capacity_group : (x.dim() >= 3 ? x.size(-2) : 0);
   auto dispatched = dispatcher_->dispatch(x_TD, routing, capacity_group);
   auto expert_out_ND =
       experts(dispatched.tokens_ND, dispatched.segment_rows, dispatched.segment_experts);

@@ -34,6 +34,8 @@ struct MoEParallel {
   // Ranks whose tokens form one batch (data parallel): the balance loss's
   // expert fractions are counted over all of them. nullptr: this rank alone.
   Communicator* balance_group = nullptr;
+  // Shared experts split their hidden width over this group (dense SwiGLU).
+  TensorParallel tp;
 };
 
 // Submodules: "gate" (Router), "experts" (Experts), and with shared experts
@@ -45,8 +47,9 @@ class MoELayerImpl : public torch::nn::Module {
   MoELayerImpl(int64_t d_model, const MoEOptions& options, MoEParallel parallel = {},
                double init_std = 0.02);
 
-  // x: [..., D]; tokens are routed independently. With a capacity factor and
-  // x of [..., S, D], each sequence is its own capacity group.
+  // x: [..., D]; tokens are routed independently. With a capacity factor,
+  // capacity groups are moe.capacity_group consecutive tokens, or with 0 and
+  // x of [..., S, D], each sequence.
   MoEOutput forward(const torch::Tensor& x);
 
   Router gate{nullptr};

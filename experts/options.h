@@ -17,6 +17,10 @@ struct MoEOptions {
   double bias_update_rate = 0.0;        // auxiliary-loss-free balancing (DeepSeek-V3); 0: off
   double capacity_factor = 0.0;         // 0: dropless; else tokens per expert <= ceil(cf * T * K / E)
   std::string drop_policy = "probs";    // probs | position: which assignments survive over capacity
+  // Tokens per capacity group (consecutive tokens of a sequence); 0: one whole
+  // sequence. Under tensor (sequence) parallelism a group must fit in the
+  // seq_len/tp tokens one rank routes.
+  int64_t capacity_group = 0;
   int64_t num_shared_experts = 0;       // Qwen-MoE style, dense on every token
   int64_t shared_expert_hidden = 0;     // 0: expert_hidden * num_shared_experts
 };

@@ -144,8 +144,7 @@ int main(int argc, char** argv) {
       }
       auto groups = moxie::single_process_groups();
       if (mpi) {
-        const moxie::ParallelDims dims(config.parallel, world_size, config.moe.num_experts,
-                                       config.model.n_heads, config.model.n_kv_heads);
+        const moxie::ParallelDims dims = moxie::layout_of(config, world_size);
         groups = moxie::make_process_groups(dims, moxie::MpiCommunicator(MPI_COMM_WORLD));
       }
       moxie::Trainer trainer(config, std::move(groups), std::cout);

@@ -23,7 +23,57 @@ struct AllToAllFn : public torch::autograd::Function<AllToAllFn> {
   }
 };
 
+// The communicator works on dim 0: move `dim` there and back.
+torch::Tensor gather_dim(Communicator& comm, const torch::Tensor& x, int64_t dim) {
+  if (dim == 0) return comm.all_gather(x.contiguous());
+  return comm.all_gather(x.movedim(dim, 0).contiguous()).movedim(0, dim).contiguous();
+}
+torch::Tensor reduce_scatter_dim(Communicator& comm, const torch::Tensor& x, int64_t dim) {
+  TORCH_CHECK(x.size(dim) % comm.size() == 0, "reduce_scatter_along: size ", x.size(dim),
+              " of dim ", dim, " is not divisible by the group size ", comm.size());
+  if (dim == 0) return comm.reduce_scatter(x.contiguous(), ReduceOp::kSum);
+  return comm.reduce_scatter(x.movedim(dim, 0).contiguous(), ReduceOp::kSum)
+      .movedim(0, dim)
+      .contiguous();
+}
+
+struct AllGatherFn : public torch::autograd::Function<AllGatherFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor input, Communicator* comm,
+                               int64_t dim) {
+    ctx->saved_data["comm"] = reinterpret_cast<int64_t>(comm);
+    ctx->saved_data["dim"] = dim;
+    return gather_dim(*comm, input, dim);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto* comm = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
+    return {reduce_scatter_dim(*comm, grads[0], ctx->saved_data["dim"].toInt()), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+struct ReduceScatterFn : public torch::autograd::Function<ReduceScatterFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor input, Communicator* comm,
+                               int64_t dim) {
+    ctx->saved_data["comm"] = reinterpret_cast<int64_t>(comm);
+    ctx->saved_data["dim"] = dim;
+    return reduce_scatter_dim(*comm, input, dim);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto* comm = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
+    return {gather_dim(*comm, grads[0], ctx->saved_data["dim"].toInt()), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
 }  // namespace
+
+torch::Tensor all_gather_along(Communicator& comm, const torch::Tensor& input, int64_t dim) {
+  return AllGatherFn::apply(input, &comm, dim < 0 ? dim + input.dim() : dim);
+}
+
+torch::Tensor reduce_scatter_along(Communicator& comm, const torch::Tensor& input, int64_t dim) {
+  return ReduceScatterFn::apply(input, &comm, dim < 0 ? dim + input.dim() : dim);
+}
 
 torch::Tensor differentiable_all_to_all(Communicator& comm, const torch::Tensor& input,
                                         const std::vector<int64_t>& send_rows,

@@ -15,4 +15,13 @@ torch::Tensor differentiable_all_to_all(Communicator& comm, const torch::Tensor&
                                         const std::vector<int64_t>& send_rows,
                                         const std::vector<int64_t>& recv_rows);
 
+// Concatenation of every rank's `input` along `dim`, in rank order. Backward:
+// the gradient is summed over ranks and each rank keeps its own slice (the
+// adjoint of a gather is a reduce-scatter).
+torch::Tensor all_gather_along(Communicator& comm, const torch::Tensor& input, int64_t dim);
+
+// Sum over ranks of `input` (equal shapes), of which this rank keeps the r-th
+// of size() equal slices along `dim`. Backward: all-gather along `dim`.
+torch::Tensor reduce_scatter_along(Communicator& comm, const torch::Tensor& input, int64_t dim);
+
 }  // namespace moxie

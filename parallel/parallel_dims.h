@@ -18,9 +18,25 @@ class LayoutError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// The sizes of a model that the layout splits. Zero means "not present" and
+// is not checked (e.g. no dense FFN layers, no shared experts).
+struct LayoutShape {
+  int64_t num_experts = 1;
+  int64_t n_heads = 1, n_kv_heads = 1;  // attention heads split over tp
+  int64_t vocab_size = 0;               // vocabulary split over tp
+  int64_t ffn_hidden = 0;               // dense SwiGLU width split over tp
+  int64_t shared_expert_hidden = 0;     // shared-expert SwiGLU width split over tp
+  int64_t seq_len = 0;                  // sequence split over tp between blocks
+  // With a capacity factor: tokens per capacity group (0: one sequence), which
+  // must not straddle two sequence-parallel ranks.
+  bool capacity = false;
+  int64_t capacity_group = 0;
+};
+
 class ParallelDims {
  public:
   // Throws LayoutError with one sentence naming what is wrong and how to fix it.
+  ParallelDims(const ParallelOptions& options, int64_t world_size, const LayoutShape& shape);
   ParallelDims(const ParallelOptions& options, int64_t world_size, int64_t num_experts,
                int64_t n_heads, int64_t n_kv_heads);
 

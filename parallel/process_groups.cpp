@@ -22,6 +22,7 @@ ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicato
   g.world = world.split(0, r);
   g.tp = world.split(g.dp_index, g.tp_index);
   g.dp = world.split(g.tp_index, g.dp_index);
+  g.dp_tp = world.split(0, r);  // pp = 1: every rank is on the one stage
   g.ep = world.split(r / ep, g.ep_index);
   g.expert_dp = world.split(g.ep_index, r / ep);
   MPI_Comm node = MPI_COMM_NULL;
@@ -34,7 +35,7 @@ ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicato
 
 ProcessGroups single_process_groups() {
   ProcessGroups g;
-  g.world = g.dp = g.tp = g.ep = g.expert_dp = std::make_shared<SelfCommunicator>();
+  g.world = g.dp = g.dp_tp = g.tp = g.ep = g.expert_dp = std::make_shared<SelfCommunicator>();
   return g;
 }
 

@@ -20,6 +20,9 @@ struct ProcessGroups {
   std::shared_ptr<Communicator> world;
   std::shared_ptr<Communicator> dp;         // same tp index, across data-parallel replicas
   std::shared_ptr<Communicator> tp;         // the tensor-parallel ranks of one replica
+  // Every dp x tp rank of one pipeline stage: parameters replicated over TP
+  // sum their (sequence-slice) gradients here; batch-wide statistics too.
+  std::shared_ptr<Communicator> dp_tp;
   std::shared_ptr<Communicator> ep;         // one copy of every expert
   std::shared_ptr<Communicator> expert_dp;  // ranks holding the same experts
 

@@ -75,6 +75,7 @@ moe:
   bias_update_rate: 0.001
   capacity_factor: 1.25
   drop_policy: position
+  capacity_group: 16
   num_shared_experts: 1
   shared_expert_hidden: 64
 optim:
@@ -305,6 +306,7 @@ TEST_CASE("impossible values are refused with the rule that failed") {
   refuses("moe: {drop_policy: random}", "moe.drop_policy='random' is not one of: probs, position");
   refuses("moe: {aux_loss_coef: -0.1}", "moe.aux_loss_coef");
   refuses("moe: {z_loss_coef: -0.1}", "moe.z_loss_coef");
+  refuses("moe: {capacity_group: 7}", "moe.capacity_group=7 must be 0 (one sequence) or a divisor of data.seq_len");
   refuses("moe: {bias_update_rate: -0.1}", "moe.bias_update_rate");
   refuses("moe: {num_shared_experts: -1}", "moe.num_shared_experts");
   refuses("optim: {lr: 0}", "optim.lr");

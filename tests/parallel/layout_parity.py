@@ -2,7 +2,8 @@
 """Multi-rank parity: `moxie train` under mpiexec at a layout computes the same
 per-step losses and gradient norms as one process on the same global batch.
 
-Usage: layout_parity.py MOXIE REPO_ROOT MPIEXEC NP DP EP [KEY=VALUE...]
+Usage: layout_parity.py MOXIE REPO_ROOT MPIEXEC DP TP EP [KEY=VALUE...]
+(NP = DP * TP ranks)
 (extra config overrides for both runs)
 
 The single-process run uses micro_batch_size = DP * per-rank micro batch, so
@@ -49,9 +50,10 @@ def close(a, b, rtol):
 
 
 def main():
-    moxie, root, mpiexec, np_, dp, ep = sys.argv[1:7]
+    moxie, root, mpiexec, dp, tp, ep = sys.argv[1:7]
     extra = sys.argv[7:]
-    np_, dp, ep = int(np_), int(dp), int(ep)
+    dp, tp, ep = int(dp), int(tp), int(ep)
+    np_ = dp * tp
     config = os.path.join(root, "configs/tiny.yaml")
     base = MODEL + [f"data.path={os.path.join(root, '.data/text')}"] + extra
     tmp = tempfile.mkdtemp(prefix="moxie-parity-")
@@ -61,7 +63,7 @@ def main():
     multi = run([mpiexec, "-n", str(np_), "--oversubscribe", "--bind-to", "none",
                  moxie, "train", config], os.path.join(tmp, "multi"),
                 base + [f"train.micro_batch_size={PER_RANK_BATCH}", f"parallel.dp={dp}",
-                        f"parallel.ep={ep}"])
+                        f"parallel.tp={tp}", f"parallel.ep={ep}"])
     assert len(single) == len(multi) == STEPS, (len(single), len(multi))
     failures = 0
     for s, m in zip(single, multi):

@@ -1,0 +1,114 @@
+// Tensor-parallel layers and the vocabulary-parallel cross-entropy.
+#include "parallel/tensor_parallel.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+
+namespace moxie {
+
+void init_normal_block(const torch::Tensor& local, int64_t full_rows, int64_t full_cols,
+                       int64_t row_offset, int64_t col_offset, double std) {
+  TORCH_CHECK(local.dim() == 2 && row_offset + local.size(0) <= full_rows &&
+                  col_offset + local.size(1) <= full_cols,
+              "init_normal_block: block ", local.sizes(), " at (", row_offset, ", ", col_offset,
+              ") is outside [", full_rows, ", ", full_cols, "]");
+  torch::NoGradGuard no_grad;
+  // Every rank draws the seed, so the global generator stays in step.
+  const auto seed = torch::randint(0, int64_t{1} << 40, {1}, torch::kLong).item<int64_t>();
+  const int64_t first = row_offset, last = row_offset + local.size(0);  // [first, last)
+  for (int64_t b = first / kInitRows; b * kInitRows < last; ++b) {
+    const int64_t b0 = b * kInitRows, b1 = std::min(full_rows, b0 + kInitRows);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed + b));
+    auto block = torch::empty({b1 - b0, full_cols}, torch::kFloat).normal_(0.0, std, gen);
+    const int64_t r0 = std::max(first, b0), r1 = std::min(last, b1);
+    local.narrow(0, r0 - first, r1 - r0)
+        .copy_(block.narrow(0, r0 - b0, r1 - r0).narrow(1, col_offset, local.size(1)));
+  }
+}
+
+ParallelLinearImpl::ParallelLinearImpl(int64_t in, int64_t out, Split split,
+                                       const TensorParallel& tp, double init_std) {
+  const int64_t n = tp.size(), r = tp.rank();
+  const int64_t local_in = split == Split::kRow ? in / n : in;
+  const int64_t local_out = split == Split::kColumn ? out / n : out;
+  TORCH_CHECK(local_in * (split == Split::kRow ? n : 1) == in &&
+                  local_out * (split == Split::kColumn ? n : 1) == out,
+              "ParallelLinear: [", out, ", ", in, "] does not split evenly over ", n, " ranks");
+  weight = register_parameter("weight", torch::empty({local_out, local_in}));
+  init_normal_block(weight, out, in, split == Split::kColumn ? r * local_out : 0,
+                    split == Split::kRow ? r * local_in : 0, init_std);
+}
+
+torch::Tensor ParallelLinearImpl::forward(const torch::Tensor& x) {
+  return torch::nn::functional::linear(x, weight);
+}
+
+VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t vocab, int64_t dim,
+                                                       const TensorParallel& tp, double init_std) {
+  const int64_t rows = vocab / tp.size();
+  TORCH_CHECK(rows * tp.size() == vocab, "VocabParallelEmbedding: vocabulary ", vocab,
+              " does not split evenly over ", tp.size(), " ranks");
+  vocab_start_ = tp.rank() * rows;
+  whole_ = rows == vocab;
+  weight = register_parameter("weight", torch::empty({rows, dim}));
+  init_normal_block(weight, vocab, dim, vocab_start_, 0, init_std);
+}
+
+torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& tokens) {
+  if (whole_) return torch::embedding(weight, tokens);
+  const int64_t rows = weight.size(0);
+  auto local = tokens - vocab_start_;
+  auto inside = (local >= 0).logical_and(local < rows);
+  auto emb = torch::embedding(weight, local.clamp(0, rows - 1));
+  return emb * inside.unsqueeze(-1).to(emb.scalar_type());
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct VocabParallelCrossEntropyFn
+    : public torch::autograd::Function<VocabParallelCrossEntropyFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor logits_NV,
+                               torch::Tensor targets_N, Communicator* tp, int64_t vocab_start) {
+    const auto dtype = logits_NV.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    auto logits = logits_NV.to(dtype);
+    const int64_t rows = logits.size(1);
+    auto max_N = std::get<0>(logits.max(1));
+    tp->all_reduce(max_N, ReduceOp::kMax);
+    auto exp_NV = (logits - max_N.unsqueeze(1)).exp_();
+    auto sum_N = exp_NV.sum(1);
+    auto local = targets_N - vocab_start;
+    auto inside = (local >= 0).logical_and(local < rows);
+    auto idx = local.clamp(0, rows - 1).unsqueeze(1);
+    auto target_logit_N = logits.gather(1, idx).squeeze(1) * inside.to(dtype);
+    // One all-reduce for both sums.
+    auto sums = torch::stack({sum_N, target_logit_N});
+    tp->all_reduce(sums, ReduceOp::kSum);
+    sum_N = sums[0];
+    auto loss_N = sum_N.log() + max_N - sums[1];
+    exp_NV.div_(sum_N.unsqueeze(1));  // softmax of this shard's columns
+    ctx->save_for_backward({exp_NV, idx, inside});
+    ctx->saved_data["dtype"] = static_cast<int64_t>(logits_NV.scalar_type());
+    return loss_N;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto grad_NV = saved[0].clone();
+    grad_NV.scatter_add_(1, saved[1], -saved[2].to(grad_NV.scalar_type()).unsqueeze(1));
+    grad_NV.mul_(grads[0].unsqueeze(1));
+    const auto dtype = static_cast<torch::ScalarType>(ctx->saved_data["dtype"].toInt());
+    return {grad_NV.to(dtype), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor vocab_parallel_cross_entropy(Communicator& tp, const torch::Tensor& logits_NV,
+                                           const torch::Tensor& targets_N, int64_t vocab_start) {
+  return VocabParallelCrossEntropyFn::apply(logits_NV, targets_N, &tp, vocab_start);
+}
+
+}  // namespace moxie

@@ -1,0 +1,75 @@
+// Tensor parallelism (Megatron-style, with sequence parallelism): the pieces a
+// model uses to split its matrices over the tensor-parallel ranks of one
+// replica. Between blocks every TP rank holds seq_len/tp positions of the
+// sequence; a column-parallel layer first gathers the whole sequence
+// (all_gather_along), a row-parallel layer's partial sums are reduce-scattered
+// back to sequence slices (reduce_scatter_along). See parallel/differentiable.h.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "parallel/communicator.h"
+
+namespace moxie {
+
+// The tensor-parallel group a layer is split over. No group (or a group of one)
+// means an unsplit layer: the single-process path runs the same code.
+struct TensorParallel {
+  Communicator* group = nullptr;
+  int64_t size() const { return group ? group->size() : 1; }
+  int64_t rank() const { return group ? group->rank() : 0; }
+  bool on() const { return size() > 1; }
+};
+
+// Fills `local` ([r, c]) with this rank's block, at (row_offset, col_offset),
+// of a full [full_rows, full_cols] matrix of normal(0, std) values. The full
+// matrix does not depend on the layout: it is drawn in blocks of kInitRows
+// rows, block b from its own generator seeded with (one draw from the global
+// generator) + b, so every layout sees the single-process values, and a rank
+// never holds more than one block of rows it does not keep.
+constexpr int64_t kInitRows = 128;
+void init_normal_block(const torch::Tensor& local, int64_t full_rows, int64_t full_cols,
+                       int64_t row_offset, int64_t col_offset, double std);
+
+// A bias-free linear layer y = x W^T holding its TP rank's share of the full
+// [out, in] weight W (parameter "weight"): column-parallel splits the outputs
+// (rows of W), row-parallel the inputs (columns). Initialised with
+// init_normal_block, never from the global generator directly, so the layout
+// does not change any other layer's values. The caller communicates.
+enum class Split { kColumn, kRow };
+class ParallelLinearImpl : public torch::nn::Module {
+ public:
+  ParallelLinearImpl(int64_t in, int64_t out, Split split, const TensorParallel& tp,
+                     double init_std);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+};
+TORCH_MODULE(ParallelLinear);
+
+// The token embedding (parameter "weight"), its rows (the vocabulary) split
+// over TP: this rank holds [vocab_start, vocab_start + vocab/tp). forward
+// returns this shard's lookup, zero rows for tokens outside it; summed over
+// the TP ranks it is the full lookup.
+class VocabParallelEmbeddingImpl : public torch::nn::Module {
+ public:
+  VocabParallelEmbeddingImpl(int64_t vocab, int64_t dim, const TensorParallel& tp,
+                             double init_std);
+  torch::Tensor forward(const torch::Tensor& tokens);
+  int64_t vocab_start() const { return vocab_start_; }
+  torch::Tensor weight;
+
+ private:
+  int64_t vocab_start_ = 0;
+  bool whole_ = true;
+};
+TORCH_MODULE(VocabParallelEmbedding);
+
+// Per-position cross-entropy (natural log) over a vocabulary split over `tp`:
+// logits_NV holds columns [vocab_start, vocab_start + V/tp) of the full
+// logits. Returns [N] in float32 (or float64), equal on every TP rank. The
+// full-vocabulary logits never exist on one rank: the max, the sum of
+// exponentials and the target's logit are all-reduced. Backward is local.
+torch::Tensor vocab_parallel_cross_entropy(Communicator& tp, const torch::Tensor& logits_NV,
+                                           const torch::Tensor& targets_N, int64_t vocab_start);
+
+}  // namespace moxie
