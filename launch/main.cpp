@@ -14,6 +14,7 @@
 
 #include "core/allocator.h"
 #include "core/config.h"
+#include "core/materialize.h"
 #include "core/plan.h"
 #include "core/trainer.h"
 #include "launch/launch_command.h"
@@ -29,7 +30,9 @@ const char* kUsage =
     "  config CONFIG [--set key.path=value]...  validate and print the resolved config\n"
     "  launch -n N CONFIG [--set ...]...        run `train` on N local ranks through mpirun\n"
     "  plan CONFIG --world N [--device-memory GB] [--param-bytes 2|4] [--set ...]...\n"
-    "                                           parameters, per-rank memory, FLOPs, traffic\n"
+    "       [--rank R | --materialize-rank R]    parameters, per-rank memory, FLOPs, traffic;\n"
+    "                                           --materialize-rank builds and runs rank R's\n"
+    "                                           shard here and measures it against the plan\n"
     "  help                                     this text\n"
     "\n"
     "example:\n"
@@ -44,7 +47,17 @@ struct Invocation {
   std::vector<std::string> overrides;
   moxie::PlanOptions plan;  // moxie plan only
   bool world_given = false;
+  bool materialize = false;  // moxie plan --materialize-rank R
 };
+
+int64_t rank_arg(const std::string& flag, const std::string& value) {
+  char* end = nullptr;
+  const long long v = std::strtoll(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || v < 0) {
+    throw UsageError(flag + " " + value + ": expected a rank, 0 or more");
+  }
+  return static_cast<int64_t>(v);
+}
 
 double number_arg(const std::string& flag, const std::string& value) {
   char* end = nullptr;
@@ -77,6 +90,10 @@ Invocation parse_args(const std::string& command, int argc, char** argv) {
         if (v != 2 && v != 4) throw UsageError("--param-bytes takes 2 (bf16) or 4 (fp32)");
         inv.plan.param_bytes = static_cast<int64_t>(v);
       }
+    } else if (command == "plan" && (arg == "--rank" || arg == "--materialize-rank")) {
+      if (i + 1 >= argc) throw UsageError(arg + " needs a rank");
+      inv.plan.rank = rank_arg(arg, argv[++i]);
+      inv.materialize = inv.materialize || arg == "--materialize-rank";
     } else if (!arg.empty() && arg[0] == '-') {
       throw UsageError("unknown option '" + arg + "' for 'moxie " + command + "'");
     } else if (inv.config_path.empty()) {
@@ -131,8 +148,17 @@ int main(int argc, char** argv) {
       const auto inv = parse_args(command, argc, argv);
       if (!inv.world_given) throw UsageError("'moxie plan' needs --world N, the number of ranks");
       const auto config = moxie::load_config(inv.config_path, inv.overrides);
+      if (inv.plan.rank >= inv.plan.world) {
+        throw UsageError("rank " + std::to_string(inv.plan.rank) + " is not in a job of --world " +
+                         std::to_string(inv.plan.world) + " ranks");
+      }
       const auto plan = moxie::make_plan(config, inv.plan);
       std::cout << moxie::describe(config, inv.plan, plan);
+      if (inv.materialize) {
+        const auto m = moxie::materialize_rank(config, inv.plan, std::cout);
+        std::cout << moxie::compare_with_plan(plan, m);
+        return m.shape_mismatches == 0 ? 0 : 1;
+      }
       return 0;
     }
     if (command == "train" || command == "config") {

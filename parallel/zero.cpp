@@ -1,24 +1,17 @@
 // ZeRO-1 partitioning.
 #include "parallel/zero.h"
 
+#include "parallel/zero_owners.h"
+
 #include <algorithm>
 #include <numeric>
 
 namespace moxie {
 
 std::vector<int> zero1_owners(const std::vector<torch::Tensor>& params, int group_size) {
-  std::vector<size_t> order(params.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return params[a].numel() > params[b].numel(); });
-  std::vector<int64_t> load(group_size, 0);
-  std::vector<int> owners(params.size(), 0);
-  for (size_t i : order) {
-    const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-    owners[i] = r;
-    load[r] += params[i].numel();
-  }
-  return owners;
+  std::vector<int64_t> numel;
+  for (const auto& p : params) numel.push_back(p.numel());
+  return zero1_owners(numel, group_size);
 }
 
 Zero1Partition::Zero1Partition(std::vector<torch::Tensor> params, Communicator& group)

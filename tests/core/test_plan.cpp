@@ -4,6 +4,8 @@
 
 #include "core/plan.h"
 #include "core/transformer.h"
+#include "parallel/simulated_communicator.h"
+#include "parallel/zero.h"
 
 using namespace moxie;
 
@@ -81,10 +83,51 @@ TEST_CASE("plan: one expert-parallel rank holds what an EP shard of the model ho
   // fp32 parameters: Adam's two moments only, 8 bytes each; ZeRO-1 divides them.
   CHECK(plan.rank_optimizer_bytes == Approx(8.0 * numel(*rank_model)));
   c.parallel.zero1 = true;
-  const auto zero = make_plan(c, o);
-  const double dense = numel(*rank_model) - plan.rank_expert_params;
-  // dense state over dp = 4; expert state over expert-dp = dp * tp / ep = 1
-  CHECK(zero.rank_optimizer_bytes == Approx(8.0 * (dense / 4 + plan.rank_expert_params)));
+  // ZeRO-1 as the trainer assigns it: dense parameters whole over the dp = 4
+  // ranks (rank 0 keeps its share), experts over expert-dp = dp * tp / ep = 1.
+  std::vector<torch::Tensor> dense;
+  int64_t experts = 0;
+  for (const auto& item : rank_model->named_parameters()) {
+    if (item.key().find(".experts.") != std::string::npos) experts += item.value().numel();
+    else dense.push_back(item.value());
+  }
+  const auto owners = zero1_owners(dense, 4);
+  int64_t owned = experts;
+  for (size_t i = 0; i < dense.size(); ++i) owned += owners[i] == 0 ? dense[i].numel() : 0;
+  for (int64_t r = 0; r < 4; ++r) {
+    o.rank = r;
+    int64_t mine = experts;
+    for (size_t i = 0; i < dense.size(); ++i) mine += owners[i] == r ? dense[i].numel() : 0;
+    CHECK(make_plan(c, o).rank_optimizer_bytes == Approx(8.0 * mine));
+  }
+  o.rank = 0;
+  CHECK(make_plan(c, o).rank_optimizer_bytes == Approx(8.0 * owned));
+}
+
+TEST_CASE("plan: a tensor- and expert-parallel rank's parameters, name by name") {
+  auto c = small();
+  c.parallel.dp = 2;
+  c.parallel.tp = 2;
+  c.parallel.ep = 4;
+  c.model.vocab_size = 260;
+  const auto dims = layout_of(c, 4);
+  for (int r : {0, 1}) {
+    SimulatedCommunicator tp(r, 2);
+    MoEParallel shard;
+    shard.dispatcher = std::make_shared<ShardOnly>(2);
+    shard.tp.group = &tp;
+    CausalLM model(c.model, c.moe, shard);
+    const auto planned = plan_rank_parameters(c, dims, r);
+    const auto built = model->named_parameters();
+    REQUIRE(planned.size() == built.size());
+    for (size_t i = 0; i < planned.size(); ++i) {
+      INFO(planned[i].name);
+      CHECK(built[i].key() == planned[i].name);
+      CHECK(built[i].value().numel() == planned[i].numel);
+      CHECK(model->is_tensor_parallel(planned[i].name) ==
+            (planned[i].layout == ParamLayout::kTensorParallel));
+    }
+  }
 }
 
 TEST_CASE("plan: FLOPs per token and all-to-all bytes by hand") {

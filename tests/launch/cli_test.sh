@@ -9,6 +9,7 @@ trap 'rm -rf "$tmp"' EXIT
 failures=0
 
 # expect CODE PATTERN -- ARGS...: exit code CODE and stderr/stdout matching PATTERN.
+passed=0
 expect() {
   local code="$1" pattern="$2"
   shift 3
@@ -21,6 +22,7 @@ expect() {
     failures=$((failures + 1))
   else
     echo "ok:   moxie $*"
+    passed=$((passed + 1))
   fi
 }
 
@@ -67,6 +69,9 @@ expect 0 "1.028T total.*" -- plan "$root/configs/kimi-k2-like-1024.yaml" --world
 expect 0 "total .* of 80.00 GB: fits" -- plan "$root/configs/kimi-k2-like-2048.yaml" --world 2048
 expect 2 "needs --world N" -- plan "$root/configs/kimi-k2-like-1024.yaml"
 expect 2 "does not match the world size 512" -- plan "$root/configs/kimi-k2-like-1024.yaml" --world 512
+expect 2 "rank 9 is not in a job of --world 8 ranks" -- plan "$root/configs/tiny.yaml" --world 8 --set parallel.dp=8 --materialize-rank 9
+expect 2 "expected a rank, 0 or more" -- plan "$root/configs/tiny.yaml" --world 1 --materialize-rank -1
+expect 0 "parameter elements: planned ([0-9]+), built \\1" -- plan "$root/configs/tiny.yaml" --world 4 --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4 --set model.vocab_size=260 --materialize-rank 3
 
-echo "$((20 - failures)) passed, $failures failed"
+echo "$passed passed, $failures failed"
 [ "$failures" -eq 0 ]
