@@ -98,6 +98,7 @@ void fields(ParallelOptions& o, F&& f) {
   f("ep", o.ep);
   f("pp", o.pp);
   f("zero1", o.zero1);
+  f("overlap_grad_sync", o.overlap_grad_sync);
 }
 
 template <class F>

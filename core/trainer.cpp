@@ -122,8 +122,10 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
     set.params.push_back(item.value());
   }
   const double inv_dp = 1.0 / static_cast<double>(dims_.dp());
+  overlap_ = config_.parallel.overlap_grad_sync && dims_.world() > 1;
   for (auto& set : param_sets_) {
-    set.sync = std::make_unique<GradientSync>(set.params, *set.sync_group, inv_dp);
+    set.sync = std::make_unique<GradientSync>(set.params, *set.sync_group, inv_dp, 32 << 20,
+                                              overlap_);
     if (config_.parallel.zero1) set.zero = std::make_unique<Zero1Partition>(set.params, *set.sync_group);
   }
 }
@@ -229,6 +231,9 @@ TrainSummary Trainer::run() {
       auto out = model_->forward(batch.tokens);
       auto ce = model_->cross_entropy(out.logits, batch.targets, batch.loss_mask);
       auto loss = (ce + out.aux_loss) / static_cast<double>(train.grad_accum);
+      if (overlap_ && micro + 1 == train.grad_accum) {
+        for (auto& set : param_sets_) set.sync->arm();
+      }
       loss.backward();
       loss_sum += ce.item<double>();
       aux_sum += out.aux_loss.item<double>();

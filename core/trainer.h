@@ -72,6 +72,7 @@ class Trainer {
     std::unique_ptr<Zero1Partition> zero;  // with parallel.zero1
   };
   std::vector<ParamSet> param_sets_;
+  bool overlap_ = false;  // gradient all-reduce started during the last backward
 };
 
 }  // namespace moxie

@@ -16,6 +16,15 @@ namespace moxie {
 
 enum class ReduceOp { kSum, kAvg, kMax };
 
+// A collective in flight. wait() returns when this rank's part is complete
+// (the tensor it was started on then holds the result); calling it again is a
+// no-op. Must be waited before the tensor is read or freed.
+class PendingOp {
+ public:
+  virtual ~PendingOp() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -24,6 +33,10 @@ class Communicator {
 
   // In place: every rank ends with the reduction of all ranks' `t`.
   virtual void all_reduce(torch::Tensor& t, ReduceOp op) = 0;
+  // all_reduce started without waiting for it, so that computation overlaps
+  // the transfer. Ranks must start their async collectives in the same order.
+  // Default: completes at once (a backend without non-blocking collectives).
+  virtual std::unique_ptr<PendingOp> all_reduce_async(torch::Tensor& t, ReduceOp op);
   // Concatenation of every rank's `t` along dim 0, in rank order.
   virtual torch::Tensor all_gather(const torch::Tensor& t) = 0;
   // Reduces `t` over ranks, then returns rank r's r-th of size() equal slices along dim 0.
@@ -37,6 +50,14 @@ class Communicator {
   virtual torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
                                    const std::vector<int64_t>& recv_rows) = 0;
 };
+
+struct DoneOp : PendingOp {
+  void wait() override {}
+};
+inline std::unique_ptr<PendingOp> Communicator::all_reduce_async(torch::Tensor& t, ReduceOp op) {
+  all_reduce(t, op);
+  return std::make_unique<DoneOp>();
+}
 
 // A communicator of one rank: every collective is the identity. The
 // single-process path runs the same code as the distributed one.

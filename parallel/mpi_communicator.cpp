@@ -104,6 +104,37 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color, int key) cons
   return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(out, Adopt{}));
 }
 
+namespace {
+// MPI_Iallreduce in flight on `t` (kept alive until waited).
+class MpiPendingOp : public PendingOp {
+ public:
+  MpiPendingOp(torch::Tensor t, MPI_Request request, double divide_by)
+      : t_(std::move(t)), request_(request), divide_by_(divide_by) {}
+  ~MpiPendingOp() override {
+    // Never leave a request behind a freed buffer; errors cannot throw here.
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  void wait() override {
+    if (request_ == MPI_REQUEST_NULL) return;
+    MOXIE_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    if (divide_by_ != 1.0) t_.div_(divide_by_);
+  }
+
+ private:
+  torch::Tensor t_;
+  MPI_Request request_;
+  double divide_by_;
+};
+}  // namespace
+
+std::unique_ptr<PendingOp> MpiCommunicator::all_reduce_async(torch::Tensor& t, ReduceOp op) {
+  check_cpu_contiguous(t, "all_reduce_async");
+  MPI_Request request = MPI_REQUEST_NULL;
+  MOXIE_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), as_int(t.numel(), "all_reduce_async"),
+                                 reduce_type(t), mpi_op(op), comm_, &request));
+  return std::make_unique<MpiPendingOp>(t, request, op == ReduceOp::kAvg ? size_ : 1.0);
+}
+
 void MpiCommunicator::all_reduce(torch::Tensor& t, ReduceOp op) {
   check_cpu_contiguous(t, "all_reduce");
   MOXIE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), as_int(t.numel(), "all_reduce"),

@@ -42,6 +42,7 @@ class MpiCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void all_reduce(torch::Tensor& t, ReduceOp op) override;
+  std::unique_ptr<PendingOp> all_reduce_async(torch::Tensor& t, ReduceOp op) override;
   torch::Tensor all_gather(const torch::Tensor& t) override;
   torch::Tensor reduce_scatter(const torch::Tensor& t, ReduceOp op) override;
   void broadcast(torch::Tensor& t, int root) override;

@@ -13,6 +13,9 @@ struct ParallelOptions {
   // ZeRO-1: optimizer state (moments, fp32 masters) sharded over the
   // data-parallel ranks; each updates its share and sends it to the others.
   bool zero1 = false;
+  // Start each gradient bucket's all-reduce during the backward pass of a
+  // step's last micro-batch, as soon as its gradients are complete.
+  bool overlap_grad_sync = true;
 };
 
 }  // namespace moxie

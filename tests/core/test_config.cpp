@@ -116,6 +116,7 @@ parallel:
   ep: 4
   pp: 1
   zero1: true
+  overlap_grad_sync: false
 )";
 
 // "  key: value" lines -> "section.key", in order.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "parallel/grad_sync.h"
 #include "parallel/differentiable.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_groups.h"
@@ -150,4 +151,42 @@ TEST_CASE("ZeRO-1 hands every rank the owners' updated values") {
   for (size_t i = 0; i < params.size(); ++i) {
     CHECK(torch::equal(params[i], torch::full_like(params[i], owners[i] + 1)));
   }
+}
+
+TEST_CASE("gradient sync: bucketed sums, and overlapped with backward the same") {
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  const int n = comm.size(), r = comm.rank();
+  auto make = [] {
+    std::vector<torch::Tensor> ps;
+    for (int i = 0; i < 5; ++i) ps.push_back(torch::zeros({3 + i, 4}).requires_grad_());
+    return ps;
+  };
+  // d loss / d p_i = (r + 1) (i + 1) on rank r; the average is (i + 1)(n + 1) / 2.
+  auto backward = [&](const std::vector<torch::Tensor>& ps) {
+    auto loss = torch::zeros({});
+    for (size_t i = 0; i < ps.size(); ++i) loss = loss + (ps[i] * ((r + 1.0) * (i + 1.0))).sum();
+    loss.backward();
+  };
+  auto check = [&](const std::vector<torch::Tensor>& ps, double times) {
+    for (size_t i = 0; i < ps.size(); ++i) {
+      CHECK(torch::allclose(ps[i].grad(), torch::full_like(ps[i], times * (i + 1.0) * (n + 1) / 2.0)));
+    }
+  };
+  auto plain = make();
+  GradientSync blocking(plain, comm, 1.0 / n, /*bucket_bytes=*/64);
+  backward(plain);
+  blocking.sync();
+  check(plain, 1);
+
+  auto overlapped = make();
+  GradientSync early(overlapped, comm, 1.0 / n, /*bucket_bytes=*/64, /*overlap=*/true);
+  REQUIRE(early.num_buckets() > 1);
+  // Accumulation: an unarmed backward leaves the hooks idle; the armed one
+  // starts every bucket before backward returns.
+  backward(overlapped);
+  early.arm();
+  backward(overlapped);
+  CHECK(early.started_in_backward() == early.num_buckets());
+  early.sync();
+  check(overlapped, 2);
 }
