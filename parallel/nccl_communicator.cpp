@@ -19,6 +19,10 @@ namespace moxie {
 #ifndef MOXIE_HAVE_NCCL
 
 bool nccl_available() { return false; }
+int cuda_device_count() { return 0; }
+void use_gpu_of_local_rank(int, int) {
+  throw std::runtime_error("this build of moxie has no CUDA; rebuild where CMake finds nvcc and NCCL");
+}
 
 std::unique_ptr<Communicator> make_nccl_communicator(MpiCommunicator&) {
   throw std::runtime_error("this build of moxie has no NCCL; rebuild where CMake finds nccl.h");
@@ -191,9 +195,21 @@ class NcclCommunicator : public Communicator {
 
 }  // namespace
 
-bool nccl_available() {
+bool nccl_available() { return cuda_device_count() > 0; }
+
+int cuda_device_count() {
   int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+}
+
+void use_gpu_of_local_rank(int local_rank, int local_size) {
+  const int n = cuda_device_count();
+  if (local_size > n) {
+    throw std::runtime_error("this node runs " + std::to_string(local_size) + " ranks but has " +
+                             std::to_string(n) + " visible GPU(s), and NCCL needs one GPU per " +
+                             "rank; launch at most " + std::to_string(n) + " rank(s) per node");
+  }
+  MOXIE_CUDA_CHECK(cudaSetDevice(local_rank));
 }
 
 std::unique_ptr<Communicator> make_nccl_communicator(MpiCommunicator& bootstrap) {

@@ -21,6 +21,14 @@ class MpiCommunicator;
 // True when this build has NCCL and a CUDA device is visible.
 bool nccl_available();
 
+// Visible CUDA devices (0 without NCCL or CUDA).
+int cuda_device_count();
+
+// One GPU per rank: makes device `local_rank` current. Throws
+// std::runtime_error, naming the rank and the fix, when this node's ranks
+// outnumber its visible GPUs (NCCL cannot put two ranks on one GPU).
+void use_gpu_of_local_rank(int local_rank, int local_size);
+
 // Makes the NCCL communicator over the same ranks as `bootstrap`, on the
 // current CUDA device (the launcher sets device = local rank). Throws
 // std::runtime_error naming the failing call when this build has no NCCL or

@@ -10,9 +10,6 @@
 #include "parallel/mpi_communicator.h"
 #include "parallel/nccl_communicator.h"
 
-#ifdef MOXIE_HAVE_NCCL
-#include <c10/cuda/CUDAFunctions.h>
-#endif
 
 using namespace moxie;
 
@@ -78,11 +75,16 @@ int main(int argc, char** argv) {
     }
     return 77;
   }
-#ifdef MOXIE_HAVE_NCCL
-  // One GPU per rank: device = local rank.
+  // One GPU per rank: device = local rank. More ranks than GPUs on a node
+  // cannot run NCCL: every rank says why and skips alike.
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-  c10::cuda::set_device(static_cast<c10::DeviceIndex>(local ? std::atoi(local) : 0));
-#endif
+  const char* local_size = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  try {
+    use_gpu_of_local_rank(local ? std::atoi(local) : 0, local_size ? std::atoi(local_size) : 1);
+  } catch (const std::exception& e) {
+    std::cout << "SKIP (rank " << world.rank() << "): " << e.what() << "\n";
+    return 77;
+  }
   bootstrap = &world;
   return Catch::Session().run(argc, argv);
 }
