@@ -266,6 +266,15 @@ TrainSummary Trainer::run() {
     m.lr = lr;
     for (auto& load : load_LE) groups_.dp_tp->all_reduce(load, ReduceOp::kSum);
     m.grad_norm = sync_and_clip();
+    if (overlap_ && step == 0) {
+      int64_t early = 0, buckets = 0;
+      for (const auto& set : param_sets_) {
+        early += set.sync->started_in_backward();
+        buckets += set.sync->num_buckets();
+      }
+      log_ << "gradient sync: " << early << " of " << buckets
+           << " buckets started during the backward pass\n";
+    }
     m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
     if (m.skipped) {
       ++summary.skipped_steps;

@@ -14,8 +14,10 @@ struct ParallelOptions {
   // data-parallel ranks; each updates its share and sends it to the others.
   bool zero1 = false;
   // Start each gradient bucket's all-reduce during the backward pass of a
-  // step's last micro-batch, as soon as its gradients are complete.
-  bool overlap_grad_sync = true;
+  // step's last micro-batch, as soon as its gradients are complete. Off by
+  // default: on CPU, MPI's non-blocking all-reduce only progresses inside
+  // other MPI calls, and measured 2.6% slower (tests/bench/RESULTS.md).
+  bool overlap_grad_sync = false;
 };
 
 }  // namespace moxie

@@ -116,7 +116,7 @@ parallel:
   ep: 4
   pp: 1
   zero1: true
-  overlap_grad_sync: false
+  overlap_grad_sync: true
 )";
 
 // "  key: value" lines -> "section.key", in order.
