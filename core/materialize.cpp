@@ -29,8 +29,10 @@ double peak_resident_bytes() {
 
 std::string gb(double bytes) {
   char buf[32];
-  if (bytes >= 1e9) std::snprintf(buf, sizeof(buf), "%.3f GB", bytes / 1e9);
-  else std::snprintf(buf, sizeof(buf), "%.3f MB", bytes / 1e6);
+  if (bytes >= 1e9)
+    std::snprintf(buf, sizeof(buf), "%.3f GB", bytes / 1e9);
+  else
+    std::snprintf(buf, sizeof(buf), "%.3f MB", bytes / 1e6);
   return buf;
 }
 
@@ -97,9 +99,7 @@ MaterializeReport materialize_rank(const Config& c, const PlanOptions& o, std::o
       }
     }
   };
-  auto hidden = [&] {
-    return (torch::randn({1, S_local, D}) * 0.5).to(dtype).requires_grad_();
-  };
+  auto hidden = [&] { return (torch::randn({1, S_local, D}) * 0.5).to(dtype).requires_grad_(); };
 
   const auto t0 = std::chrono::steady_clock::now();
   log << "materializing rank " << R << " of " << dims.describe() << ", piece by piece, "
@@ -174,8 +174,7 @@ std::string compare_with_plan(const Plan& plan, const MaterializeReport& m) {
   row("gradients", plan.rank_grad_bytes, m.grad_bytes);
   row("optimizer state", plan.rank_optimizer_bytes, m.optimizer_bytes);
   s << "  parameter elements: planned " << plan.rank_params << ", built " << m.params
-    << (m.shape_mismatches ? ", " + std::to_string(m.shape_mismatches) + " MISMATCHED" : "")
-    << "\n"
+    << (m.shape_mismatches ? ", " + std::to_string(m.shape_mismatches) + " MISMATCHED" : "") << "\n"
     << "  peak resident memory " << gb(m.peak_resident_bytes) << " (the whole shard's parameters, "
     << "gradients and optimizer state: " << gb(m.param_bytes + m.grad_bytes + m.optimizer_bytes)
     << ")\n"

@@ -17,13 +17,13 @@
 namespace moxie {
 
 struct MaterializeReport {
-  int64_t params = 0;             // elements of rank R's shard, as built
-  double param_bytes = 0;         // of the parameters as built
-  double grad_bytes = 0;          // of the gradients backward produced
-  double optimizer_bytes = 0;     // of AdamW's state after one step
-  double peak_resident_bytes = 0; // of this process (VmHWM)
-  double alltoall_bytes = 0;      // payload the EP all-to-alls would send (forward + backward)
-  int64_t shape_mismatches = 0;   // parameters whose name or size differs from the plan's
+  int64_t params = 0;              // elements of rank R's shard, as built
+  double param_bytes = 0;          // of the parameters as built
+  double grad_bytes = 0;           // of the gradients backward produced
+  double optimizer_bytes = 0;      // of AdamW's state after one step
+  double peak_resident_bytes = 0;  // of this process (VmHWM)
+  double alltoall_bytes = 0;       // payload the EP all-to-alls would send (forward + backward)
+  int64_t shape_mismatches = 0;    // parameters whose name or size differs from the plan's
 };
 
 MaterializeReport materialize_rank(const Config& config, const PlanOptions& options,

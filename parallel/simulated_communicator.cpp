@@ -43,8 +43,10 @@ torch::Tensor SimulatedCommunicator::all_to_all(const torch::Tensor& input,
                                 : static_cast<int64_t>(input.nbytes()) / input.size(0);
   int64_t offset = 0, self_offset = 0;
   for (int p = 0; p < size_; ++p) {
-    if (p == rank_) self_offset = offset;
-    else bytes_sent_ += send_rows[p] * row_bytes;
+    if (p == rank_)
+      self_offset = offset;
+    else
+      bytes_sent_ += send_rows[p] * row_bytes;
     offset += send_rows[p];
   }
   auto self_rows = input.narrow(0, self_offset, send_rows[rank_]);

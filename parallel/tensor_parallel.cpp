@@ -69,8 +69,7 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-struct VocabParallelCrossEntropyFn
-    : public torch::autograd::Function<VocabParallelCrossEntropyFn> {
+struct VocabParallelCrossEntropyFn : public torch::autograd::Function<VocabParallelCrossEntropyFn> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor logits_NV,
                                torch::Tensor targets_N, Communicator* tp, int64_t vocab_start) {
     const auto dtype = logits_NV.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;

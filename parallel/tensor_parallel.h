@@ -52,8 +52,7 @@ TORCH_MODULE(ParallelLinear);
 // the TP ranks it is the full lookup.
 class VocabParallelEmbeddingImpl : public torch::nn::Module {
  public:
-  VocabParallelEmbeddingImpl(int64_t vocab, int64_t dim, const TensorParallel& tp,
-                             double init_std);
+  VocabParallelEmbeddingImpl(int64_t vocab, int64_t dim, const TensorParallel& tp, double init_std);
   torch::Tensor forward(const torch::Tensor& tokens);
   int64_t vocab_start() const { return vocab_start_; }
   torch::Tensor weight;

@@ -48,8 +48,9 @@ TEST_CASE("ParallelLinear holds its block of the layout-independent full weight"
     const int64_t width = full->weight.size(dim) / n;
     CHECK(torch::equal(mine->weight, full->weight.narrow(dim, r * width, width)));
   }
-  CHECK(torch::allclose(ParallelLinear(64, 4096, Split::kColumn, TensorParallel{}, 0.5)->weight.std(),
-                        torch::tensor(0.5), 0.02, 0));
+  CHECK(
+      torch::allclose(ParallelLinear(64, 4096, Split::kColumn, TensorParallel{}, 0.5)->weight.std(),
+                      torch::tensor(0.5), 0.02, 0));
 }
 
 TEST_CASE("all_gather_along and reduce_scatter_along are each other's adjoint") {
@@ -69,11 +70,13 @@ TEST_CASE("all_gather_along and reduce_scatter_along are each other's adjoint") 
 
   auto part = (torch::ones({2, 2 * n, 3}, torch::kDouble) * (r + 1)).requires_grad_();
   auto scattered = reduce_scatter_along(comm, part, 1);
-  CHECK(torch::allclose(scattered.detach(), torch::full({2, 2, 3}, n * (n + 1) / 2.0, torch::kDouble)));
+  CHECK(torch::allclose(scattered.detach(),
+                        torch::full({2, 2, 3}, n * (n + 1) / 2.0, torch::kDouble)));
   auto v = torch::arange(12, torch::kDouble).view({2, 2, 3}) + 10 * r;
   (scattered * v).sum().backward();
   for (int p = 0; p < n; ++p) {
-    CHECK(torch::equal(part.grad().narrow(1, 2 * p, 2), torch::arange(12, torch::kDouble).view({2, 2, 3}) + 10 * p));
+    CHECK(torch::equal(part.grad().narrow(1, 2 * p, 2),
+                       torch::arange(12, torch::kDouble).view({2, 2, 3}) + 10 * p));
   }
 }
 
@@ -135,13 +138,15 @@ TEST_CASE("tensor-parallel attention and SwiGLU compute the unsplit layers on se
   Attention full_attn(m);
   torch::manual_seed(8);
   Attention split_attn(m, tp);
-  compare(*full_attn, *split_attn, [&](const torch::Tensor& t) { return full_attn(t); },
-          [&](const torch::Tensor& t) { return split_attn(t); });
+  compare(
+      *full_attn, *split_attn, [&](const torch::Tensor& t) { return full_attn(t); },
+      [&](const torch::Tensor& t) { return split_attn(t); });
 
   torch::manual_seed(9);
   SwiGLU full_mlp(D, 6 * n, 0.3);
   torch::manual_seed(9);
   SwiGLU split_mlp(D, 6 * n, 0.3, tp);
-  compare(*full_mlp, *split_mlp, [&](const torch::Tensor& t) { return full_mlp(t); },
-          [&](const torch::Tensor& t) { return split_mlp(t); });
+  compare(
+      *full_mlp, *split_mlp, [&](const torch::Tensor& t) { return full_mlp(t); },
+      [&](const torch::Tensor& t) { return split_mlp(t); });
 }
