@@ -1,7 +1,6 @@
 // Shard records: round trips of text, image and audio samples, random access,
 // and one clear ShardError (file and byte offset) for every kind of damage.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <random>
