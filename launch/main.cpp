@@ -15,6 +15,7 @@
 #include "core/allocator.h"
 #include "core/config.h"
 #include "core/materialize.h"
+#include "data/dataset.h"
 #include "core/plan.h"
 #include "core/trainer.h"
 #include "launch/launch_command.h"
@@ -33,6 +34,10 @@ const char* kUsage =
     "       [--rank R | --materialize-rank R]    parameters, per-rank memory, FLOPs, traffic;\n"
     "                                           --materialize-rank builds and runs rank R's\n"
     "                                           shard here and measures it against the plan\n"
+    "  data build SRC OUT [--sources F] [--allow-unknown-license] [--samples-per-shard N]\n"
+    "                                           text files to a checksummed, licensed dataset\n"
+    "  data verify DIR                          every shard and record checksum\n"
+    "  data inspect DIR [--sample N]            manifest summary, licences, one sample\n"
     "  help                                     this text\n"
     "\n"
     "example:\n"
@@ -109,6 +114,66 @@ Invocation parse_args(const std::string& command, int argc, char** argv) {
   return inv;
 }
 
+// moxie data build|verify|inspect: datasets on disk (data/dataset.h).
+int data_command(int argc, char** argv) {
+  const std::string sub = argc > 2 ? argv[2] : "";
+  std::vector<std::string> positional;
+  moxie::BuildOptions build;
+  int64_t sample = -1;
+  for (int i = 3; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if (sub == "build" && arg == "--sources") {
+      build.sources_file = value();
+    } else if (sub == "build" && arg == "--allow-unknown-license") {
+      build.allow_unknown_license = true;
+    } else if (sub == "build" && arg == "--samples-per-shard") {
+      build.samples_per_shard = static_cast<uint64_t>(number_arg(arg, value()));
+    } else if (sub == "inspect" && arg == "--sample") {
+      sample = rank_arg(arg, value());
+    } else if (!arg.empty() && arg[0] == '-') {
+      throw UsageError("unknown option '" + arg + "' for 'moxie data " + sub + "'");
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (sub == "build") {
+    if (positional.size() != 2) {
+      throw UsageError("usage: moxie data build SOURCE_DIR OUT_DIR [--sources FILE] "
+                       "[--allow-unknown-license] [--samples-per-shard N]");
+    }
+    build.source_dir = positional[0];
+    build.out_dir = positional[1];
+    const auto s = moxie::build_text_dataset(build);
+    std::cout << "built " << build.out_dir << ": " << s.samples << " samples, " << s.tokens
+              << " tokens, " << s.shards << " shards, " << s.bytes << " bytes\n";
+    for (const auto& [license, n] : s.samples_per_license) {
+      std::cout << "  " << license << ": " << n << " samples\n";
+    }
+    return 0;
+  }
+  if (sub == "verify" || sub == "inspect") {
+    if (positional.size() != 1) throw UsageError("usage: moxie data " + sub + " DATASET_DIR");
+    if (sub == "inspect") {
+      std::cout << moxie::describe_dataset(positional[0]);
+      if (sample >= 0) std::cout << moxie::describe_sample(positional[0], static_cast<uint64_t>(sample));
+      return 0;
+    }
+    moxie::DatasetSummary s;
+    const auto problems = moxie::verify_dataset(positional[0], &s);
+    for (const auto& p : problems) std::cerr << "moxie: " << p << "\n";
+    std::cout << positional[0] << ": " << s.shards << " shards, " << s.samples << " samples: "
+              << (problems.empty() ? "every checksum matches"
+                                   : std::to_string(problems.size()) + " problem(s)")
+              << "\n";
+    return problems.empty() ? 0 : 1;
+  }
+  throw UsageError("'moxie data' takes build, verify or inspect (got '" + sub + "')");
+}
+
 // Launchers leave these in every rank's environment: Open MPI (mpirun),
 // PMIx (Open MPI 4+, srun --mpi=pmix), PMI (srun --mpi=pmi2, MPICH).
 bool under_mpi_launcher() {
@@ -134,6 +199,17 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       std::cerr << "moxie: " << e.what() << "\n";
       return 2;
+    }
+  }
+  if (command == "data") {
+    try {
+      return data_command(argc, argv);
+    } catch (const UsageError& e) {
+      std::cerr << "moxie: " << e.what() << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "moxie: " << e.what() << "\n";
+      return 1;
     }
   }
   std::unique_ptr<moxie::MpiRuntime> mpi;

@@ -19,7 +19,7 @@ DEBIAN_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libopenmpi-dev openmpi-bin
   libyaml-cpp-dev libprotobuf-dev protobuf-compiler
-  catch2 nlohmann-json3-dev
+  catch2 nlohmann-json3-dev libssl-dev
   python3-venv python3-doc
 )
 

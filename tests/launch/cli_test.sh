@@ -73,5 +73,18 @@ expect 2 "rank 9 is not in a job of --world 8 ranks" -- plan "$root/configs/tiny
 expect 2 "expected a rank, 0 or more" -- plan "$root/configs/tiny.yaml" --world 1 --materialize-rank -1
 expect 0 "parameter elements: planned ([0-9]+), built \\1" -- plan "$root/configs/tiny.yaml" --world 4 --set parallel.dp=2 --set parallel.tp=2 --set parallel.ep=4 --set model.vocab_size=260 --materialize-rank 3
 
+# moxie data: licences checked before anything is written, checksums verified.
+expect 1 "no licence for about.rst.txt" -- data build "$root/.data/text" "$tmp/ds_refused"
+[ ! -e "$tmp/ds_refused" ] || { echo "FAIL: a refused build left $tmp/ds_refused"; failures=$((failures + 1)); }
+expect 0 "PSF-2.0: [0-9]+ samples" -- data build "$root/.data/text" "$tmp/ds" \
+  --sources "$root/configs/sources/python3-doc.yaml" --samples-per-shard 200
+expect 0 "every checksum matches" -- data verify "$tmp/ds"
+expect 0 "licence PSF-2.0, by Python Software Foundation" -- data inspect "$tmp/ds" --sample 3
+expect 1 "already holds a dataset" -- data build "$root/.data/text" "$tmp/ds" \
+  --sources "$root/configs/sources/python3-doc.yaml"
+printf 'X' | dd of="$tmp/ds/shard-00001.shard" bs=1 seek=100 conv=notrunc status=none
+expect 1 "shard-00001.shard: sha256 differs" -- data verify "$tmp/ds"
+expect 2 "takes build, verify or inspect" -- data frobnicate
+
 echo "$passed passed, $failures failed"
 [ "$failures" -eq 0 ]
