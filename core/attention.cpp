@@ -27,7 +27,7 @@ AttentionImpl::AttentionImpl(const ModelOptions& options, const TensorParallel& 
   rope_ = RotaryEmbedding(head_dim_, options.max_seq_len, options.rope_theta);
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x_slice) {
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x_slice, const torch::Tensor& attn_mask) {
   // Column-parallel in: the whole sequence; row-parallel out: partial sums,
   // reduce-scattered back to this rank's slice.
   const auto x = tp_.on() ? all_gather_along(*tp_.group, x_slice, 1) : x_slice;
@@ -38,8 +38,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x_slice) {
   auto v = v_proj(x).view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);
   q = rope_(q);
   k = rope_(k);
-  auto out = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
-                                              /*is_causal=*/true, /*scale=*/std::nullopt,
+  const bool causal = !attn_mask.defined();
+  auto out = at::scaled_dot_product_attention(q, k, v, attn_mask, /*dropout_p=*/0.0,
+                                              /*is_causal=*/causal, /*scale=*/std::nullopt,
                                               /*enable_gqa=*/n_kv_heads_ != n_heads_);
   auto y = o_proj(out.transpose(1, 2).reshape({B, S, n_heads_ * head_dim_}));
   return tp_.on() ? reduce_scatter_along(*tp_.group, y, 1) : y;

@@ -18,7 +18,8 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelOptions& options, const TensorParallel& tp = {});
   // x: [B, S/tp, D] (this rank's slice of the sequence) -> [B, S/tp, D]
-  torch::Tensor forward(const torch::Tensor& x);
+  // attn_mask: bool [B, 1, S, S] over the whole sequence, or undefined: causal.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& attn_mask = {});
 
   ParallelLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 

@@ -76,6 +76,13 @@ void fields(DataOptions& o, F&& f) {
   f("tokenizer", o.tokenizer);
   f("eval_fraction", o.eval_fraction);
   f("seq_len", o.seq_len);
+  f("eval_path", o.eval_path);
+  f("shuffle_block", o.shuffle_block);
+  f("prefetch_threads", o.prefetch_threads);
+  f("prefetch_mb", o.prefetch_mb);
+  f("on_corrupt", o.on_corrupt);
+  f("max_skipped", o.max_skipped);
+  f("verify_shards", o.verify_shards);
 }
 template <class F>
 void fields(TrainOptions& o, F&& f) {
@@ -524,12 +531,17 @@ void validate(const Config& c) {
   one_of("schedule.decay", s.decay, {"cosine", "linear", "constant"});
 
   const auto& d = c.data;
-  require(d.source == "text",
-          "data.source='" + d.source +
-              "' is not available yet: use 'text' (a folder of text files); other sources "
-              "arrive with the data pipeline");
+  one_of("data.source", d.source, {"text", "dataset"});
+  one_of("data.on_corrupt", d.on_corrupt, {"skip", "fail"});
+  positive("data.shuffle_block", d.shuffle_block);
+  positive("data.prefetch_mb", d.prefetch_mb);
+  require(d.prefetch_threads >= 0 && d.prefetch_threads <= 64,
+          "data.prefetch_threads=" + str(d.prefetch_threads) + " must be between 0 and 64");
+  require(d.max_skipped >= 0, "data.max_skipped=" + str(d.max_skipped) + " must be >= 0");
   require(d.tokenizer == "byte",
-          "data.tokenizer='" + d.tokenizer + "' is not available yet; only 'byte' is");
+          "data.tokenizer='" + d.tokenizer +
+              "': the text source tokenizes bytes; for SentencePiece build a dataset with "
+              "'moxie data build --tokenizer MODEL' and set data.source: dataset");
   require(!d.extensions.empty(), "data.extensions is empty; list at least one, e.g. [.txt]");
   require(d.eval_fraction > 0 && d.eval_fraction < 1,
           "data.eval_fraction=" + str(d.eval_fraction) + " must be between 0 and 1");

@@ -51,4 +51,45 @@ torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Ten
   return (per_token * mask).sum() / mask.sum().clamp_min(1.0);
 }
 
+ImageEncoderImpl::ImageEncoderImpl(int64_t patch_dim, int64_t patches, int64_t d_model,
+                                   double init_std) {
+  proj = register_module("proj", torch::nn::Linear(patch_dim, d_model));
+  torch::NoGradGuard no_grad;
+  proj->weight.normal_(0, init_std);
+  proj->bias.zero_();
+  position = register_parameter("position", torch::randn({patches, d_model}) * init_std);
+}
+
+torch::Tensor ImageEncoderImpl::forward(const torch::Tensor& patches, const torch::Tensor& index) {
+  return proj(patches.to(proj->weight.scalar_type())) + position.index_select(0, index);
+}
+
+AudioEncoderImpl::AudioEncoderImpl(int64_t frame, int64_t d_model, double init_std)
+    : d_model_(d_model) {
+  proj = register_module("proj", torch::nn::Linear(frame / 2 + 1, d_model));
+  torch::NoGradGuard no_grad;
+  proj->weight.normal_(0, init_std);
+  proj->bias.zero_();
+  window_ = torch::hann_window(frame, torch::TensorOptions().dtype(torch::kFloat));
+}
+
+torch::Tensor AudioEncoderImpl::forward(const torch::Tensor& frames, const torch::Tensor& index) {
+  // Features are data, not weights: no gradient flows into them.
+  torch::Tensor features;
+  {
+    torch::NoGradGuard no_grad;
+    auto spectrum = torch::fft::rfft(frames.to(torch::kFloat) * window_.to(frames.device()));
+    features = torch::log1p(spectrum.abs());
+  }
+  // Sinusoidal positions: sin(i / 10000^(2k/D)) and cos of the same.
+  const int64_t half = d_model_ / 2;
+  auto k = torch::arange(half, torch::TensorOptions().dtype(torch::kDouble));
+  auto freq = torch::exp(-std::log(10000.0) * 2.0 * k / static_cast<double>(d_model_));
+  auto angle = index.to(torch::kDouble).unsqueeze(1) * freq.unsqueeze(0);
+  auto pos = torch::cat({torch::sin(angle), torch::cos(angle)}, 1);
+  if (pos.size(1) < d_model_) pos = torch::nn::functional::pad(pos, torch::nn::functional::PadFuncOptions({0, d_model_ - pos.size(1)}));
+  const auto dtype = proj->weight.scalar_type();
+  return proj(features.to(dtype)) + pos.to(dtype).to(frames.device());
+}
+
 }  // namespace moxie

@@ -1,4 +1,5 @@
-// Small model pieces: RMSNorm, rotary position embeddings, the masked loss.
+// Small model pieces: RMSNorm, rotary position embeddings, the masked loss,
+// the modality encoders.
 #pragma once
 
 #include <torch/torch.h>
@@ -36,5 +37,35 @@ TORCH_MODULE(RotaryEmbedding);
 // logits: [B, S, V]; targets: int64 [B, S]; loss_mask: [B, S].
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                    const torch::Tensor& loss_mask);
+
+// Image patches to the model width: a linear projection of the patch's
+// pixels plus a learned embedding of the patch's place in its image.
+// Parameters "proj.weight" [D, patch_dim], "proj.bias", "position" [patches, D].
+class ImageEncoderImpl : public torch::nn::Module {
+ public:
+  ImageEncoderImpl(int64_t patch_dim, int64_t patches, int64_t d_model, double init_std);
+  // patches: [N, patch_dim] in [-1, 1]; index: int64 [N] in [0, patches).
+  torch::Tensor forward(const torch::Tensor& patches, const torch::Tensor& index);
+  torch::nn::Linear proj{nullptr};
+  torch::Tensor position;
+};
+TORCH_MODULE(ImageEncoder);
+
+// Audio frames to the model width: the log-magnitude spectrum of each
+// Hann-windowed frame, linearly projected, plus a sinusoidal embedding of the
+// frame's place in its clip (no length limit). Parameters "proj.weight"
+// [D, frame/2 + 1], "proj.bias".
+class AudioEncoderImpl : public torch::nn::Module {
+ public:
+  AudioEncoderImpl(int64_t frame, int64_t d_model, double init_std);
+  // frames: [N, frame] in [-1, 1]; index: int64 [N], the frame's number in its clip.
+  torch::Tensor forward(const torch::Tensor& frames, const torch::Tensor& index);
+  torch::nn::Linear proj{nullptr};
+
+ private:
+  torch::Tensor window_;
+  int64_t d_model_;
+};
+TORCH_MODULE(AudioEncoder);
 
 }  // namespace moxie

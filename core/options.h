@@ -23,6 +23,11 @@ struct ModelOptions {
   bool tie_embeddings = false;
   int64_t first_k_dense = 0;    // layers [0, first_k_dense) use a dense FFN
   int64_t moe_every = 1;        // after those, layer i is MoE iff (i - first_k_dense) % moe_every == 0
+  // Modality encoders, set by the trainer from the dataset (not from YAML):
+  // 0 leaves the encoder out.
+  int64_t image_patch_dim = 0;  // pixels per patch (patch x patch x channels)
+  int64_t image_patches = 0;    // patches per image
+  int64_t audio_frame = 0;      // samples per audio frame
 };
 
 struct TrainOptions {

@@ -10,6 +10,8 @@
 #include "core/layers.h"
 #include "core/metrics.h"
 #include "core/plan.h"
+#include "data/dataset_source.h"
+#include "data/provenance.h"
 #include "data/text_source.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
@@ -25,6 +27,47 @@ constexpr int64_t kMaxBadStepsInARow = 5;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+ModelInputs inputs_of(const Batch& b, bool blank_media = false) {
+  ModelInputs in;
+  in.tokens = b.tokens;
+  in.doc = b.doc;
+  in.patches = blank_media && b.patches.defined() ? torch::zeros_like(b.patches) : b.patches;
+  in.patch_slot = b.patch_slot;
+  in.patch_index = b.patch_index;
+  in.frames = blank_media && b.frames.defined() ? torch::zeros_like(b.frames) : b.frames;
+  in.frame_slot = b.frame_slot;
+  in.frame_index = b.frame_index;
+  return in;
+}
+
+// The loss mask restricted to documents that hold an image or audio.
+torch::Tensor media_loss_mask(const Batch& b) {
+  if (!b.doc.defined()) return torch::zeros_like(b.loss_mask);
+  auto flat_doc = b.doc.reshape({-1});
+  std::vector<torch::Tensor> docs;
+  if (b.patch_slot.defined() && b.patch_slot.numel()) docs.push_back(flat_doc.index_select(0, b.patch_slot));
+  if (b.frame_slot.defined() && b.frame_slot.numel()) docs.push_back(flat_doc.index_select(0, b.frame_slot));
+  if (docs.empty()) return torch::zeros_like(b.loss_mask);
+  return b.loss_mask * torch::isin(b.doc, torch::cat(docs)).to(b.loss_mask.scalar_type());
+}
+
+LoaderOptions loader_options(const Config& c, int64_t dp_rank, int64_t dp_size) {
+  LoaderOptions o;
+  o.path = c.data.path;
+  o.seed = static_cast<uint64_t>(c.train.seed);
+  o.seq_len = c.data.seq_len;
+  o.rows_per_rank = c.train.micro_batch_size;
+  o.dp_rank = dp_rank;
+  o.dp_size = dp_size;
+  o.shuffle_block = static_cast<uint64_t>(c.data.shuffle_block);
+  o.prefetch_threads = static_cast<int>(c.data.prefetch_threads);
+  o.prefetch_bytes = static_cast<uint64_t>(c.data.prefetch_mb) << 20;
+  o.on_corrupt = c.data.on_corrupt;
+  o.max_skipped = static_cast<uint64_t>(c.data.max_skipped);
+  o.verify_shards = c.data.verify_shards;
+  return o;
 }
 
 }  // namespace
@@ -83,6 +126,35 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
   }
   log_ << "layout: " << dims_.describe() << "; " << groups_.local_size << " rank(s) per node\n";
 
+  if (config_.data.source == "dataset") {
+    // The tokenizer's vocabulary and the media encoders come from the dataset.
+    const auto info = read_dataset_info(config_.data.path);
+    auto& m = config_.model;
+    if (m.vocab_size < info.special.vocab_size) {
+      throw std::runtime_error("model.vocab_size=" + std::to_string(m.vocab_size) +
+                               " is smaller than the vocabulary of the dataset's tokenizer (" +
+                               info.tokenizer + ", " + std::to_string(info.special.vocab_size) +
+                               " ids); set model.vocab_size to at least that");
+    }
+    if (!config_.data.eval_path.empty()) {
+      const auto eval = read_dataset_info(config_.data.eval_path);
+      if (eval.tokenizer != info.tokenizer || eval.image_size != info.image_size ||
+          eval.image_patch != info.image_patch || eval.audio_frame != info.audio_frame) {
+        throw std::runtime_error("data.eval_path " + config_.data.eval_path +
+                                 " was built with another tokenizer or media settings than data.path " +
+                                 config_.data.path + "; build both with the same options");
+      }
+    }
+    if (info.images > 0) {
+      m.image_patch_dim = static_cast<int64_t>(info.image_patch) * info.image_patch * info.image_channels;
+      const int64_t side = info.image_size / info.image_patch;
+      m.image_patches = side * side;
+    }
+    if (info.audio_clips > 0) m.audio_frame = info.audio_frame;
+    log_ << "data: dataset " << config_.data.path << ", " << info.samples << " samples ("
+         << info.images << " images, " << info.audio_clips << " audio clips), tokenizer "
+         << info.tokenizer << "\n";
+  }
   if (train.threads > 0) torch::set_num_threads(static_cast<int>(train.threads));
   torch::manual_seed(static_cast<uint64_t>(train.seed));
   MoEParallel moe_parallel;
@@ -156,16 +228,41 @@ TrainSummary Trainer::run() {
   const auto& data = config_.data;
   TrainSummary summary;
 
-  auto corpus = load_text_corpus(data);
-  summary.unigram_entropy_nats = corpus.unigram_entropy_nats;
-  log_ << "data: " << corpus.train_documents << " train documents (" << corpus.train.size()
-       << " tokens), " << corpus.eval_documents << " eval documents (" << corpus.eval.size()
-       << " tokens); unigram entropy " << corpus.unigram_entropy_nats << " nats/token\n";
-  auto train_stream = std::make_shared<const std::vector<int32_t>>(std::move(corpus.train));
-  RandomWindowSource source(train_stream, train.micro_batch_size, data.seq_len,
-                            static_cast<uint64_t>(train.seed), groups_.dp_index, dims_.dp());
-  const auto eval_batches = make_eval_batches(corpus.eval, train.micro_batch_size, data.seq_len,
-                                              train.eval_batches, groups_.dp_index, dims_.dp());
+  std::unique_ptr<BatchSource> source;
+  DatasetSource* dataset = nullptr;
+  std::unique_ptr<ProvenanceLog> provenance;
+  std::vector<Batch> eval_batches;
+  if (data.source == "dataset") {
+    auto options = loader_options(config_, groups_.dp_index, dims_.dp());
+    auto owned = std::make_unique<DatasetSource>(options);
+    dataset = owned.get();
+    source = std::move(owned);
+    if (rank0_) {
+      provenance = std::make_unique<ProvenanceLog>(train.run_dir, data.path, dataset->loader().state(),
+                                                   options.shuffle_block);
+    }
+    if (!data.eval_path.empty()) {
+      options.path = data.eval_path;
+      options.prefetch_threads = 0;
+      DatasetLoader eval(options);
+      for (int64_t i = 0; i < train.eval_batches; ++i) eval_batches.push_back(to_batch(eval.next()));
+      log_ << "data: evaluating on " << train.eval_batches << " batches of " << data.eval_path << "\n";
+    } else {
+      log_ << "data: no data.eval_path, so no held-out evaluation\n";
+    }
+  } else {
+    auto corpus = load_text_corpus(data);
+    summary.unigram_entropy_nats = corpus.unigram_entropy_nats;
+    log_ << "data: " << corpus.train_documents << " train documents (" << corpus.train.size()
+         << " tokens), " << corpus.eval_documents << " eval documents (" << corpus.eval.size()
+         << " tokens); unigram entropy " << corpus.unigram_entropy_nats << " nats/token\n";
+    auto train_stream = std::make_shared<const std::vector<int32_t>>(std::move(corpus.train));
+    source = std::make_unique<RandomWindowSource>(train_stream, train.micro_batch_size, data.seq_len,
+                                                  static_cast<uint64_t>(train.seed), groups_.dp_index,
+                                                  dims_.dp());
+    eval_batches = make_eval_batches(corpus.eval, train.micro_batch_size, data.seq_len,
+                                     train.eval_batches, groups_.dp_index, dims_.dp());
+  }
   // Mean over data-parallel ranks of a per-rank scalar (equal token counts).
   auto dp_mean = [&](double v) {
     auto t = torch::tensor({v}, torch::kDouble);
@@ -207,15 +304,35 @@ TrainSummary Trainer::run() {
   MetricsLogger metrics(train.run_dir, train.log_every, log_, rank0_);
 
   auto evaluate = [&](int64_t step) {
+    if (eval_batches.empty()) return;
     torch::NoGradGuard no_grad;
-    double total = 0;
+    // Sums over masked targets, so that the means are over the whole eval set.
+    auto sums = torch::zeros({6}, torch::kDouble);
     for (const auto& b : eval_batches) {
-      auto out = model_->forward(b.tokens);
-      total += model_->cross_entropy(out.logits, b.targets, b.loss_mask).item<double>();
+      auto out = model_->forward(inputs_of(b));
+      auto ce = model_->cross_entropy(out.logits, b.targets, b.loss_mask).item<double>();
+      sums[0] += ce * b.loss_mask.sum().item<double>();
+      sums[1] += b.loss_mask.sum().item<double>();
+      const auto media_mask = media_loss_mask(b);
+      const double n_media = media_mask.sum().item<double>();
+      if (n_media > 0) {
+        sums[2] += model_->cross_entropy(out.logits, b.targets, media_mask).item<double>() * n_media;
+        auto blank = model_->forward(inputs_of(b, /*blank_media=*/true));
+        sums[3] += model_->cross_entropy(blank.logits, b.targets, media_mask).item<double>() * n_media;
+        sums[4] += n_media;
+      }
     }
-    const double loss = dp_mean(total / static_cast<double>(eval_batches.size()));
+    groups_.dp->all_reduce(sums, ReduceOp::kSum);
+    const double loss = sums[0].item<double>() / std::max(1.0, sums[1].item<double>());
     summary.eval_losses.emplace_back(step, loss);
     metrics.eval(step, loss);
+    if (sums[4].item<double>() > 0) {
+      summary.eval_media_loss = sums[2].item<double>() / sums[4].item<double>();
+      summary.eval_media_blanked_loss = sums[3].item<double>() / sums[4].item<double>();
+      metrics.message("eval step " + std::to_string(step) + ": text of samples with media " +
+                      std::to_string(summary.eval_media_loss) + " nats/token; with their media blanked " +
+                      std::to_string(summary.eval_media_blanked_loss) + " nats/token");
+    }
   };
 
   int64_t bad_in_a_row = 0;
@@ -226,9 +343,16 @@ TrainSummary Trainer::run() {
     int64_t tokens = 0, assignments = 0, dropped = 0;
     std::vector<torch::Tensor> load_LE(moe_layers.size());
 
+    LoaderState stream_before;
+    std::vector<uint64_t> skipped_ids;
     for (int64_t micro = 0; micro < train.grad_accum; ++micro) {
-      auto batch = source.next();
-      auto out = model_->forward(batch.tokens);
+      auto batch = source->next();
+      if (dataset) {
+        if (micro == 0) stream_before = dataset->last().before;
+        const auto& skipped = dataset->last().skipped_ids;
+        skipped_ids.insert(skipped_ids.end(), skipped.begin(), skipped.end());
+      }
+      auto out = model_->forward(inputs_of(batch));
       auto ce = model_->cross_entropy(out.logits, batch.targets, batch.loss_mask);
       auto loss = (ce + out.aux_loss) / static_cast<double>(train.grad_accum);
       if (overlap_ && micro + 1 == train.grad_accum) {
@@ -310,16 +434,26 @@ TrainSummary Trainer::run() {
     m.tokens_per_s = static_cast<double>(tokens * dims_.dp()) / m.step_time_s;
     summary.train_losses.push_back(m.loss);
     metrics.step(m);
+    if (provenance) provenance->step(step + 1, stream_before, dataset->last().after, skipped_ids);
 
     if (train.eval_every > 0 && (step + 1) % train.eval_every == 0 && step + 1 < train.steps) {
       evaluate(step + 1);
     }
   }
   evaluate(train.steps);
-  const double final_eval = summary.eval_losses.back().second;
-  metrics.message("done: eval loss " + std::to_string(final_eval) + " nats/token vs unigram entropy " +
-                  std::to_string(summary.unigram_entropy_nats) + " nats/token (" +
-                  std::to_string(summary.skipped_steps) + " steps skipped)");
+  if (dataset) summary.skipped_samples = dataset->loader().skipped();
+  if (summary.eval_losses.empty()) {
+    metrics.message("done: " + std::to_string(summary.skipped_steps) + " steps skipped, " +
+                    std::to_string(summary.skipped_samples) + " damaged samples skipped; no evaluation");
+  } else if (dataset) {
+    metrics.message("done: eval loss " + std::to_string(summary.eval_losses.back().second) +
+                    " nats/token (" + std::to_string(summary.skipped_steps) + " steps skipped, " +
+                    std::to_string(summary.skipped_samples) + " damaged samples skipped)");
+  } else {
+    metrics.message("done: eval loss " + std::to_string(summary.eval_losses.back().second) +
+                    " nats/token vs unigram entropy " + std::to_string(summary.unigram_entropy_nats) +
+                    " nats/token (" + std::to_string(summary.skipped_steps) + " steps skipped)");
+  }
   return summary;
 }
 

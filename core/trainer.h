@@ -24,8 +24,12 @@ namespace moxie {
 struct TrainSummary {
   std::vector<double> train_losses;                       // one per step
   std::vector<std::pair<int64_t, double>> eval_losses;    // (step, loss)
-  double unigram_entropy_nats = 0;                        // of the training corpus
+  double unigram_entropy_nats = 0;                        // of the training corpus (text source)
   int64_t skipped_steps = 0;
+  // Datasets with media (last evaluation): the loss on the text of samples
+  // that hold an image or audio, and the same with those media blanked.
+  double eval_media_loss = 0, eval_media_blanked_loss = 0;
+  uint64_t skipped_samples = 0;  // damaged records skipped by this rank's loader
 };
 
 // Parameter groups by the usual rule: weight decay on matrices, none on norms,

@@ -24,9 +24,9 @@ BlockImpl::BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_
       register_module("post_attention_layernorm", RMSNorm(model.d_model, model.norm_eps));
 }
 
-BlockOutput BlockImpl::forward(const torch::Tensor& x) {
+BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& attn_mask) {
   BlockOutput out;
-  auto h = x + self_attn(input_layernorm(x));
+  auto h = x + self_attn(input_layernorm(x), attn_mask);
   auto normed = post_attention_layernorm(h);
   if (block_sparse_moe) {
     auto moe = block_sparse_moe(normed);
@@ -61,6 +61,15 @@ CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe
     lm_head = register_module("lm_head", ParallelLinear(model_opts.d_model, model_opts.vocab_size,
                                                         Split::kColumn, tp_, model_opts.init_std));
   }
+  if (model_opts.image_patch_dim > 0) {
+    image_encoder = register_module("image_encoder",
+                                    ImageEncoder(model_opts.image_patch_dim, model_opts.image_patches,
+                                                 model_opts.d_model, model_opts.init_std));
+  }
+  if (model_opts.audio_frame > 0) {
+    audio_encoder = register_module(
+        "audio_encoder", AudioEncoder(model_opts.audio_frame, model_opts.d_model, model_opts.init_std));
+  }
   if (tp_.on()) {
     for (const auto& item : named_modules("", /*include_self=*/false)) {
       const auto* m = item.value().get();
@@ -72,15 +81,46 @@ CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe
   }
 }
 
+torch::Tensor document_mask(const torch::Tensor& doc) {
+  const int64_t S = doc.size(1);
+  auto same = doc.unsqueeze(2).eq(doc.unsqueeze(1));
+  auto causal = torch::ones({S, S}, torch::TensorOptions().dtype(torch::kBool).device(doc.device())).tril();
+  return (same & causal).unsqueeze(1);
+}
+
 ModelOutput CausalLMImpl::forward(const torch::Tensor& tokens) {
+  ModelInputs inputs;
+  inputs.tokens = tokens;
+  return forward(inputs);
+}
+
+ModelOutput CausalLMImpl::forward(const ModelInputs& in) {
   ModelOutput out;
-  auto x = model->embed_tokens(tokens);
+  auto x = model->embed_tokens(in.tokens);
+  // Media replace the (padding) token embeddings at their positions. Under
+  // TP the lookup is a partial sum over vocabulary shards: each rank puts
+  // 1/tp of the encoder's output, and the reduce-scatter sums them.
+  const bool has_images = image_encoder && in.patches.defined() && in.patches.size(0) > 0;
+  const bool has_audio = audio_encoder && in.frames.defined() && in.frames.size(0) > 0;
+  if (has_images || has_audio) {
+    const auto shape = x.sizes().vec();
+    x = x.reshape({-1, x.size(-1)});
+    const double share = 1.0 / static_cast<double>(tp_.size());
+    if (has_images) {
+      x = x.index_put({in.patch_slot}, image_encoder(in.patches, in.patch_index).to(x.scalar_type()) * share);
+    }
+    if (has_audio) {
+      x = x.index_put({in.frame_slot}, audio_encoder(in.frames, in.frame_index).to(x.scalar_type()) * share);
+    }
+    x = x.reshape(shape);
+  }
+  const auto mask = in.doc.defined() ? document_mask(in.doc) : torch::Tensor();
   // Sequence parallel: each TP rank continues with its slice of the summed lookup.
   if (tp_.on()) x = reduce_scatter_along(*tp_.group, x, 1);
   const auto loss_dtype = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
   out.aux_loss = torch::zeros({}, x.options().dtype(loss_dtype));
   for (const auto& layer : *model->layers) {
-    auto block = layer->as<BlockImpl>()->forward(x);
+    auto block = layer->as<BlockImpl>()->forward(x, mask);
     x = block.x;
     if (block.aux_loss.defined()) {
       out.aux_loss = out.aux_loss + block.aux_loss.to(out.aux_loss.scalar_type());

@@ -34,7 +34,8 @@ class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer,
             const MoEParallel& parallel = {});
-  BlockOutput forward(const torch::Tensor& x);
+  // attn_mask: bool [B, 1, S, S] (true: may attend), or undefined: causal.
+  BlockOutput forward(const torch::Tensor& x, const torch::Tensor& attn_mask = {});
 
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
@@ -53,6 +54,19 @@ class DecoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Decoder);
 
+// What a packed, possibly multimodal batch gives the model beside its tokens.
+struct ModelInputs {
+  torch::Tensor tokens;  // int64 [B, S], the same on every TP rank
+  torch::Tensor doc;     // int64 [B, S]: attention stays within a document; undefined: causal only
+  // Image patches / audio frames and the flat input positions (into B * S)
+  // whose embedding they replace; index: the patch's (frame's) number in its image (clip).
+  torch::Tensor patches, patch_slot, patch_index;
+  torch::Tensor frames, frame_slot, frame_index;
+};
+
+// Causal and within-document: [B, 1, S, S] bool from doc ids [B, S].
+torch::Tensor document_mask(const torch::Tensor& doc);
+
 struct ModelOutput {
   torch::Tensor logits;                // [B, S, V/tp]: this rank's vocabulary shard
   // Scalar sum over MoE layers (weighted); 0 if none. Under tensor
@@ -70,6 +84,7 @@ class CausalLMImpl : public torch::nn::Module {
   CausalLMImpl(const ModelOptions& model, const MoEOptions& moe, const MoEParallel& parallel = {});
   // tokens: int64 [B, S], the same on every TP rank.
   ModelOutput forward(const torch::Tensor& tokens);
+  ModelOutput forward(const ModelInputs& inputs);
 
   // Mean cross-entropy of forward()'s logits over positions where loss_mask is
   // 1 (vocabulary-parallel under TP; the same value on every TP rank).
@@ -89,6 +104,8 @@ class CausalLMImpl : public torch::nn::Module {
 
   Decoder model{nullptr};
   ParallelLinear lm_head{nullptr};  // null when model.tie_embeddings
+  ImageEncoder image_encoder{nullptr};  // null unless model.image_patch_dim
+  AudioEncoder audio_encoder{nullptr};  // null unless model.audio_frame
 
  private:
   ModelOptions model_options_;

@@ -1,5 +1,4 @@
-// Batch: what the trainer consumes, and BatchSource, what produces it. Kept
-// small on purpose: the sharded multimodal pipeline replaces the source.
+// Batch: what the trainer consumes, and BatchSource, what produces it.
 #pragma once
 
 #include <torch/torch.h>
@@ -10,6 +9,10 @@ struct Batch {
   torch::Tensor tokens;     // int64 [B, S] inputs
   torch::Tensor targets;    // int64 [B, S] the next token at each position
   torch::Tensor loss_mask;  // float32 [B, S], 1 where the target counts
+  // Packed batches (data/dataset_source.h); undefined for the text source.
+  torch::Tensor doc;                               // int64 [B, S]: document per position
+  torch::Tensor patches, patch_slot, patch_index;  // see core/transformer.h ModelInputs
+  torch::Tensor frames, frame_slot, frame_index;
   int64_t num_tokens() const { return tokens.numel(); }
 };
 

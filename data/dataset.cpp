@@ -12,9 +12,10 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 
-#include "data/byte_tokenizer.h"
+#include "data/tokenizer.h"
 #include "data/crc32c.h"
 #include "data/manifest.h"
 #include "data/shard_io.h"
@@ -24,7 +25,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kManifestMagic[8] = {'M', 'O', 'X', 'M', 'A', 'N', 'I', 'F'};
-constexpr const char* kManifestName = "manifest.pb";
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -32,35 +32,6 @@ std::string read_file(const std::string& path) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-struct LicenseRule {
-  std::string prefix, license, creator;
-};
-
-std::vector<LicenseRule> read_sources_file(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw DatasetError("sources file " + path + ": " + e.what());
-  }
-  const auto list = root["sources"];
-  if (!list || !list.IsSequence()) {
-    throw DatasetError("sources file " + path +
-                       ": expected a 'sources:' list of {path, license, creator}");
-  }
-  std::vector<LicenseRule> rules;
-  for (size_t i = 0; i < list.size(); ++i) {
-    const auto& e = list[i];
-    const std::string where = "sources file " + path + ", entry " + std::to_string(i + 1);
-    if (!e.IsMap() || !e["license"] || e["license"].as<std::string>().empty()) {
-      throw DatasetError(where + ": needs a 'license' (an SPDX identifier, e.g. PSF-2.0)");
-    }
-    rules.push_back({e["path"] ? e["path"].as<std::string>() : "", e["license"].as<std::string>(),
-                     e["creator"] ? e["creator"].as<std::string>() : ""});
-  }
-  return rules;
 }
 
 }  // namespace
@@ -142,99 +113,6 @@ std::string hex(const std::string& bytes) {
   return out;
 }
 
-DatasetSummary build_text_dataset(const BuildOptions& o) {
-  if (!fs::is_directory(o.source_dir)) {
-    throw DatasetError("source folder " + o.source_dir + " does not exist");
-  }
-  if (o.samples_per_shard == 0) throw DatasetError("--samples-per-shard must be at least 1");
-  const std::string manifest_path = (fs::path(o.out_dir) / kManifestName).string();
-  if (fs::exists(manifest_path)) {
-    throw DatasetError(o.out_dir +
-                       " already holds a dataset; choose another output folder or "
-                       "remove it first");
-  }
-  const auto rules =
-      o.sources_file.empty() ? std::vector<LicenseRule>{} : read_sources_file(o.sources_file);
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::recursive_directory_iterator(o.source_dir)) {
-    if (!entry.is_regular_file()) continue;
-    const auto ext = entry.path().extension().string();
-    if (std::find(o.extensions.begin(), o.extensions.end(), ext) != o.extensions.end()) {
-      files.push_back(entry.path());
-    }
-  }
-  std::sort(files.begin(), files.end());
-  if (files.empty()) throw DatasetError("no text files (.txt, .md, .rst) under " + o.source_dir);
-
-  // Every licence decision is made before anything is written.
-  data::Manifest manifest;
-  manifest.set_format_version(kManifestFormatVersion);
-  manifest.set_tokenizer("byte");
-  for (const auto& file : files) {
-    const std::string rel = fs::relative(file, o.source_dir).generic_string();
-    const LicenseRule* rule = nullptr;
-    for (const auto& r : rules) {
-      if (rel.rfind(r.prefix, 0) == 0) {
-        rule = &r;
-        break;
-      }
-    }
-    if (!rule && !o.allow_unknown_license) {
-      throw DatasetError(
-          "no licence for " + rel + ": add an entry whose path is a prefix of it to " +
-          (o.sources_file.empty() ? std::string("a --sources file") : o.sources_file) +
-          ", or pass --allow-unknown-license to mark it unknown");
-    }
-    auto* source = manifest.add_sources();
-    source->set_uri(rel);
-    source->set_license(rule ? rule->license : "unknown");
-    source->set_creator(rule ? rule->creator : "");
-    source->set_sha256(sha256_of_file(file.string()));
-    auto* step = source->add_lineage();
-    step->set_tool("moxie data build");
-    step->set_version(std::to_string(kManifestFormatVersion));
-    step->set_parameters("tokenizer=byte, one sample per file");
-  }
-
-  fs::create_directories(o.out_dir);
-  DatasetSummary summary;
-  ByteTokenizer tokenizer;
-  std::unique_ptr<ShardWriter> writer;
-  auto finish_shard = [&] {
-    if (!writer) return;
-    writer->close();
-    auto* shard = manifest.mutable_shards(manifest.shards_size() - 1);
-    const std::string path = (fs::path(o.out_dir) / shard->path()).string();
-    shard->set_sha256(sha256_of_file(path));
-    shard->set_samples(writer->samples());
-    shard->set_bytes(writer->bytes());
-    summary.bytes += writer->bytes();
-    writer.reset();
-  };
-  for (size_t i = 0; i < files.size(); ++i) {
-    if (i % o.samples_per_shard == 0) {
-      finish_shard();
-      char name[32];
-      std::snprintf(name, sizeof(name), "shard-%05d.shard", manifest.shards_size());
-      manifest.add_shards()->set_path(name);
-      writer = std::make_unique<ShardWriter>((fs::path(o.out_dir) / name).string());
-    }
-    data::Sample sample;
-    sample.set_id(i);
-    sample.set_source(static_cast<uint32_t>(i));
-    auto* text = sample.add_segments()->mutable_text();
-    for (int32_t t : tokenizer.encode(read_file(files[i].string()))) text->add_tokens(t);
-    summary.tokens += static_cast<uint64_t>(text->tokens_size());
-    ++summary.samples_per_license[manifest.sources(static_cast<int>(i)).license()];
-    writer->append(sample);
-  }
-  finish_shard();
-  write_manifest(manifest_path, manifest);
-  summary.shards = static_cast<uint64_t>(manifest.shards_size());
-  summary.samples = files.size();
-  return summary;
-}
-
 std::vector<std::string> verify_dataset(const std::string& dir, DatasetSummary* summary) {
   std::vector<std::string> problems;
   const auto manifest = read_manifest((fs::path(dir) / kManifestName).string());
@@ -255,12 +133,24 @@ std::vector<std::string> verify_dataset(const std::string& dir, DatasetSummary* 
       for (size_t i = 0; i < reader.size(); ++i) {
         try {
           const auto sample = reader.read(i);
-          if (sample.source() >= static_cast<uint32_t>(manifest.sources_size())) {
-            problems.push_back("shard " + path + " at byte " + std::to_string(reader.offset(i)) +
-                               ": source id " + std::to_string(sample.source()) +
-                               " is not in the manifest");
-          } else {
-            ++s.samples_per_license[manifest.sources(static_cast<int>(sample.source())).license()];
+          const std::string at = "shard " + path + " at byte " + std::to_string(reader.offset(i));
+          std::set<std::string> licenses;
+          for (uint32_t src : sample.sources()) {
+            if (src >= static_cast<uint32_t>(manifest.sources_size())) {
+              problems.push_back(at + ": source id " + std::to_string(src) + " is not in the manifest");
+            } else {
+              licenses.insert(manifest.sources(static_cast<int>(src)).license());
+            }
+          }
+          for (const auto& l : licenses) ++s.samples_per_license[l];
+          const std::vector<uint32_t> listed(sample.sources().begin(), sample.sources().end());
+          if (listed != reader.sources(i)) {
+            problems.push_back(at + ": the index lists other sources than the sample record");
+          }
+          if (sample_positions(sample, manifest.modality()) != reader.positions(i)) {
+            problems.push_back(at + ": the index gives " + std::to_string(reader.positions(i)) +
+                               " positions, the sample has " +
+                               std::to_string(sample_positions(sample, manifest.modality())));
           }
           if (sample.id() != next_id + i) {
             problems.push_back("shard " + path + " at byte " + std::to_string(reader.offset(i)) +
@@ -292,8 +182,13 @@ std::string describe_dataset(const std::string& dir) {
   std::map<std::string, uint64_t> per_license;
   for (const auto& source : manifest.sources()) ++per_license[source.license()];
   std::ostringstream out;
+  const auto& m = manifest.modality();
   out << "dataset " << dir << ": format " << manifest.format_version() << ", tokenizer "
-      << manifest.tokenizer() << "\n"
+      << manifest.tokenizer() << " (vocabulary " << manifest.special().vocab_size() << ")\n"
+      << "images " << m.image_size() << "x" << m.image_size() << " in " << m.image_patch() << "x"
+      << m.image_patch() << " patches; audio frames of " << m.audio_frame() << " samples"
+      << (m.audio_sample_rate() ? " at " + std::to_string(m.audio_sample_rate()) + " Hz" : "")
+      << "\n"
       << manifest.shards_size() << " shards, " << samples << " samples, " << bytes << " bytes, "
       << manifest.sources_size() << " sources\n"
       << "sources per licence:\n";
@@ -301,8 +196,18 @@ std::string describe_dataset(const std::string& dir) {
   return out.str();
 }
 
-std::string describe_sample(const std::string& dir, uint64_t index) {
+std::string describe_sample(const std::string& dir, uint64_t index, const std::string& tokenizer_spec) {
   const auto manifest = read_manifest((fs::path(dir) / kManifestName).string());
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!tokenizer_spec.empty()) {
+    tokenizer = load_tokenizer(tokenizer_spec);
+    if (tokenizer->identity() != manifest.tokenizer()) {
+      throw DatasetError("tokenizer " + tokenizer_spec + " is " + tokenizer->identity() +
+                         ", the dataset was built with " + manifest.tokenizer());
+    }
+  } else if (manifest.tokenizer() == "byte") {
+    tokenizer = load_tokenizer("byte");
+  }
   uint64_t first = 0;
   for (const auto& shard : manifest.shards()) {
     if (index < first + shard.samples()) {
@@ -311,16 +216,26 @@ std::string describe_sample(const std::string& dir, uint64_t index) {
       std::ostringstream out;
       out << "sample " << sample.id() << " (" << shard.path() << ", byte "
           << reader.offset(index - first) << ")\n";
-      if (sample.source() < static_cast<uint32_t>(manifest.sources_size())) {
-        const auto& src = manifest.sources(static_cast<int>(sample.source()));
+      for (uint32_t id : sample.sources()) {
+        if (id >= static_cast<uint32_t>(manifest.sources_size())) continue;
+        const auto& src = manifest.sources(static_cast<int>(id));
         out << "source: " << src.uri() << ", licence " << src.license()
             << (src.creator().empty() ? "" : ", by " + src.creator()) << ", sha256 "
             << hex(src.sha256()).substr(0, 16) << "...\n";
+        for (const auto& t : src.lineage()) {
+          out << "  via " << t.tool() << " " << t.version() << " (" << t.parameters() << ")\n";
+        }
       }
       for (const auto& seg : sample.segments()) {
         if (seg.has_text()) {
           std::vector<int32_t> ids(seg.text().tokens().begin(), seg.text().tokens().end());
-          std::string text = ByteTokenizer().decode(ids);
+          std::string text;
+          if (tokenizer) {
+            text = tokenizer->decode(ids);
+          } else {
+            for (size_t k = 0; k < std::min<size_t>(ids.size(), 32); ++k) text += std::to_string(ids[k]) + " ";
+            text += "(token ids; pass --tokenizer MODEL to decode)";
+          }
           if (text.size() > 200) text = text.substr(0, 200) + "...";
           out << "text: " << seg.text().tokens_size() << " tokens: " << text << "\n";
         } else if (seg.has_image()) {

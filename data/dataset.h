@@ -24,22 +24,36 @@ std::string sha256_of_file(const std::string& path);
 std::string hex(const std::string& bytes);
 
 struct BuildOptions {
-  std::string source_dir;              // read recursively, files in sorted order
+  // A folder (read recursively, files in sorted path order; .tar files in it
+  // are read as WebDataset shards) or one .tar file.
+  std::string source_dir;
   std::string out_dir;                 // created; must not already hold a manifest
   std::string sources_file;            // YAML licences by path prefix; empty: none
   bool allow_unknown_license = false;  // else a file without one is refused
   uint64_t samples_per_shard = 1024;
-  std::vector<std::string> extensions = {".txt", ".md", ".rst"};
+  std::vector<std::string> text_extensions = {".txt", ".md", ".rst"};
+  std::vector<std::string> image_extensions = {".png", ".jpg", ".jpeg"};
+  std::vector<std::string> audio_extensions = {".wav", ".flac", ".ogg"};
+  std::string tokenizer = "byte";  // or a SentencePiece .model file
+  uint32_t image_size = 32;        // images are resized to image_size x image_size
+  uint32_t image_patch = 8;        // and cut into patches of this side
+  uint32_t audio_frame = 320;      // audio samples per model position
+  uint32_t audio_sample_rate = 0;  // every audio file must have it; 0: the first file's
 };
 
 struct DatasetSummary {
-  uint64_t shards = 0, samples = 0, bytes = 0, tokens = 0;
+  uint64_t shards = 0, samples = 0, bytes = 0, tokens = 0, images = 0, audio_clips = 0;
   std::map<std::string, uint64_t> samples_per_license;
 };
 
-// Text files to a dataset: one sample per file (byte tokenizer), one source
-// per file (relative path, licence, creator, sha256, lineage).
-DatasetSummary build_text_dataset(const BuildOptions& options);
+// Files to a dataset. Files with the same key (a folder file's path without
+// its last extension; a tar member's name up to the first dot of its last
+// component, as WebDataset groups them) make one sample whose segments are
+// its images, then its audio, then its text, each kind in extension order.
+// One source per file (URI: the relative path, or TAR/MEMBER), with its
+// licence, creator, sha256 and lineage. Every licence is decided before
+// anything is written; on any error the output folder is removed again.
+DatasetSummary build_dataset(const BuildOptions& options);
 
 // Every shard's sha256 and sample count against the manifest, and every
 // record's checksum. Returns the problems found (empty: the dataset is intact).
@@ -47,7 +61,9 @@ std::vector<std::string> verify_dataset(const std::string& dir, DatasetSummary* 
 
 // The manifest in words: shards, samples, tokenizer, samples per licence.
 std::string describe_dataset(const std::string& dir);
-// One sample in words: id, source (URI, licence, creator), segments.
-std::string describe_sample(const std::string& dir, uint64_t index);
+// One sample in words: id, sources (URI, licence, creator, lineage),
+// segments; text decoded with `tokenizer` (a model file; byte datasets need none).
+std::string describe_sample(const std::string& dir, uint64_t index,
+                            const std::string& tokenizer = "");
 
 }  // namespace moxie

@@ -12,10 +12,16 @@
 
 namespace moxie {
 
-constexpr uint32_t kManifestFormatVersion = 1;
+constexpr uint32_t kManifestFormatVersion = 2;
+constexpr const char* kManifestName = "manifest.pb";
 
 void write_manifest(const std::string& path, const data::Manifest& manifest);
 // DatasetError naming the file if it is not an intact manifest.
 data::Manifest read_manifest(const std::string& path);
+
+// A sample's length in model positions: BOS, EOS, every text token, and per
+// image 2 markers + (image_size / image_patch)^2 patches, per audio clip 2
+// markers + ceil(samples / audio_frame) frames.
+uint32_t sample_positions(const data::Sample& sample, const data::Modality& modality);
 
 }  // namespace moxie

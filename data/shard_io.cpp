@@ -72,20 +72,25 @@ void ShardWriter::write_record(const std::string& payload) {
   offset_ += kRecordHeaderBytes + payload.size();
 }
 
-uint64_t ShardWriter::append(const data::Sample& sample) {
+uint64_t ShardWriter::append(const data::Sample& sample, uint32_t positions) {
   if (fd_ < 0) throw ShardError(path_ + ": append after close()");
   const uint64_t at = offset_;
   write_record(sample.SerializeAsString());
   offsets_.push_back(at);
+  index_.add_offsets(at);
+  index_.add_positions(positions);
+  index_.add_source_counts(static_cast<uint32_t>(sample.sources_size()));
+  for (uint32_t s : sample.sources()) index_.add_sources(s);
+  uint32_t media = 0;
+  for (const auto& seg : sample.segments()) media += seg.has_image() || seg.has_audio();
+  index_.add_media(media);
   return at;
 }
 
 void ShardWriter::close() {
   if (fd_ < 0) return;
-  data::ShardIndex index;
-  for (uint64_t o : offsets_) index.add_offsets(o);
   const uint64_t index_offset = offset_;
-  write_record(index.SerializeAsString());
+  write_record(index_.SerializeAsString());
   char trailer[kTrailerBytes];
   put_u64(trailer, index_offset);
   put_u32(trailer + 8, crc32c(trailer, 8));
@@ -142,6 +147,31 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
     previous = o;
     offsets_.push_back(o);
   }
+  const auto n = static_cast<size_t>(index.offsets_size());
+  if (static_cast<size_t>(index.positions_size()) != n ||
+      static_cast<size_t>(index.source_counts_size()) != n ||
+      static_cast<size_t>(index.media_size()) != n) {
+    fail(index_offset_, "index lists " + std::to_string(n) + " offsets but " +
+                            std::to_string(index.positions_size()) + " lengths and " +
+                            std::to_string(index.source_counts_size()) + " source counts");
+  }
+  positions_.assign(index.positions().begin(), index.positions().end());
+  media_.assign(index.media().begin(), index.media().end());
+  source_begin_.push_back(0);
+  uint64_t total = 0;
+  for (uint32_t c : index.source_counts()) {
+    total += c;
+    if (total > static_cast<uint64_t>(index.sources_size())) {
+      fail(index_offset_, "index source counts exceed its source list");
+    }
+    source_begin_.push_back(static_cast<uint32_t>(total));
+  }
+  sources_.assign(index.sources().begin(), index.sources().end());
+}
+
+std::vector<uint32_t> ShardReader::sources(size_t i) const {
+  if (i >= offsets_.size()) throw std::out_of_range("shard " + path_ + ": no sample " + std::to_string(i));
+  return {sources_.begin() + source_begin_[i], sources_.begin() + source_begin_[i + 1]};
 }
 
 ShardReader::~ShardReader() {

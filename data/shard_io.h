@@ -6,7 +6,7 @@
 //            bytes) | payload (a serialized Sample)
 //   ...
 //   index    one more record whose payload is a ShardIndex: each sample's
-//            record offset (64-bit)
+//            record offset (64-bit), length in model positions and sources
 //   trailer  u64 offset of the index record | u32 crc32c(those 8 bytes) |
 //            "MOXEND\0\0"
 // All integers little-endian. The header's own checksum protects the length,
@@ -23,7 +23,7 @@
 
 namespace moxie {
 
-constexpr uint32_t kShardFormatVersion = 1;
+constexpr uint32_t kShardFormatVersion = 2;
 
 // A shard that cannot be read as written: the message names the file, the
 // byte offset and what to do.
@@ -42,8 +42,9 @@ class ShardWriter {
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
-  // Returns the record's offset in the shard.
-  uint64_t append(const data::Sample& sample);
+  // Returns the record's offset in the shard. `positions`: the sample's
+  // length in model positions (see data/loader.h), kept in the index.
+  uint64_t append(const data::Sample& sample, uint32_t positions = 0);
   void close();
   uint64_t samples() const { return offsets_.size(); }
   uint64_t bytes() const { return offset_; }
@@ -55,6 +56,7 @@ class ShardWriter {
   int fd_ = -1;
   uint64_t offset_ = 0;
   std::vector<uint64_t> offsets_;
+  data::ShardIndex index_;
 };
 
 // Opens a shard, checking its header, trailer and index (ShardError if any
@@ -68,6 +70,10 @@ class ShardReader {
 
   size_t size() const { return offsets_.size(); }
   uint64_t offset(size_t i) const { return offsets_.at(i); }
+  uint32_t positions(size_t i) const { return positions_.at(i); }
+  bool has_media(size_t i) const { return media_.at(i) > 0; }
+  // Indices into the manifest's sources of sample i.
+  std::vector<uint32_t> sources(size_t i) const;
   const std::string& path() const { return path_; }
   // Sample i; ShardError naming the shard and offset if its record is corrupt.
   data::Sample read(size_t i) const;
@@ -80,6 +86,9 @@ class ShardReader {
   int fd_ = -1;
   uint64_t file_bytes_ = 0, index_offset_ = 0;
   std::vector<uint64_t> offsets_;
+  std::vector<uint32_t> positions_, media_;
+  std::vector<uint32_t> source_begin_;  // num samples + 1 entries into sources_
+  std::vector<uint32_t> sources_;
 };
 
 }  // namespace moxie

@@ -16,6 +16,9 @@
 #include "core/config.h"
 #include "core/materialize.h"
 #include "data/dataset.h"
+#include "data/loader.h"
+#include "data/provenance.h"
+#include "data/tokenizer.h"
 #include "core/plan.h"
 #include "core/trainer.h"
 #include "launch/launch_command.h"
@@ -35,9 +38,15 @@ const char* kUsage =
     "                                           --materialize-rank builds and runs rank R's\n"
     "                                           shard here and measures it against the plan\n"
     "  data build SRC OUT [--sources F] [--allow-unknown-license] [--samples-per-shard N]\n"
-    "                                           text files to a checksummed, licensed dataset\n"
+    "       [--tokenizer byte|MODEL] [--image-size PX] [--image-patch PX] [--audio-frame N]\n"
+    "       [--audio-rate HZ]                   text, images and audio (a folder, WebDataset\n"
+    "                                           .tar files) to a checksummed, licensed dataset\n"
+    "  data tokenizer OUT_PREFIX FILE... [--vocab-size N] [--model-type unigram|bpe]\n"
+    "                                           train a SentencePiece model (OUT_PREFIX.model)\n"
     "  data verify DIR                          every shard and record checksum\n"
-    "  data inspect DIR [--sample N]            manifest summary, licences, one sample\n"
+    "  data inspect DIR [--sample N] [--tokenizer MODEL]\n"
+    "                                           manifest summary, licences, one sample\n"
+    "  data provenance RUN_DIR --step N [--all] sources and licences trained on up to step N\n"
     "  help                                     this text\n"
     "\n"
     "example:\n"
@@ -119,7 +128,15 @@ int data_command(int argc, char** argv) {
   const std::string sub = argc > 2 ? argv[2] : "";
   std::vector<std::string> positional;
   moxie::BuildOptions build;
-  int64_t sample = -1;
+  moxie::SentencePieceTrainOptions sp;
+  std::string tokenizer;
+  int64_t sample = -1, step = -1;
+  bool list_all = false;
+  auto u32 = [](const std::string& flag, const std::string& v) {
+    const int64_t n = number_arg(flag, v);
+    if (n < 1 || n > (int64_t{1} << 24)) throw UsageError(flag + " " + v + " is out of range");
+    return static_cast<uint32_t>(n);
+  };
   for (int i = 3; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -132,8 +149,28 @@ int data_command(int argc, char** argv) {
       build.allow_unknown_license = true;
     } else if (sub == "build" && arg == "--samples-per-shard") {
       build.samples_per_shard = static_cast<uint64_t>(number_arg(arg, value()));
+    } else if (sub == "build" && arg == "--tokenizer") {
+      build.tokenizer = value();
+    } else if (sub == "build" && arg == "--image-size") {
+      build.image_size = u32(arg, value());
+    } else if (sub == "build" && arg == "--image-patch") {
+      build.image_patch = u32(arg, value());
+    } else if (sub == "build" && arg == "--audio-frame") {
+      build.audio_frame = u32(arg, value());
+    } else if (sub == "build" && arg == "--audio-rate") {
+      build.audio_sample_rate = u32(arg, value());
+    } else if (sub == "tokenizer" && arg == "--vocab-size") {
+      sp.vocab_size = static_cast<int32_t>(u32(arg, value()));
+    } else if (sub == "tokenizer" && arg == "--model-type") {
+      sp.model_type = value();
     } else if (sub == "inspect" && arg == "--sample") {
       sample = rank_arg(arg, value());
+    } else if (sub == "inspect" && arg == "--tokenizer") {
+      tokenizer = value();
+    } else if (sub == "provenance" && arg == "--step") {
+      step = rank_arg(arg, value());
+    } else if (sub == "provenance" && arg == "--all") {
+      list_all = true;
     } else if (!arg.empty() && arg[0] == '-') {
       throw UsageError("unknown option '" + arg + "' for 'moxie data " + sub + "'");
     } else {
@@ -147,9 +184,10 @@ int data_command(int argc, char** argv) {
     }
     build.source_dir = positional[0];
     build.out_dir = positional[1];
-    const auto s = moxie::build_text_dataset(build);
+    const auto s = moxie::build_dataset(build);
     std::cout << "built " << build.out_dir << ": " << s.samples << " samples, " << s.tokens
-              << " tokens, " << s.shards << " shards, " << s.bytes << " bytes\n";
+              << " tokens, " << s.images << " images, " << s.audio_clips << " audio clips, "
+              << s.shards << " shards, " << s.bytes << " bytes\n";
     for (const auto& [license, n] : s.samples_per_license) {
       std::cout << "  " << license << ": " << n << " samples\n";
     }
@@ -159,7 +197,9 @@ int data_command(int argc, char** argv) {
     if (positional.size() != 1) throw UsageError("usage: moxie data " + sub + " DATASET_DIR");
     if (sub == "inspect") {
       std::cout << moxie::describe_dataset(positional[0]);
-      if (sample >= 0) std::cout << moxie::describe_sample(positional[0], static_cast<uint64_t>(sample));
+      if (sample >= 0) {
+        std::cout << moxie::describe_sample(positional[0], static_cast<uint64_t>(sample), tokenizer);
+      }
       return 0;
     }
     moxie::DatasetSummary s;
@@ -171,7 +211,27 @@ int data_command(int argc, char** argv) {
               << "\n";
     return problems.empty() ? 0 : 1;
   }
-  throw UsageError("'moxie data' takes build, verify or inspect (got '" + sub + "')");
+  if (sub == "tokenizer") {
+    if (positional.size() < 2) {
+      throw UsageError("usage: moxie data tokenizer OUT_PREFIX TEXT_FILE... [--vocab-size N] "
+                       "[--model-type unigram|bpe]");
+    }
+    sp.model_prefix = positional[0];
+    sp.inputs.assign(positional.begin() + 1, positional.end());
+    moxie::train_sentencepiece(sp);
+    const auto tok = moxie::load_tokenizer(sp.model_prefix + ".model");
+    std::cout << "wrote " << sp.model_prefix << ".model (" << tok->special().vocab_size
+              << " ids, " << tok->identity() << ")\n";
+    return 0;
+  }
+  if (sub == "provenance") {
+    if (positional.size() != 1 || step < 1) {
+      throw UsageError("usage: moxie data provenance RUN_DIR --step N [--all]");
+    }
+    std::cout << moxie::provenance_report(positional[0], step, list_all);
+    return 0;
+  }
+  throw UsageError("'moxie data' takes build, tokenizer, verify, inspect or provenance (got '" + sub + "')");
 }
 
 // Launchers leave these in every rank's environment: Open MPI (mpirun),

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what moxie needs and is missing, and is quick when nothing is:
 #   - Debian packages: compilers' companions (Ninja, ccache), Open MPI,
-#     yaml-cpp, Protobuf, Catch2, nlohmann-json, and python3-doc, whose
-#     documentation sources are the demo's training text;
+#     yaml-cpp, Protobuf, Catch2, nlohmann-json, the media and tokenizer
+#     libraries (libpng, libjpeg, libsndfile, libarchive, SentencePiece),
+#     python3-doc, whose documentation sources are the demo's training text,
+#     and espeak-ng, ImageMagick and DejaVu fonts for the multimodal example;
 #   - a git-ignored virtual environment .venv with torch==2.11.0 (LibTorch
 #     comes from that wheel) and, with --tests, transformers and safetensors
 #     for the Hugging Face parity test and benchmarks;
@@ -20,6 +22,8 @@ DEBIAN_PACKAGES=(
   libopenmpi-dev openmpi-bin
   libyaml-cpp-dev libprotobuf-dev protobuf-compiler
   catch2 nlohmann-json3-dev libssl-dev
+  libpng-dev libjpeg-dev libsndfile1-dev libarchive-dev libsentencepiece-dev
+  espeak-ng imagemagick fonts-dejavu-core
   python3-venv python3-doc
 )
 

@@ -49,7 +49,7 @@ TEST_CASE("a text dataset keeps every file as one sample with its source and lic
   o.out_dir = (out / "ds").string();
   o.sources_file = (out.parent_path() / "ok.sources.yaml").string();
   o.samples_per_shard = 2;
-  const auto summary = build_text_dataset(o);
+  const auto summary = build_dataset(o);
   CHECK(summary.samples == 3);
   CHECK(summary.shards == 2);
   CHECK(summary.samples_per_license ==
@@ -74,7 +74,7 @@ TEST_CASE("a text dataset keeps every file as one sample with its source and lic
              Catch::Contains("3 samples") && Catch::Contains("MIT: 1"));
   CHECK_THAT(describe_sample(o.out_dir, 2), Catch::Contains("other/c.rst, licence MIT"));
   // A second build into the same folder is refused: nothing is overwritten.
-  CHECK_THROWS_WITH(build_text_dataset(o), Catch::Contains("already holds a dataset"));
+  CHECK_THROWS_WITH(build_dataset(o), Catch::Contains("already holds a dataset"));
 }
 
 TEST_CASE("a file without a licence is refused unless unknown licences are allowed") {
@@ -85,15 +85,15 @@ TEST_CASE("a file without a licence is refused unless unknown licences are allow
   o.source_dir = src.string();
   o.out_dir = (out / "ds").string();
   o.sources_file = (out / "docs.sources.yaml").string();
-  CHECK_THROWS_WITH(build_text_dataset(o), Catch::Contains("no licence for other/c.rst") &&
+  CHECK_THROWS_WITH(build_dataset(o), Catch::Contains("no licence for other/c.rst") &&
                                                Catch::Contains("--allow-unknown-license"));
   CHECK_FALSE(fs::exists(o.out_dir));  // refused before anything was written
   o.allow_unknown_license = true;
-  CHECK(build_text_dataset(o).samples_per_license.at("unknown") == 1);
+  CHECK(build_dataset(o).samples_per_license.at("unknown") == 1);
   write(out / "bad.sources.yaml", "sources:\n  - {path: docs/}\n");
   o.sources_file = (out / "bad.sources.yaml").string();
   o.out_dir = (out / "ds2").string();
-  CHECK_THROWS_WITH(build_text_dataset(o), Catch::Contains("entry 1: needs a 'license'"));
+  CHECK_THROWS_WITH(build_dataset(o), Catch::Contains("entry 1: needs a 'license'"));
 }
 
 TEST_CASE("verify names the damaged shard; a damaged manifest is refused") {
@@ -103,7 +103,7 @@ TEST_CASE("verify names the damaged shard; a damaged manifest is refused") {
   o.source_dir = src.string();
   o.out_dir = (out / "ds").string();
   o.allow_unknown_license = true;
-  build_text_dataset(o);
+  build_dataset(o);
   const auto shard = o.out_dir + "/shard-00000.shard";
   {
     std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);

@@ -22,7 +22,7 @@ fs::path scratch(const std::string& name) {
 data::Sample make_sample(uint64_t id, std::mt19937& rng) {
   data::Sample s;
   s.set_id(id);
-  s.set_source(static_cast<uint32_t>(id % 3));
+  s.add_sources(static_cast<uint32_t>(id % 3));
   auto* text = s.add_segments()->mutable_text();
   for (uint64_t k = 0; k < 5 + id % 17; ++k) text->add_tokens(static_cast<int32_t>(rng() % 50000));
   if (id % 2 == 0) {

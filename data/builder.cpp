@@ -1,0 +1,351 @@
+// moxie data build: folders of files and WebDataset tars to a dataset.
+#include <openssl/evp.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <memory>
+
+#include <sstream>
+
+#include "data/dataset.h"
+#include "data/manifest.h"
+#include "data/media.h"
+#include "data/shard_io.h"
+#include "data/tar_reader.h"
+#include "data/tokenizer.h"
+
+namespace moxie {
+namespace fs = std::filesystem;
+
+uint32_t sample_positions(const data::Sample& sample, const data::Modality& m) {
+  uint64_t n = 2;  // BOS, EOS
+  for (const auto& seg : sample.segments()) {
+    if (seg.has_text()) {
+      n += static_cast<uint64_t>(seg.text().tokens_size());
+    } else if (seg.has_image()) {
+      const uint64_t side = m.image_patch() ? m.image_size() / m.image_patch() : 0;
+      n += 2 + side * side;
+    } else if (seg.has_audio()) {
+      const uint64_t samples = seg.audio().pcm_s16le().size() / 2;
+      n += 2 + (m.audio_frame() ? (samples + m.audio_frame() - 1) / m.audio_frame() : 0);
+    }
+  }
+  return static_cast<uint32_t>(std::min<uint64_t>(n, UINT32_MAX));
+}
+
+namespace {
+
+struct LicenseRule {
+  std::string prefix, license, creator;
+};
+
+std::vector<LicenseRule> read_sources_file(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw DatasetError("sources file " + path + ": " + e.what());
+  }
+  const auto list = root["sources"];
+  if (!list || !list.IsSequence()) {
+    throw DatasetError("sources file " + path +
+                       ": expected a 'sources:' list of {path, license, creator}");
+  }
+  std::vector<LicenseRule> rules;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const auto& e = list[i];
+    const std::string where = "sources file " + path + ", entry " + std::to_string(i + 1);
+    if (!e.IsMap() || !e["license"] || e["license"].as<std::string>().empty()) {
+      throw DatasetError(where + ": needs a 'license' (an SPDX identifier, e.g. PSF-2.0)");
+    }
+    rules.push_back({e["path"] ? e["path"].as<std::string>() : "", e["license"].as<std::string>(),
+                     e["creator"] ? e["creator"].as<std::string>() : ""});
+  }
+  return rules;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DatasetError("cannot read " + path.string());
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string sha256_of(const std::string& bytes) {
+  unsigned char digest[32];
+  unsigned int n = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &n, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<char*>(digest), n);
+}
+
+enum class Kind { kText, kImage, kAudio, kNone };
+
+// One file of a sample: where it is and how to get its bytes.
+struct Item {
+  std::string uri;  // relative path, or TAR/MEMBER
+  std::string ext;  // lower case, with the dot
+  Kind kind = Kind::kNone;
+  std::string bytes;  // filled in the second pass
+};
+
+struct Group {
+  std::string key;
+  std::vector<Item> items;
+};
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+class Builder {
+ public:
+  explicit Builder(const BuildOptions& o) : o_(o), tokenizer_(load_tokenizer(o.tokenizer)) {
+    if (!o.sources_file.empty()) rules_ = read_sources_file(o.sources_file);
+    if (o.image_patch == 0 || o.image_size == 0 || o.image_size % o.image_patch != 0) {
+      throw DatasetError("--image-patch " + std::to_string(o.image_patch) +
+                         " must divide --image-size " + std::to_string(o.image_size));
+    }
+    if (o.audio_frame == 0) throw DatasetError("--audio-frame must be at least 1");
+  }
+
+  Kind kind_of(const std::string& ext) const {
+    auto in = [&](const std::vector<std::string>& list) {
+      return std::find(list.begin(), list.end(), ext) != list.end();
+    };
+    if (in(o_.text_extensions)) return Kind::kText;
+    if (in(o_.image_extensions)) return Kind::kImage;
+    if (in(o_.audio_extensions)) return Kind::kAudio;
+    return Kind::kNone;
+  }
+
+  // Pass 1: names only. Pass 2 (fill = true): with bytes, group by group.
+  void scan(bool fill, const std::function<void(Group&)>& each) {
+    const fs::path src(o_.source_dir);
+    std::vector<fs::path> files;
+    if (fs::is_regular_file(src)) {
+      files.push_back(src);
+    } else if (fs::is_directory(src)) {
+      for (const auto& e : fs::recursive_directory_iterator(src)) {
+        if (e.is_regular_file()) files.push_back(e.path());
+      }
+      std::sort(files.begin(), files.end());
+    } else {
+      throw DatasetError("source " + o_.source_dir + " does not exist");
+    }
+    const fs::path base = fs::is_directory(src) ? src : src.parent_path();
+    Group current;
+    auto flush = [&] {
+      if (!current.items.empty()) each(current);
+      current = Group{};
+    };
+    for (const auto& file : files) {
+      const std::string rel = fs::relative(file, base).generic_string();
+      if (lower(file.extension().string()) == ".tar") {
+        flush();
+        for_each_tar_file(file.string(), [&](const std::string& name, std::string bytes) {
+          auto [key, ext] = split_key(name);
+          Item item{rel + "/" + name, lower("." + ext.substr(ext.rfind('.') + 1)), Kind::kNone, ""};
+          item.kind = kind_of(item.ext);
+          if (item.kind == Kind::kNone) return;
+          if (rel + "/" + key != current.key) flush();
+          current.key = rel + "/" + key;
+          if (fill) item.bytes = std::move(bytes);
+          current.items.push_back(std::move(item));
+        });
+        flush();
+        continue;
+      }
+      Item item{rel, lower(file.extension().string()), Kind::kNone, ""};
+      item.kind = kind_of(item.ext);
+      if (item.kind == Kind::kNone) continue;
+      const std::string key = fs::path(rel).replace_extension().generic_string();
+      if (key != current.key) flush();
+      current.key = key;
+      if (fill) item.bytes = read_file(file);
+      current.items.push_back(std::move(item));
+    }
+    flush();
+  }
+
+  const LicenseRule* rule_for(const std::string& uri) const {
+    for (const auto& r : rules_) {
+      if (uri.rfind(r.prefix, 0) == 0) return &r;
+    }
+    return nullptr;
+  }
+
+  DatasetSummary run() {
+    const std::string manifest_path = (fs::path(o_.out_dir) / kManifestName).string();
+    if (fs::exists(manifest_path)) {
+      throw DatasetError(o_.out_dir + " already holds a dataset; choose another output folder or remove it first");
+    }
+    if (o_.samples_per_shard == 0) throw DatasetError("--samples-per-shard must be at least 1");
+    // Pass 1: every licence decision before anything is written.
+    uint64_t groups = 0;
+    scan(false, [&](Group& g) {
+      ++groups;
+      for (const auto& item : g.items) {
+        if (!rule_for(item.uri) && !o_.allow_unknown_license) {
+          throw DatasetError("no licence for " + item.uri + ": add an entry whose path is a prefix of it to " +
+                             (o_.sources_file.empty() ? std::string("a --sources file") : o_.sources_file) +
+                             ", or pass --allow-unknown-license to mark it unknown");
+        }
+      }
+    });
+    if (groups == 0) {
+      throw DatasetError("no text, image or audio files under " + o_.source_dir +
+                         " (looked for .txt .md .rst .png .jpg .jpeg .wav .flac .ogg, and in .tar files)");
+    }
+    const bool created = !fs::exists(o_.out_dir);
+    fs::create_directories(o_.out_dir);
+    try {
+      return write_all(manifest_path);
+    } catch (...) {
+      for (const auto& p : written_) fs::remove(p);
+      if (created) fs::remove_all(o_.out_dir);
+      throw;
+    }
+  }
+
+ private:
+  DatasetSummary write_all(const std::string& manifest_path) {
+    data::Manifest manifest;
+    manifest.set_format_version(kManifestFormatVersion);
+    manifest.set_tokenizer(tokenizer_->identity());
+    const auto sp = tokenizer_->special();
+    auto* special = manifest.mutable_special();
+    special->set_bos(sp.bos);
+    special->set_eos(sp.eos);
+    special->set_pad(sp.pad);
+    special->set_image_begin(sp.image_begin);
+    special->set_image_end(sp.image_end);
+    special->set_audio_begin(sp.audio_begin);
+    special->set_audio_end(sp.audio_end);
+    special->set_vocab_size(sp.vocab_size);
+    auto* modality = manifest.mutable_modality();
+    modality->set_image_size(o_.image_size);
+    modality->set_image_patch(o_.image_patch);
+    modality->set_image_channels(3);
+    modality->set_audio_frame(o_.audio_frame);
+    modality->set_audio_sample_rate(o_.audio_sample_rate);
+
+    DatasetSummary summary;
+    std::unique_ptr<ShardWriter> writer;
+    auto finish_shard = [&] {
+      if (!writer) return;
+      writer->close();
+      auto* shard = manifest.mutable_shards(manifest.shards_size() - 1);
+      shard->set_sha256(sha256_of_file((fs::path(o_.out_dir) / shard->path()).string()));
+      shard->set_samples(writer->samples());
+      shard->set_bytes(writer->bytes());
+      summary.bytes += writer->bytes();
+      writer.reset();
+    };
+    uint64_t next_id = 0;
+    scan(true, [&](Group& g) {
+      if (next_id % o_.samples_per_shard == 0) {
+        finish_shard();
+        char name[32];
+        std::snprintf(name, sizeof(name), "shard-%05d.shard", manifest.shards_size());
+        manifest.add_shards()->set_path(name);
+        const auto path = (fs::path(o_.out_dir) / name).string();
+        written_.push_back(path);
+        writer = std::make_unique<ShardWriter>(path);
+      }
+      data::Sample sample;
+      sample.set_id(next_id++);
+      std::stable_sort(g.items.begin(), g.items.end(), [](const Item& a, const Item& b) {
+        auto rank = [](Kind k) { return k == Kind::kImage ? 0 : k == Kind::kAudio ? 1 : 2; };
+        return std::make_pair(rank(a.kind), a.ext) < std::make_pair(rank(b.kind), b.ext);
+      });
+      std::set<std::string> licenses;
+      for (const auto& item : g.items) {
+        const uint32_t source_id = static_cast<uint32_t>(manifest.sources_size());
+        auto* source = manifest.add_sources();
+        const auto* rule = rule_for(item.uri);
+        source->set_uri(item.uri);
+        source->set_license(rule ? rule->license : "unknown");
+        source->set_creator(rule ? rule->creator : "");
+        source->set_sha256(sha256_of(item.bytes));
+        licenses.insert(source->license());
+        sample.add_sources(source_id);
+        auto* step = source->add_lineage();
+        step->set_tool("moxie data build");
+        step->set_version("format " + std::to_string(kManifestFormatVersion));
+        auto* seg = sample.add_segments();
+        if (item.kind == Kind::kText) {
+          step->set_parameters("tokenizer=" + tokenizer_->identity());
+          for (int32_t t : tokenizer_->encode(item.bytes)) seg->mutable_text()->add_tokens(t);
+          summary.tokens += static_cast<uint64_t>(seg->text().tokens_size());
+        } else if (item.kind == Kind::kImage) {
+          const bool png = item.ext == ".png";
+          auto decoded = png ? decode_png(item.bytes, item.uri) : decode_jpeg(item.bytes, item.uri);
+          auto* decode = source->add_lineage();
+          decode->set_tool(png ? "decode" : "decode");
+          decode->set_version(png ? png_version() : jpeg_version());
+          decode->set_parameters("to 8-bit RGB from " + std::to_string(decoded.width) + "x" +
+                                 std::to_string(decoded.height));
+          auto resized = resize_square(decoded, o_.image_size);
+          step->set_parameters("resize " + std::to_string(o_.image_size) + "x" +
+                               std::to_string(o_.image_size) + " (box filter, stretched)");
+          auto* image = seg->mutable_image();
+          image->set_width(resized.width);
+          image->set_height(resized.height);
+          image->set_channels(resized.channels);
+          image->set_pixels(resized.pixels.data(), resized.pixels.size());
+          ++summary.images;
+        } else {
+          auto audio = decode_audio(item.bytes, item.uri);
+          auto* rate = manifest.mutable_modality();
+          if (rate->audio_sample_rate() == 0) rate->set_audio_sample_rate(audio.sample_rate);
+          if (audio.sample_rate != rate->audio_sample_rate()) {
+            throw DatasetError(item.uri + ": sample rate " + std::to_string(audio.sample_rate) +
+                               " Hz differs from the dataset's " +
+                               std::to_string(rate->audio_sample_rate()) +
+                               " Hz; resample it (e.g. sox IN -r RATE OUT) or pass --audio-rate");
+          }
+          auto* decode = source->add_lineage();
+          decode->set_tool("decode");
+          decode->set_version(sndfile_version());
+          decode->set_parameters("to mono 16-bit PCM at " + std::to_string(audio.sample_rate) + " Hz");
+          step->set_parameters("audio frames of " + std::to_string(o_.audio_frame) + " samples");
+          auto* clip = seg->mutable_audio();
+          clip->set_sample_rate(audio.sample_rate);
+          clip->set_channels(1);
+          clip->set_pcm_s16le(reinterpret_cast<const char*>(audio.pcm.data()), audio.pcm.size() * 2);
+          ++summary.audio_clips;
+        }
+        // The lineage in the order applied: decode first, then moxie's step.
+        if (source->lineage_size() == 2) source->mutable_lineage()->SwapElements(0, 1);
+      }
+      for (const auto& l : licenses) ++summary.samples_per_license[l];
+      writer->append(sample, sample_positions(sample, manifest.modality()));
+    });
+    finish_shard();
+    manifest.set_images(summary.images);
+    manifest.set_audio_clips(summary.audio_clips);
+    write_manifest(manifest_path, manifest);
+    summary.shards = static_cast<uint64_t>(manifest.shards_size());
+    summary.samples = next_id;
+    return summary;
+  }
+
+  BuildOptions o_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::vector<LicenseRule> rules_;
+  std::vector<std::string> written_;
+};
+
+}  // namespace
+
+DatasetSummary build_dataset(const BuildOptions& options) { return Builder(options).run(); }
+
+}  // namespace moxie

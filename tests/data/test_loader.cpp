@@ -1,0 +1,280 @@
+// The loader: one epoch is the dataset exactly once on 1-4 data-parallel
+// ranks in one global order; resuming (also on another number of ranks)
+// continues exactly; damage is skipped and logged, or fails, as configured.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+
+#include "data/byte_tokenizer.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+
+using namespace moxie;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path fresh_dir(const std::string& name) {
+  auto dir = fs::temp_directory_path() / "moxie_loader_test" / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// n text files of 1..120 bytes; file i's text starts with its number.
+std::string make_dataset(const std::string& name, int n, uint64_t per_shard = 16) {
+  const auto src = fresh_dir(name + "_src");
+  std::mt19937 rng(7);
+  for (int i = 0; i < n; ++i) {
+    char file[32];
+    std::snprintf(file, sizeof(file), "doc%04d.txt", i);
+    std::string text = std::to_string(i) + ":";
+    const int len = 1 + static_cast<int>(rng() % 120);
+    while (static_cast<int>(text.size()) < len) text += static_cast<char>('a' + rng() % 26);
+    std::ofstream(src / file) << text;
+  }
+  BuildOptions o;
+  o.source_dir = src.string();
+  o.out_dir = (fresh_dir(name) / "ds").string();
+  o.allow_unknown_license = true;
+  o.samples_per_shard = per_shard;
+  build_dataset(o);
+  return o.out_dir;
+}
+
+LoaderOptions options(const std::string& path, int64_t rows, int64_t rank, int64_t dp) {
+  LoaderOptions o;
+  o.path = path;
+  o.seed = 11;
+  o.seq_len = 31;
+  o.rows_per_rank = rows;
+  o.dp_rank = rank;
+  o.dp_size = dp;
+  o.shuffle_block = 8;
+  o.prefetch_threads = 0;
+  o.log = [](const std::string&) {};
+  return o;
+}
+
+// A global batch as the concatenation of every rank's rows.
+struct Global {
+  std::vector<int32_t> tokens, doc_starts;
+  std::vector<std::tuple<uint64_t, uint32_t, uint32_t>> pieces;
+  std::vector<bool> ends;  // the piece ends with the sample's EOS
+  LoaderState after;
+};
+
+std::vector<Global> run(const std::string& path, int64_t rows, int64_t dp, int batches,
+                        const LoaderState* resume = nullptr, int threads = 0) {
+  std::vector<std::unique_ptr<DatasetLoader>> ranks;
+  for (int64_t r = 0; r < dp; ++r) {
+    auto o = options(path, rows, r, dp);
+    o.prefetch_threads = threads;
+    ranks.push_back(std::make_unique<DatasetLoader>(o, resume));
+  }
+  std::vector<Global> out;
+  for (int b = 0; b < batches; ++b) {
+    Global g;
+    for (auto& loader : ranks) {
+      auto p = loader->next();
+      g.tokens.insert(g.tokens.end(), p.tokens.begin(), p.tokens.end());
+      for (const auto& piece : p.pieces) g.pieces.emplace_back(piece.sample, piece.from, piece.to);
+      g.after = p.after;
+      CHECK(loader->state() == p.after);
+    }
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("one epoch on 1, 2, 3 and 4 DP ranks is the dataset exactly once, in one global order") {
+  const auto path = make_dataset("epoch", 150);
+  const auto info = read_dataset_info(path);
+  REQUIRE(info.samples == 150);
+  std::vector<Global> reference;
+  for (int64_t dp : {1, 2, 3, 4}) {
+    CAPTURE(dp);
+    const int64_t rows = 12 / dp;  // a global batch of 12 rows of 32 positions
+    std::vector<std::unique_ptr<DatasetLoader>> ranks;
+    for (int64_t r = 0; r < dp; ++r) ranks.push_back(std::make_unique<DatasetLoader>(options(path, rows, r, dp)));
+    std::vector<Global> global;
+    bool epoch_done = false;
+    while (!epoch_done) {
+      Global g;
+      for (auto& loader : ranks) {
+        auto p = loader->next();
+        for (const auto& piece : p.pieces) {
+          g.pieces.emplace_back(piece.sample, piece.from, piece.to);
+          // Rows hold the samples' tokens where the pieces say.
+          const int32_t first = p.tokens[static_cast<size_t>(piece.row * p.row_len + piece.col)];
+          if (piece.from == 0) CHECK(first == ByteTokenizer::kBos);
+          if (piece.from == 1) CHECK(first == static_cast<int32_t>(std::to_string(piece.sample)[0]));
+          const auto last = static_cast<size_t>(piece.row * p.row_len + piece.col + (piece.to - piece.from) - 1);
+          g.ends.push_back(p.tokens[last] == ByteTokenizer::kEos);
+        }
+        g.tokens.insert(g.tokens.end(), p.tokens.begin(), p.tokens.end());
+        epoch_done = p.after.epoch >= 1;
+      }
+      global.push_back(std::move(g));
+    }
+    // Walking the pieces in stream order (batch, rank, row): each sample is
+    // continued exactly where it stopped, until every sample is complete:
+    // no position twice, none missed, and only then the next epoch.
+    std::map<uint64_t, uint32_t> done;
+    std::set<uint64_t> complete;
+    for (const auto& g : global) {
+      for (size_t k = 0; k < g.pieces.size() && complete.size() < info.samples; ++k) {
+        const auto& [id, from, to] = g.pieces[k];
+        CAPTURE(id);
+        REQUIRE(complete.count(id) == 0);
+        REQUIRE(from == done[id]);
+        done[id] = to;
+        if (g.ends[k]) complete.insert(id);
+      }
+    }
+    CHECK(complete.size() == info.samples);
+    REQUIRE(done.size() == info.samples);
+    if (reference.empty()) {
+      reference = global;
+    } else {
+      REQUIRE(global.size() == reference.size());
+      for (size_t b = 0; b < global.size(); ++b) {
+        CHECK(global[b].tokens == reference[b].tokens);
+        CHECK(global[b].pieces == reference[b].pieces);
+      }
+    }
+  }
+}
+
+TEST_CASE("resuming from a state continues exactly, also on another number of DP ranks") {
+  const auto path = make_dataset("resume", 90);
+  const auto straight = run(path, 4, 2, 14);  // 8 rows per global batch, dp 2
+  for (int64_t dp : {1, 2, 4}) {
+    CAPTURE(dp);
+    const auto state = LoaderState::parse(straight[5].after.to_string());
+    CHECK(state == straight[5].after);
+    const auto resumed = run(path, 8 / dp, dp, 8, &state);
+    for (size_t b = 0; b < resumed.size(); ++b) {
+      CAPTURE(b);
+      CHECK(resumed[b].tokens == straight[6 + b].tokens);
+      CHECK(resumed[b].pieces == straight[6 + b].pieces);
+      CHECK(resumed[b].after == straight[6 + b].after);
+    }
+  }
+  // Prefetch threads change nothing.
+  const auto threaded = run(path, 4, 2, 14, nullptr, 3);
+  for (size_t b = 0; b < straight.size(); ++b) CHECK(threaded[b].tokens == straight[b].tokens);
+}
+
+TEST_CASE("a resume state from another dataset or seed, or a malformed one, is refused") {
+  const auto path = make_dataset("wrong_state", 20);
+  auto state = run(path, 2, 1, 3).back().after;
+  state.manifest_sha256 = std::string(64, '0');
+  CHECK_THROWS_WITH(DatasetLoader(options(path, 2, 0, 1), &state),
+                    Catch::Contains("manifest sha256 0000") && Catch::Contains("point data.path"));
+  state = run(path, 2, 1, 3).back().after;
+  state.seed = 5;
+  CHECK_THROWS_WITH(DatasetLoader(options(path, 2, 0, 1), &state), Catch::Contains("seed 5"));
+  CHECK_THROWS_WITH(LoaderState::parse("seed=1 epoch=x"), Catch::Contains("epoch=x is not a number"));
+  CHECK_THROWS_WITH(LoaderState::parse("seed=1"), Catch::Contains("lacks epoch"));
+}
+
+namespace {
+void flip_byte(const std::string& file, uint64_t at) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(at));
+  char c;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x40);
+  f.seekp(static_cast<std::streamoff>(at));
+  f.write(&c, 1);
+}
+}  // namespace
+
+TEST_CASE("a damaged record is skipped and logged, or fails the run, as configured") {
+  const auto path = make_dataset("flip", 40, 40);
+  const std::string shard = path + "/shard-00000.shard";
+  // Inside the payload of a record in the middle of the shard.
+  flip_byte(shard, fs::file_size(shard) / 2);
+
+  auto o = options(path, 4, 0, 1);
+  std::vector<std::string> logged;
+  o.log = [&](const std::string& line) { logged.push_back(line); };
+  {
+    DatasetLoader loader(o);
+    uint64_t skipped = 0;
+    for (int b = 0; b < 40; ++b) skipped += loader.next().skipped_ids.size();
+    CHECK(skipped >= 1);
+    CHECK(loader.skipped() >= 1);
+  }
+  REQUIRE(logged.size() >= 2);
+  CHECK_THAT(logged[0], Catch::Contains("sha256 differs from the manifest"));
+  CHECK_THAT(logged[1], Catch::Contains("shard-00000.shard, byte") && Catch::Contains("source doc00") &&
+                            Catch::Contains("checksum mismatch"));
+
+  o.max_skipped = 0;
+  CHECK_THROWS_WITH(
+      [&] {
+        DatasetLoader loader(o);
+        for (int b = 0; b < 40; ++b) loader.next();
+      }(),
+      Catch::Contains("more than data.max_skipped=0"));
+
+  o.on_corrupt = "fail";
+  CHECK_THROWS_WITH(
+      [&] {
+        DatasetLoader loader(o);
+        for (int b = 0; b < 40; ++b) loader.next();
+      }(),
+      Catch::Contains("sha256 differs") && Catch::Contains("moxie data verify"));
+  o.verify_shards = false;
+  CHECK_THROWS_WITH(
+      [&] {
+        DatasetLoader loader(o);
+        for (int b = 0; b < 40; ++b) loader.next();
+      }(),
+      Catch::Contains("checksum mismatch") && Catch::Contains("source doc00"));
+}
+
+TEST_CASE("a truncated shard fails at open, or its samples are skipped, as configured") {
+  const auto path = make_dataset("truncated", 40, 10);
+  const std::string shard = path + "/shard-00001.shard";
+  fs::resize_file(shard, fs::file_size(shard) - 30);
+  auto o = options(path, 4, 0, 1);
+  o.on_corrupt = "fail";
+  CHECK_THROWS_WITH(DatasetLoader(o), Catch::Contains("shard-00001.shard") && Catch::Contains("truncated"));
+  o.on_corrupt = "skip";
+  std::vector<std::string> logged;
+  o.log = [&](const std::string& line) { logged.push_back(line); };
+  DatasetLoader loader(o);
+  CHECK(loader.skipped() == 10);
+  REQUIRE(logged.size() == 1);
+  CHECK_THAT(logged[0], Catch::Contains("skipping all 10 samples"));
+  // The other 30 samples are all served in the first epoch; none from shard 1.
+  std::set<uint64_t> seen;
+  while (true) {
+    auto b = loader.next();
+    for (const auto& p : b.pieces) {
+      CHECK((p.sample < 10 || p.sample >= 20));
+      if (b.before.epoch == 0) seen.insert(p.sample);
+    }
+    if (b.after.epoch >= 1) break;
+  }
+  CHECK(seen.size() == 30);
+  o.max_skipped = 5;
+  CHECK_THROWS_WITH(DatasetLoader(o), Catch::Contains("more than data.max_skipped=5"));
+}
+
+TEST_CASE("a missing dataset or a damaged manifest is one clear error") {
+  CHECK_THROWS_WITH(DatasetLoader(options("/nonexistent/ds", 1, 0, 1)),
+                    Catch::Contains("holds no dataset") && Catch::Contains("moxie data build"));
+  const auto path = make_dataset("manifest", 5);
+  flip_byte(path + "/manifest.pb", 30);
+  CHECK_THROWS_WITH(DatasetLoader(options(path, 1, 0, 1)), Catch::Contains("manifest checksum mismatch"));
+}
