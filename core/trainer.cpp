@@ -42,15 +42,12 @@ ModelInputs inputs_of(const Batch& b, bool blank_media = false) {
   return in;
 }
 
-// The loss mask restricted to documents that hold an image or audio.
-torch::Tensor media_loss_mask(const Batch& b) {
-  if (!b.doc.defined()) return torch::zeros_like(b.loss_mask);
-  auto flat_doc = b.doc.reshape({-1});
-  std::vector<torch::Tensor> docs;
-  if (b.patch_slot.defined() && b.patch_slot.numel()) docs.push_back(flat_doc.index_select(0, b.patch_slot));
-  if (b.frame_slot.defined() && b.frame_slot.numel()) docs.push_back(flat_doc.index_select(0, b.frame_slot));
-  if (docs.empty()) return torch::zeros_like(b.loss_mask);
-  return b.loss_mask * torch::isin(b.doc, torch::cat(docs)).to(b.loss_mask.scalar_type());
+// The loss mask restricted to documents that hold an image (slots: patch
+// slots) or audio (frame slots).
+torch::Tensor media_loss_mask(const Batch& b, const torch::Tensor& slots) {
+  if (!b.doc.defined() || !slots.defined() || slots.numel() == 0) return torch::zeros_like(b.loss_mask);
+  auto docs = b.doc.reshape({-1}).index_select(0, slots);
+  return b.loss_mask * torch::isin(b.doc, docs).to(b.loss_mask.scalar_type());
 }
 
 LoaderOptions loader_options(const Config& c, int64_t dp_rank, int64_t dp_size) {
@@ -263,12 +260,6 @@ TrainSummary Trainer::run() {
     eval_batches = make_eval_batches(corpus.eval, train.micro_batch_size, data.seq_len,
                                      train.eval_batches, groups_.dp_index, dims_.dp());
   }
-  // Mean over data-parallel ranks of a per-rank scalar (equal token counts).
-  auto dp_mean = [&](double v) {
-    auto t = torch::tensor({v}, torch::kDouble);
-    groups_.dp->all_reduce(t, ReduceOp::kAvg);
-    return t.item<double>();
-  };
   const double n_dp = static_cast<double>(dims_.dp()), n_tp = static_cast<double>(dims_.tp());
 
   // Of this rank's shard; idle: expert weights a token does not use.
@@ -306,32 +297,40 @@ TrainSummary Trainer::run() {
   auto evaluate = [&](int64_t step) {
     if (eval_batches.empty()) return;
     torch::NoGradGuard no_grad;
-    // Sums over masked targets, so that the means are over the whole eval set.
-    auto sums = torch::zeros({6}, torch::kDouble);
+    // Sums over masked targets, so that the means are over the whole eval
+    // set: all text, then the text of samples with an image, with audio,
+    // each with the media present and blanked.
+    auto sums = torch::zeros({8}, torch::kDouble);
     for (const auto& b : eval_batches) {
-      auto out = model_->forward(inputs_of(b));
-      auto ce = model_->cross_entropy(out.logits, b.targets, b.loss_mask).item<double>();
-      sums[0] += ce * b.loss_mask.sum().item<double>();
-      sums[1] += b.loss_mask.sum().item<double>();
-      const auto media_mask = media_loss_mask(b);
-      const double n_media = media_mask.sum().item<double>();
-      if (n_media > 0) {
-        sums[2] += model_->cross_entropy(out.logits, b.targets, media_mask).item<double>() * n_media;
-        auto blank = model_->forward(inputs_of(b, /*blank_media=*/true));
-        sums[3] += model_->cross_entropy(blank.logits, b.targets, media_mask).item<double>() * n_media;
-        sums[4] += n_media;
+      auto out = model_->forward_inputs(inputs_of(b));
+      const double n = b.loss_mask.sum().item<double>();
+      sums[0] += model_->cross_entropy(out.logits, b.targets, b.loss_mask).item<double>() * n;
+      sums[1] += n;
+      torch::Tensor blank_logits;
+      const torch::Tensor* slots[2] = {&b.patch_slot, &b.frame_slot};
+      for (int k = 0; k < 2; ++k) {
+        const auto mask = media_loss_mask(b, *slots[k]);
+        const double m = mask.sum().item<double>();
+        if (m == 0) continue;
+        if (!blank_logits.defined()) blank_logits = model_->forward_inputs(inputs_of(b, /*blank_media=*/true)).logits;
+        sums[2 + 3 * k] += model_->cross_entropy(out.logits, b.targets, mask).item<double>() * m;
+        sums[3 + 3 * k] += model_->cross_entropy(blank_logits, b.targets, mask).item<double>() * m;
+        sums[4 + 3 * k] += m;
       }
     }
     groups_.dp->all_reduce(sums, ReduceOp::kSum);
     const double loss = sums[0].item<double>() / std::max(1.0, sums[1].item<double>());
     summary.eval_losses.emplace_back(step, loss);
     metrics.eval(step, loss);
-    if (sums[4].item<double>() > 0) {
-      summary.eval_media_loss = sums[2].item<double>() / sums[4].item<double>();
-      summary.eval_media_blanked_loss = sums[3].item<double>() / sums[4].item<double>();
-      metrics.message("eval step " + std::to_string(step) + ": text of samples with media " +
-                      std::to_string(summary.eval_media_loss) + " nats/token; with their media blanked " +
-                      std::to_string(summary.eval_media_blanked_loss) + " nats/token");
+    const char* what[2] = {"an image", "audio"};
+    for (int k = 0; k < 2; ++k) {
+      const double m = sums[4 + 3 * k].item<double>();
+      if (m == 0) continue;
+      const double with = sums[2 + 3 * k].item<double>() / m, blanked = sums[3 + 3 * k].item<double>() / m;
+      (k == 0 ? summary.eval_image_loss : summary.eval_audio_loss) = {with, blanked};
+      metrics.message("eval step " + std::to_string(step) + ": text of samples with " + what[k] + " " +
+                      std::to_string(with) + " nats/token; with it blanked " + std::to_string(blanked) +
+                      " nats/token");
     }
   };
 
@@ -345,21 +344,35 @@ TrainSummary Trainer::run() {
 
     LoaderState stream_before;
     std::vector<uint64_t> skipped_ids;
+    std::vector<Batch> micro_batches;
+    double local_targets = 0;
     for (int64_t micro = 0; micro < train.grad_accum; ++micro) {
-      auto batch = source->next();
+      micro_batches.push_back(source->next());
+      local_targets += micro_batches.back().loss_mask.sum().item<double>();
       if (dataset) {
         if (micro == 0) stream_before = dataset->last().before;
         const auto& skipped = dataset->last().skipped_ids;
         skipped_ids.insert(skipped_ids.end(), skipped.begin(), skipped.end());
       }
-      auto out = model_->forward(inputs_of(batch));
+    }
+    // The loss is the mean over the global batch's counted targets, however
+    // they fall on replicas and micro-batches (packed rows count different
+    // numbers): each micro-batch's sum over the global count, times dp
+    // because the gradient sync averages over the replicas.
+    auto count = torch::tensor({local_targets}, torch::kDouble);
+    if (dims_.dp() > 1) groups_.dp->all_reduce(count, ReduceOp::kSum);
+    const double global_targets = std::max(1.0, count.item<double>());
+    for (int64_t micro = 0; micro < train.grad_accum; ++micro) {
+      const auto& batch = micro_batches[static_cast<size_t>(micro)];
+      const double targets = batch.loss_mask.sum().item<double>();
+      auto out = model_->forward_inputs(inputs_of(batch));
       auto ce = model_->cross_entropy(out.logits, batch.targets, batch.loss_mask);
-      auto loss = (ce + out.aux_loss) / static_cast<double>(train.grad_accum);
+      auto loss = ce * (targets * n_dp / global_targets) + out.aux_loss / static_cast<double>(train.grad_accum);
       if (overlap_ && micro + 1 == train.grad_accum) {
         for (auto& set : param_sets_) set.sync->arm();
       }
       loss.backward();
-      loss_sum += ce.item<double>();
+      loss_sum += ce.item<double>() * targets;
       aux_sum += out.aux_loss.item<double>();
       tokens += batch.num_tokens();
       for (size_t l = 0; l < out.moe_stats.size(); ++l) {
@@ -382,7 +395,7 @@ TrainSummary Trainer::run() {
                                static_cast<double>(assignments)},
                               torch::kDouble);
     groups_.dp_tp->all_reduce(sums, ReduceOp::kSum);
-    m.loss = sums[0].item<double>() / (n_dp * n_tp * train.grad_accum);
+    m.loss = sums[0].item<double>() / (n_tp * global_targets);
     m.aux_loss = sums[1].item<double>() / (n_dp * train.grad_accum);
     balance_sum = sums[2].item<double>() / (n_dp * n_tp);
     dropped = static_cast<int64_t>(sums[3].item<double>());

@@ -27,8 +27,8 @@ struct TrainSummary {
   double unigram_entropy_nats = 0;                        // of the training corpus (text source)
   int64_t skipped_steps = 0;
   // Datasets with media (last evaluation): the loss on the text of samples
-  // that hold an image or audio, and the same with those media blanked.
-  double eval_media_loss = 0, eval_media_blanked_loss = 0;
+  // that hold an image (audio), and the same with the media blanked.
+  std::pair<double, double> eval_image_loss{0, 0}, eval_audio_loss{0, 0};
   uint64_t skipped_samples = 0;  // damaged records skipped by this rank's loader
 };
 

@@ -91,10 +91,10 @@ torch::Tensor document_mask(const torch::Tensor& doc) {
 ModelOutput CausalLMImpl::forward(const torch::Tensor& tokens) {
   ModelInputs inputs;
   inputs.tokens = tokens;
-  return forward(inputs);
+  return forward_inputs(inputs);
 }
 
-ModelOutput CausalLMImpl::forward(const ModelInputs& in) {
+ModelOutput CausalLMImpl::forward_inputs(const ModelInputs& in) {
   ModelOutput out;
   auto x = model->embed_tokens(in.tokens);
   // Media replace the (padding) token embeddings at their positions. Under

@@ -84,7 +84,7 @@ class CausalLMImpl : public torch::nn::Module {
   CausalLMImpl(const ModelOptions& model, const MoEOptions& moe, const MoEParallel& parallel = {});
   // tokens: int64 [B, S], the same on every TP rank.
   ModelOutput forward(const torch::Tensor& tokens);
-  ModelOutput forward(const ModelInputs& inputs);
+  ModelOutput forward_inputs(const ModelInputs& inputs);  // packed, multimodal batches
 
   // Mean cross-entropy of forward()'s logits over positions where loss_mask is
   // 1 (vocabulary-parallel under TP; the same value on every TP rank).

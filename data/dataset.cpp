@@ -244,7 +244,7 @@ std::string describe_sample(const std::string& dir, uint64_t index, const std::s
         } else if (seg.has_audio()) {
           out << "audio: "
               << seg.audio().pcm_s16le().size() / 2 / std::max(1u, seg.audio().channels())
-              << " frames at " << seg.audio().sample_rate() << " Hz\n";
+              << " samples at " << seg.audio().sample_rate() << " Hz\n";
         }
       }
       return out.str();
