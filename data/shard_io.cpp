@@ -108,6 +108,17 @@ void ShardWriter::close() {
 ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw ShardError("cannot open shard " + path_ + ": " + errno_text());
+  // A constructor that throws runs no destructor: close the file here.
+  try {
+    check_and_index();
+  } catch (...) {
+    ::close(fd_);
+    fd_ = -1;
+    throw;
+  }
+}
+
+void ShardReader::check_and_index() {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) fail(0, "cannot stat: " + errno_text());
   file_bytes_ = static_cast<uint64_t>(st.st_size);

@@ -79,6 +79,7 @@ class ShardReader {
   data::Sample read(size_t i) const;
 
  private:
+  void check_and_index();
   std::string read_payload(uint64_t offset, uint64_t limit) const;
   [[noreturn]] void fail(uint64_t offset, const std::string& what) const;
 
