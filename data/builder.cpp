@@ -23,11 +23,44 @@
 namespace moxie {
 namespace fs = std::filesystem;
 
+void set_text_tokens(data::TextSegment* text, const std::vector<int32_t>& tokens) {
+  const bool narrow = std::all_of(tokens.begin(), tokens.end(), [](int32_t t) { return t >= 0 && t < 65536; });
+  const uint32_t width = narrow ? 2 : 4;
+  std::string bytes(tokens.size() * width, '\0');
+  for (size_t k = 0; k < tokens.size(); ++k) {
+    const uint32_t v = static_cast<uint32_t>(tokens[k]);
+    for (uint32_t b = 0; b < width; ++b) bytes[k * width + b] = static_cast<char>((v >> (8 * b)) & 0xff);
+  }
+  text->set_width(width);
+  text->set_tokens(std::move(bytes));
+}
+
+bool text_tokens_valid(const data::TextSegment& text) {
+  return (text.width() == 2 || text.width() == 4) && text.tokens().size() % text.width() == 0;
+}
+
+uint32_t text_length(const data::TextSegment& text) {
+  return text_tokens_valid(text) ? static_cast<uint32_t>(text.tokens().size() / text.width()) : 0;
+}
+
+int32_t text_token(const data::TextSegment& text, size_t k) {
+  const auto* p = reinterpret_cast<const uint8_t*>(text.tokens().data()) + k * text.width();
+  if (text.width() == 2) return static_cast<int32_t>(p[0] | (p[1] << 8));
+  return static_cast<int32_t>(static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+                              (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24));
+}
+
+std::vector<int32_t> text_tokens(const data::TextSegment& text) {
+  std::vector<int32_t> out(text_length(text));
+  for (size_t k = 0; k < out.size(); ++k) out[k] = text_token(text, k);
+  return out;
+}
+
 uint32_t sample_positions(const data::Sample& sample, const data::Modality& m) {
   uint64_t n = 2;  // BOS, EOS
   for (const auto& seg : sample.segments()) {
     if (seg.has_text()) {
-      n += static_cast<uint64_t>(seg.text().tokens_size());
+      n += text_length(seg.text());
     } else if (seg.has_image()) {
       const uint64_t side = m.image_patch() ? m.image_size() / m.image_patch() : 0;
       n += 2 + side * side;
@@ -283,8 +316,8 @@ class Builder {
         auto* seg = sample.add_segments();
         if (item.kind == Kind::kText) {
           step->set_parameters("tokenizer=" + tokenizer_->identity());
-          for (int32_t t : tokenizer_->encode(item.bytes)) seg->mutable_text()->add_tokens(t);
-          summary.tokens += static_cast<uint64_t>(seg->text().tokens_size());
+          set_text_tokens(seg->mutable_text(), tokenizer_->encode(item.bytes));
+          summary.tokens += text_length(seg->text());
         } else if (item.kind == Kind::kImage) {
           const bool png = item.ext == ".png";
           auto decoded = png ? decode_png(item.bytes, item.uri) : decode_jpeg(item.bytes, item.uri);

@@ -228,7 +228,7 @@ std::string describe_sample(const std::string& dir, uint64_t index, const std::s
       }
       for (const auto& seg : sample.segments()) {
         if (seg.has_text()) {
-          std::vector<int32_t> ids(seg.text().tokens().begin(), seg.text().tokens().end());
+          const auto ids = text_tokens(seg.text());
           std::string text;
           if (tokenizer) {
             text = tokenizer->decode(ids);
@@ -237,7 +237,7 @@ std::string describe_sample(const std::string& dir, uint64_t index, const std::s
             text += "(token ids; pass --tokenizer MODEL to decode)";
           }
           if (text.size() > 200) text = text.substr(0, 200) + "...";
-          out << "text: " << seg.text().tokens_size() << " tokens: " << text << "\n";
+          out << "text: " << ids.size() << " tokens: " << text << "\n";
         } else if (seg.has_image()) {
           out << "image: " << seg.image().width() << "x" << seg.image().height() << "x"
               << seg.image().channels() << "\n";

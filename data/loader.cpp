@@ -8,8 +8,11 @@
 #include <exception>
 #include <filesystem>
 #include <iostream>
+#include <list>
 #include <map>
+#include <unordered_map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -132,6 +135,75 @@ struct DatasetLoader::Impl {
   int64_t row_len = 0;
 
   std::vector<std::once_flag> verified;
+
+  // Recently read samples: a long document spans many rows and batches, and
+  // is read and parsed once, not once per piece. Bounded by bytes.
+  struct Cached {
+    uint64_t id;
+    std::shared_ptr<const data::Sample> sample;  // null: damaged, skipped
+    uint64_t bytes;
+  };
+  std::mutex cache_mutex;
+  std::list<Cached> lru;  // most recently used first
+  std::unordered_map<uint64_t, std::list<Cached>::iterator> cache;
+  uint64_t cache_bytes = 0, cache_limit = 64ull << 20;
+
+  // Shuffle blocks whose bytes were handed to the kernel's readahead.
+  std::mutex advised_mutex;
+  std::set<uint64_t> advised;
+
+  // On the first sample of a shuffle block, the whole block's bytes are
+  // requested at once: the block is read in one sweep, not record by record.
+  void advise(uint64_t id) {
+    const uint64_t block = id / o.shuffle_block;
+    {
+      std::lock_guard<std::mutex> lock(advised_mutex);
+      if (!advised.insert(block).second) return;
+    }
+    const uint64_t first = block * o.shuffle_block, last = std::min(info.samples, first + o.shuffle_block);
+    for (size_t s = shard_of(first); s < readers.size() && shard_first[s] < last; ++s) {
+      if (!readers[s]) continue;
+      const uint64_t lo = std::max(first, shard_first[s]) - shard_first[s];
+      const uint64_t hi = std::min<uint64_t>(last - shard_first[s], readers[s]->size());
+      readers[s]->prefetch(lo, hi);
+    }
+  }
+
+  // The sample (null if its record is damaged and skipped), through the cache.
+  std::shared_ptr<const data::Sample> get(uint64_t id) {
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex);
+      auto it = cache.find(id);
+      if (it != cache.end()) {
+        lru.splice(lru.begin(), lru, it->second);
+        return it->second->sample;
+      }
+    }
+    advise(id);
+    auto sample = std::make_shared<data::Sample>();
+    std::shared_ptr<const data::Sample> result;
+    if (read(id, sample.get())) result = sample;
+    // Memory held, roughly (ByteSizeLong would walk every token).
+    uint64_t bytes = 64;
+    if (result) {
+      for (const auto& seg : result->segments()) {
+        bytes += seg.has_text() ? seg.text().tokens().size()
+                 : seg.has_image() ? seg.image().pixels().size()
+                                   : seg.audio().pcm_s16le().size();
+      }
+    }
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    if (cache.count(id)) return result;  // another thread read it meanwhile
+    lru.push_front(Cached{id, result, bytes});
+    cache[id] = lru.begin();
+    cache_bytes += bytes;
+    while (cache_bytes > cache_limit && lru.size() > 1) {
+      cache_bytes -= lru.back().bytes;
+      cache.erase(lru.back().id);
+      lru.pop_back();
+    }
+    return result;
+  }
   std::atomic<uint64_t> skipped{0};
   std::mutex log_mutex;
 
@@ -294,6 +366,7 @@ struct DatasetLoader::Impl {
       *sample = reader->read(local);
       const auto& md = manifest.modality();
       for (const auto& seg : sample->segments()) {
+        if (seg.has_text() && !text_tokens_valid(seg.text())) problem = "text tokens of an unknown width";
         if (seg.has_image() && (seg.image().width() != md.image_size() || seg.image().height() != md.image_size() ||
                                 seg.image().channels() != md.image_channels() ||
                                 seg.image().pixels().size() != static_cast<size_t>(md.image_size()) * md.image_size() * md.image_channels())) {
@@ -339,13 +412,14 @@ struct DatasetLoader::Impl {
     b.patch_dim = p * p * C;
     b.frame_dim = info.audio_frame;
     int32_t doc = 0;
-    data::Sample sample;
     for (const auto& piece : plan.pieces) {
       if (b.sample_ids.empty() || b.sample_ids.back() != piece.sample) b.sample_ids.push_back(piece.sample);
-      if (!read(piece.sample, &sample)) {
-        b.skipped_ids.push_back(piece.sample);
+      const auto held = get(piece.sample);
+      if (!held) {
+        if (b.skipped_ids.empty() || b.skipped_ids.back() != piece.sample) b.skipped_ids.push_back(piece.sample);
         continue;
       }
+      const data::Sample& sample = *held;
       const int64_t base = piece.row * row_len + piece.col;
       const int32_t my_doc = doc++;
       uint32_t at = 0;  // position within the sample
@@ -379,14 +453,26 @@ struct DatasetLoader::Impl {
       for (const auto& seg : sample.segments()) {
         if (at >= piece.to) break;
         if (seg.has_text()) {
-          const auto& t = seg.text().tokens();
-          // Skip whole text before the piece without a loop over it.
-          const uint32_t len = static_cast<uint32_t>(t.size());
-          if (at + len <= piece.from) {
-            at += len;
-            continue;
+          // Only the part of the text inside the piece: O(piece), not O(sample).
+          const auto& t = seg.text();
+          const uint32_t len = text_length(t);
+          const uint32_t lo = std::max(at, piece.from), hi = std::min(at + len, piece.to);
+          if (lo < hi) {
+            const size_t slot = static_cast<size_t>(base + (lo - piece.from));
+            const auto* src = reinterpret_cast<const uint8_t*>(t.tokens().data());
+            int32_t* dst = b.tokens.data() + slot;
+            if (t.width() == 2) {
+              for (uint32_t k = lo; k < hi; ++k, ++dst) {
+                const uint8_t* q = src + 2 * (k - at);
+                *dst = static_cast<int32_t>(q[0] | (q[1] << 8));
+              }
+            } else {
+              for (uint32_t k = lo; k < hi; ++k) *dst++ = text_token(t, k - at);
+            }
+            std::fill(b.doc.begin() + static_cast<int64_t>(slot), b.doc.begin() + static_cast<int64_t>(slot + hi - lo), my_doc);
+            std::fill(b.kind.begin() + static_cast<int64_t>(slot), b.kind.begin() + static_cast<int64_t>(slot + hi - lo), kToken);
           }
-          for (int32_t tok : t) put_token(tok);
+          at += len;
         } else if (seg.has_image()) {
           const auto* px = reinterpret_cast<const uint8_t*>(seg.image().pixels().data());
           const int64_t S = info.image_size;

@@ -220,6 +220,13 @@ std::string ShardReader::read_payload(uint64_t offset, uint64_t limit) const {
   return payload;
 }
 
+void ShardReader::prefetch(size_t first, size_t last) const {
+  if (first >= last || first >= offsets_.size()) return;
+  const uint64_t begin = offsets_[first];
+  const uint64_t end = last < offsets_.size() ? offsets_[last] : index_offset_;
+  ::posix_fadvise(fd_, static_cast<off_t>(begin), static_cast<off_t>(end - begin), POSIX_FADV_WILLNEED);
+}
+
 data::Sample ShardReader::read(size_t i) const {
   if (i >= offsets_.size()) {
     throw std::out_of_range("shard " + path_ + " has " + std::to_string(offsets_.size()) +

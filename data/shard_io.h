@@ -77,6 +77,9 @@ class ShardReader {
   const std::string& path() const { return path_; }
   // Sample i; ShardError naming the shard and offset if its record is corrupt.
   data::Sample read(size_t i) const;
+  // Asks the kernel to start reading samples [first, last) now (readahead),
+  // so that a block read in shuffled order comes from memory.
+  void prefetch(size_t first, size_t last) const;
 
  private:
   void check_and_index();

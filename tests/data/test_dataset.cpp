@@ -66,8 +66,7 @@ TEST_CASE("a text dataset keeps every file as one sample with its source and lic
   ShardReader second(o.out_dir + "/" + manifest.shards(1).path());
   const auto sample = second.read(0);
   CHECK(sample.id() == 2);
-  std::vector<int32_t> ids(sample.segments(0).text().tokens().begin(),
-                           sample.segments(0).text().tokens().end());
+  const auto ids = text_tokens(sample.segments(0).text());
   CHECK(ByteTokenizer().decode(ids) == "charlie\n=======\n");
   CHECK(verify_dataset(o.out_dir).empty());
   CHECK_THAT(describe_dataset(o.out_dir),

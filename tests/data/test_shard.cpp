@@ -6,6 +6,7 @@
 #include <random>
 
 #include "data/crc32c.h"
+#include "data/manifest.h"
 #include "data/shard_io.h"
 
 using namespace moxie;
@@ -24,7 +25,9 @@ data::Sample make_sample(uint64_t id, std::mt19937& rng) {
   s.set_id(id);
   s.add_sources(static_cast<uint32_t>(id % 3));
   auto* text = s.add_segments()->mutable_text();
-  for (uint64_t k = 0; k < 5 + id % 17; ++k) text->add_tokens(static_cast<int32_t>(rng() % 50000));
+  std::vector<int32_t> tokens;
+  for (uint64_t k = 0; k < 5 + id % 17; ++k) tokens.push_back(static_cast<int32_t>(rng() % 70000));
+  set_text_tokens(text, tokens);
   if (id % 2 == 0) {
     auto* image = s.add_segments()->mutable_image();
     image->set_height(4);

@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
       moxie::data::Sample s;
       s.set_id(static_cast<uint64_t>(i));
       s.add_sources(static_cast<uint32_t>(i));
-      for (int t = 0; t < 5; ++t) s.add_segments()->mutable_text()->add_tokens(100 + t);
+      s.add_segments()->mutable_text()->set_tokens(std::string("\x64\0\x65\0\x66\0", 6));
+      s.mutable_segments(0)->mutable_text()->set_width(2);
       auto* image = s.add_segments()->mutable_image();
       image->set_width(2);
       image->set_height(2);

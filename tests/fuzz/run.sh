@@ -8,6 +8,11 @@ seconds=${1:-60}
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 command -v clang++ >/dev/null || { echo "fuzz: clang++ is not installed (apt-get install clang)"; exit 77; }
+probe=$(mktemp -d)
+echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' >"$probe/p.cpp"
+clang++ -fsanitize=fuzzer,address "$probe/p.cpp" -o "$probe/p" 2>/dev/null ||
+  { rm -rf "$probe"; echo "fuzz: clang++ cannot link libFuzzer (apt-get install libclang-rt-dev)"; exit 77; }
+rm -rf "$probe"
 dir=build-fuzz
 if [ ! -f $dir/build.ninja ]; then
   prefix=$(.venv/bin/python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
