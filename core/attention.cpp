@@ -39,7 +39,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x_slice, const torch::
   q = rope_(q);
   k = rope_(k);
   const bool causal = !attn_mask.defined();
-  auto out = at::scaled_dot_product_attention(q, k, v, attn_mask, /*dropout_p=*/0.0,
+  const auto mask = causal ? std::nullopt : std::optional<at::Tensor>(attn_mask);
+  auto out = at::scaled_dot_product_attention(q, k, v, mask, /*dropout_p=*/0.0,
                                               /*is_causal=*/causal, /*scale=*/std::nullopt,
                                               /*enable_gqa=*/n_kv_heads_ != n_heads_);
   auto y = o_proj(out.transpose(1, 2).reshape({B, S, n_heads_ * head_dim_}));

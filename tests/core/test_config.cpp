@@ -98,6 +98,13 @@ data:
   tokenizer: byte
   eval_fraction: 0.1
   seq_len: 64
+  eval_path: corpus/held-out
+  shuffle_block: 128
+  prefetch_threads: 3
+  prefetch_mb: 64
+  on_corrupt: fail
+  max_skipped: 7
+  verify_shards: false
 train:
   steps: 100
   micro_batch_size: 4
@@ -318,7 +325,11 @@ TEST_CASE("impossible values are refused with the rule that failed") {
   refuses("optim: {grad_clip: -1}", "optim.grad_clip");
   refuses("schedule: {warmup_steps: -1}", "schedule.warmup_steps");
   refuses("schedule: {decay_steps: -1}", "schedule.decay_steps");
-  refuses("data: {source: hf}", "other sources arrive with the data pipeline");
+  refuses("data: {source: hf}", "data.source='hf' is not one of: text, dataset");
+  refuses("data: {on_corrupt: ignore}", "data.on_corrupt='ignore' is not one of: skip, fail");
+  refuses("data: {shuffle_block: 0}", "data.shuffle_block");
+  refuses("data: {prefetch_threads: 65}", "data.prefetch_threads=65 must be between 0 and 64");
+  refuses("data: {max_skipped: -1}", "data.max_skipped=-1 must be >= 0");
   refuses("data: {tokenizer: bpe}", "data.tokenizer='bpe'");
   refuses("data: {eval_fraction: 1}", "data.eval_fraction");
   refuses("data: {seq_len: 0}", "data.seq_len=0");

@@ -84,7 +84,7 @@ expect 1 "already holds a dataset" -- data build "$root/.data/text" "$tmp/ds" \
   --sources "$root/configs/sources/python3-doc.yaml"
 printf 'X' | dd of="$tmp/ds/shard-00001.shard" bs=1 seek=100 conv=notrunc status=none
 expect 1 "shard-00001.shard: sha256 differs" -- data verify "$tmp/ds"
-expect 2 "takes build, verify or inspect" -- data frobnicate
+expect 2 "takes build, tokenizer, verify, inspect or provenance" -- data frobnicate
 
 echo "$passed passed, $failures failed"
 [ "$failures" -eq 0 ]
