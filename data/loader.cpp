@@ -136,6 +136,49 @@ struct DatasetLoader::Impl {
 
   std::vector<std::once_flag> verified;
 
+  // Under data.on_corrupt: skip, shards are hashed by a background thread in
+  // the order they are first needed, while their records (each with its own
+  // CRC32C) are already being read; a mismatch is logged.
+  std::mutex verify_mutex;
+  std::condition_variable verify_cv;
+  std::vector<uint8_t> verify_requested;
+  std::vector<size_t> verify_queue;
+  bool verify_stop = false;
+  std::thread verify_thread;
+
+  void request_verify(size_t s) {
+    {
+      std::lock_guard<std::mutex> lock(verify_mutex);
+      if (verify_requested[s]) return;
+      verify_requested[s] = 1;
+      verify_queue.push_back(s);
+    }
+    verify_cv.notify_one();
+  }
+
+  void verify_loop() {
+    while (true) {
+      size_t s;
+      {
+        std::unique_lock<std::mutex> lock(verify_mutex);
+        verify_cv.wait(lock, [&] { return verify_stop || !verify_queue.empty(); });
+        if (verify_stop) return;
+        s = verify_queue.front();
+        verify_queue.erase(verify_queue.begin());
+      }
+      const auto& shard = manifest.shards(static_cast<int>(s));
+      try {
+        if (sha256_of_file(readers[s]->path()) != shard.sha256()) {
+          log("data: shard " + readers[s]->path() +
+              ": sha256 differs from the manifest (the file changed after the build); checking its "
+              "records one by one");
+        }
+      } catch (const std::exception& e) {
+        log(std::string("data: cannot hash shard: ") + e.what());
+      }
+    }
+  }
+
   // Recently read samples: a long document spans many rows and batches, and
   // is read and parsed once, not once per piece. Bounded by bytes.
   struct Cached {
@@ -148,24 +191,47 @@ struct DatasetLoader::Impl {
   std::unordered_map<uint64_t, std::list<Cached>::iterator> cache;
   uint64_t cache_bytes = 0, cache_limit = 64ull << 20;
 
-  // Shuffle blocks whose bytes were handed to the kernel's readahead.
-  std::mutex advised_mutex;
-  std::set<uint64_t> advised;
+  // Read-ahead: a thread that reads whole shuffle blocks sequentially into
+  // the page cache (the current and the next one), so that the workers'
+  // record reads, in shuffled order within a block, come from memory while
+  // the disk streams.
+  std::mutex ahead_mutex;
+  std::condition_variable ahead_cv;
+  std::set<uint64_t> advised;      // blocks queued or read
+  std::vector<uint64_t> ahead_queue;
+  bool ahead_stop = false;
+  std::thread ahead_thread;
 
-  // On the first sample of a shuffle block, the whole block's bytes are
-  // requested at once: the block is read in one sweep, not record by record.
   void advise(uint64_t id) {
     const uint64_t block = id / o.shuffle_block;
     {
-      std::lock_guard<std::mutex> lock(advised_mutex);
+      std::lock_guard<std::mutex> lock(ahead_mutex);
       if (!advised.insert(block).second) return;
+      ahead_queue.push_back(block);
+      // Blocks long passed may be read again in a later epoch.
+      if (advised.size() > 64) advised.erase(advised.begin());
     }
-    const uint64_t first = block * o.shuffle_block, last = std::min(info.samples, first + o.shuffle_block);
-    for (size_t s = shard_of(first); s < readers.size() && shard_first[s] < last; ++s) {
-      if (!readers[s]) continue;
-      const uint64_t lo = std::max(first, shard_first[s]) - shard_first[s];
-      const uint64_t hi = std::min<uint64_t>(last - shard_first[s], readers[s]->size());
-      readers[s]->prefetch(lo, hi);
+    ahead_cv.notify_one();
+  }
+
+  void read_ahead_loop() {
+    while (true) {
+      uint64_t block;
+      {
+        std::unique_lock<std::mutex> lock(ahead_mutex);
+        ahead_cv.wait(lock, [&] { return ahead_stop || !ahead_queue.empty(); });
+        if (ahead_stop) return;
+        block = ahead_queue.front();
+        ahead_queue.erase(ahead_queue.begin());
+      }
+      const uint64_t first = block * o.shuffle_block, last = std::min(info.samples, first + o.shuffle_block);
+      for (size_t s = shard_of(first); s < readers.size() && shard_first[s] < last; ++s) {
+        if (!readers[s]) continue;
+        if (verify_thread.joinable()) request_verify(s);
+        const uint64_t lo = std::max(first, shard_first[s]) - shard_first[s];
+        const uint64_t hi = std::min<uint64_t>(last - shard_first[s], readers[s]->size());
+        readers[s]->prefetch(lo, hi);
+      }
     }
   }
 
@@ -290,6 +356,18 @@ struct DatasetLoader::Impl {
       cursor.position = 0;
       ++cursor.epoch;
     }
+    if (cursor.position % o.shuffle_block == 0) read_ahead();
+  }
+
+  // Entering a block of positions: have the kernel read the next block's
+  // samples now, so that they are in memory when the walk gets there.
+  void read_ahead() {
+    uint64_t e = cursor.epoch, p = cursor.position + o.shuffle_block;
+    if (p >= info.samples) {
+      p -= info.samples;
+      ++e;
+    }
+    if (p < info.samples) advise(order->sample_at(order->epoch(e), p));
   }
 
   // The next global batch's layout; this rank's pieces. Caller holds m.
@@ -347,7 +425,10 @@ struct DatasetLoader::Impl {
     const size_t s = shard_of(id);
     const uint64_t local = id - shard_first[s];
     const auto& reader = readers[s];
-    if (o.verify_shards) {
+    if (o.verify_shards && o.on_corrupt == "skip") {
+      request_verify(s);
+    } else if (o.verify_shards) {
+      // data.on_corrupt: fail: no sample of a shard is used before its hash matches.
       std::call_once(verified[s], [&] {
         const auto& shard = manifest.shards(static_cast<int>(s));
         if (sha256_of_file(reader->path()) != shard.sha256()) {
@@ -568,6 +649,11 @@ DatasetLoader::DatasetLoader(LoaderOptions options, const LoaderState* resume)
     I.cursor = *resume;
   }
   I.last = I.cursor;
+  I.verify_requested.assign(I.readers.size(), 0);
+  if (I.o.verify_shards && I.o.on_corrupt == "skip") I.verify_thread = std::thread([&I] { I.verify_loop(); });
+  I.ahead_thread = std::thread([&I] { I.read_ahead_loop(); });
+  I.advise(I.sample_at(I.cursor.epoch, I.cursor.position));
+  I.read_ahead();
   if (I.o.prefetch_threads > 0) {
     const uint64_t L = static_cast<uint64_t>(I.row_len * I.o.rows_per_rank);
     const uint64_t media = std::max<uint64_t>(I.info.image_patch * I.info.image_patch * I.info.image_channels,
@@ -586,6 +672,18 @@ DatasetLoader::~DatasetLoader() {
   }
   impl_->cv.notify_all();
   for (auto& t : impl_->workers) t.join();
+  {
+    std::lock_guard<std::mutex> lock(impl_->ahead_mutex);
+    impl_->ahead_stop = true;
+  }
+  impl_->ahead_cv.notify_all();
+  if (impl_->ahead_thread.joinable()) impl_->ahead_thread.join();
+  {
+    std::lock_guard<std::mutex> lock(impl_->verify_mutex);
+    impl_->verify_stop = true;
+  }
+  impl_->verify_cv.notify_all();
+  if (impl_->verify_thread.joinable()) impl_->verify_thread.join();
 }
 
 PackedBatch DatasetLoader::next() {

@@ -222,9 +222,14 @@ std::string ShardReader::read_payload(uint64_t offset, uint64_t limit) const {
 
 void ShardReader::prefetch(size_t first, size_t last) const {
   if (first >= last || first >= offsets_.size()) return;
-  const uint64_t begin = offsets_[first];
+  uint64_t at = offsets_[first];
   const uint64_t end = last < offsets_.size() ? offsets_[last] : index_offset_;
-  ::posix_fadvise(fd_, static_cast<off_t>(begin), static_cast<off_t>(end - begin), POSIX_FADV_WILLNEED);
+  std::vector<char> buf(1 << 20);
+  while (at < end) {
+    const ssize_t r = ::pread(fd_, buf.data(), std::min<uint64_t>(buf.size(), end - at), static_cast<off_t>(at));
+    if (r <= 0) return;  // a read error shows when the records are read
+    at += static_cast<uint64_t>(r);
+  }
 }
 
 data::Sample ShardReader::read(size_t i) const {

@@ -77,8 +77,9 @@ class ShardReader {
   const std::string& path() const { return path_; }
   // Sample i; ShardError naming the shard and offset if its record is corrupt.
   data::Sample read(size_t i) const;
-  // Asks the kernel to start reading samples [first, last) now (readahead),
-  // so that a block read in shuffled order comes from memory.
+  // Reads the bytes of samples [first, last) into the page cache (sequential
+  // 1 MiB reads, discarded), so that reading them in shuffled order afterwards
+  // comes from memory. For a background thread.
   void prefetch(size_t first, size_t last) const;
 
  private:

@@ -9,7 +9,7 @@ disk: the files are dropped from the page cache before every timed pass),
 then trains configs/tiny.yaml on the same dataset for a few steps and takes
 its median tokens/s. Prints the figures and the two ratios.
 
-Usage: tests/bench/loader.py [--copies 8] [--threads 2] [--seq-len 4095 --rows 8]
+Usage: tests/bench/loader.py [--copies 8] [--threads 0 1 2] [--seq-len 4095 --rows 8]
 """
 import argparse
 import json
@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--seq-len", type=int, default=4095)
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
@@ -42,12 +42,14 @@ def main():
         subprocess.run([moxie, "data", "build", src, ds, "--allow-unknown-license",
                         "--samples-per-shard", "256"], check=True, capture_output=True)
         results = {}
-        for verify in (True, False):
-            cmd = [bench, ds, "--threads", str(args.threads), "--seq-len", str(args.seq_len),
-                   "--rows", str(args.rows), "--repeats", str(args.repeats)]
-            if not verify:
-                cmd.append("--no-verify")
-            results[verify] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        for threads in args.threads:
+            for verify in (True, False):
+                cmd = [bench, ds, "--threads", str(threads), "--seq-len", str(args.seq_len),
+                       "--rows", str(args.rows), "--repeats", str(args.repeats)]
+                if not verify:
+                    cmd.append("--no-verify")
+                results[threads, verify] = json.loads(
+                    subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         run = os.path.join(tmp, "run")
         subprocess.run([moxie, "train", os.path.join(ROOT, "configs/tiny.yaml"), "--set", "data.source=dataset",
                         "--set", f"data.path={ds}", "--set", "model.vocab_size=263",
@@ -58,18 +60,19 @@ def main():
         train_tps = statistics.median(r["tokens_per_s"] for r in rows if "tokens_per_s" in r)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    r = results[True]
+    r = next(iter(results.values()))
     print(f"dataset: {r['samples']} samples, {r['file_bytes'] / 1e6:.1f} MB in shard files; "
-          f"packing seq_len {args.seq_len} x {args.rows} rows, {args.threads} prefetch threads, "
-          f"{args.repeats} alternating repeats (medians)")
-    print(f"plain sequential read: {r['plain_read_mb_s']:.0f} MB/s")
-    for verify in (True, False):
-        x = results[verify]
-        print(f"loader (verify_shards={str(verify).lower()}): {x['loader_mb_s']:.0f} MB/s, "
-              f"{x['loader_samples_s']:.0f} samples/s, {x['loader_positions_s'] / 1e6:.1f}M positions/s "
-              f"-> {x['ratio_loader_over_plain']:.2f} of the plain read")
-    print(f"training (configs/tiny.yaml on this dataset): {train_tps:.0f} tokens/s "
-          f"-> loader / training = {r['loader_positions_s'] / train_tps:.0f}x")
+          f"packing seq_len {args.seq_len} x {args.rows} rows; {args.repeats} alternating repeats "
+          f"(medians) of a plain sequential read and a loader epoch, both from disk")
+    print("| prefetch threads | verify_shards | plain read MB/s | loader MB/s | samples/s | positions/s "
+          "| loader / plain | loader / training |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (threads, verify), x in results.items():
+        print(f"| {threads} | {str(verify).lower()} | {x['plain_read_mb_s']:.0f} | {x['loader_mb_s']:.0f} | "
+              f"{x['loader_samples_s']:.0f} | {x['loader_positions_s'] / 1e6:.1f}M | "
+              f"{x['ratio_loader_over_plain']:.2f} | {x['loader_positions_s'] / train_tps:.0f}x |")
+    print(f"training (configs/tiny.yaml on this dataset, median of {args.train_steps} steps): "
+          f"{train_tps:.0f} tokens/s")
 
 
 if __name__ == "__main__":
