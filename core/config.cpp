@@ -97,6 +97,10 @@ void fields(TrainOptions& o, F&& f) {
   f("device", o.device);
   f("dtype", o.dtype);
   f("threads", o.threads);
+  f("checkpoint_every", o.checkpoint_every);
+  f("keep_checkpoints", o.keep_checkpoints);
+  f("stop_at", o.stop_at);
+  f("resume", o.resume);
 }
 template <class F>
 void fields(ParallelOptions& o, F&& f) {
@@ -563,6 +567,13 @@ void validate(const Config& c) {
   require(t.eval_every >= 0,
           "train.eval_every=" + str(t.eval_every) + " must be >= 0 (0: only at the end)");
   require(t.threads >= 0, "train.threads=" + str(t.threads) + " must be >= 0 (0: all cores)");
+  require(t.checkpoint_every >= 0,
+          "train.checkpoint_every=" + str(t.checkpoint_every) + " must be >= 0 (0: no checkpoints)");
+  positive("train.keep_checkpoints", t.keep_checkpoints);
+  require(t.stop_at >= 0, "train.stop_at=" + str(t.stop_at) + " must be >= 0 (0: run to train.steps)");
+  require(t.stop_at == 0 || t.checkpoint_every > 0,
+          "train.stop_at needs train.checkpoint_every > 0 (the run saves a checkpoint to resume from)");
+  require(!t.resume.empty(), "train.resume is empty; use auto, latest, none or a checkpoint folder");
   require(!t.run_dir.empty(), "train.run_dir is empty; name a folder for the run's outputs");
   require(t.device == "cpu",
           "train.device='" + t.device + "' is not supported by this build yet; use cpu");

@@ -31,10 +31,10 @@ nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlo
 }  // namespace
 
 MetricsLogger::MetricsLogger(const std::string& run_dir, int64_t log_every, std::ostream& out,
-                             bool enabled)
+                             bool enabled, bool append)
     : log_every_(log_every), out_(out), enabled_(enabled) {
   if (!enabled_) return;
-  jsonl_.open(run_dir + "/metrics.jsonl", std::ios::trunc);
+  jsonl_.open(run_dir + "/metrics.jsonl", append ? std::ios::app : std::ios::trunc);
   if (!jsonl_) throw std::runtime_error("cannot write " + run_dir + "/metrics.jsonl");
   bar_ = isatty(STDERR_FILENO) != 0;
 }

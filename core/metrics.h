@@ -29,8 +29,9 @@ class MetricsLogger {
  public:
   // Writes <run_dir>/metrics.jsonl (truncating it). Log lines go to `out`.
   // A logger that is not `enabled` (ranks other than 0) writes nothing.
+  // append: a resumed run adds to metrics.jsonl instead of starting it anew.
   MetricsLogger(const std::string& run_dir, int64_t log_every, std::ostream& out,
-                bool enabled = true);
+                bool enabled = true, bool append = false);
   ~MetricsLogger();
 
   void step(const StepMetrics& m);

@@ -42,6 +42,14 @@ struct TrainOptions {
   std::string device = "cpu";     // cpu (cuda arrives with the GPU work)
   std::string dtype = "float32";  // float32 | bfloat16: parameters and compute; master weights stay fp32
   int64_t threads = 0;            // intra-op threads; 0: all cores
+  // Checkpoints in run_dir/checkpoints (core/checkpoint.h): every N steps,
+  // at the end and on SIGTERM/SIGINT; 0: none.
+  int64_t checkpoint_every = 0;
+  int64_t keep_checkpoints = 3;   // committed checkpoints kept
+  int64_t stop_at = 0;            // save and stop after this step (a job's time slot); 0: never
+  // auto: from the run folder's latest committed checkpoint if there is one;
+  // latest: that, required; none: start fresh; or a checkpoint folder.
+  std::string resume = "auto";
 };
 
 }  // namespace moxie

@@ -1,12 +1,15 @@
 // Training loop.
 #include "core/trainer.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
 
+#include "core/checkpoint.h"
 #include "core/layers.h"
 #include "core/metrics.h"
 #include "core/plan.h"
@@ -24,6 +27,29 @@ using Clock = std::chrono::steady_clock;
 // How many steps in a row may have a non-finite loss or gradient before the
 // run stops: one bad batch is survivable, a diverged run is not.
 constexpr int64_t kMaxBadStepsInARow = 5;
+
+// SIGTERM / SIGINT while checkpointing: save at the end of the step, then stop.
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+std::string to_hex(const torch::Tensor& bytes) {
+  static const char* digits = "0123456789abcdef";
+  auto t = bytes.contiguous();
+  const auto* p = t.data_ptr<uint8_t>();
+  std::string out;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    out += digits[p[i] >> 4];
+    out += digits[p[i] & 15];
+  }
+  return out;
+}
+
+torch::Tensor from_hex(const std::string& hex) {
+  auto t = torch::empty({static_cast<int64_t>(hex.size() / 2)}, torch::kByte);
+  auto* p = t.data_ptr<uint8_t>();
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) p[i / 2] = static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return t;
+}
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -229,8 +255,11 @@ TrainSummary Trainer::run() {
   DatasetSource* dataset = nullptr;
   std::unique_ptr<ProvenanceLog> provenance;
   std::vector<Batch> eval_batches;
+  LoaderOptions dataset_options;
+  RandomWindowSource* text_source = nullptr;
   if (data.source == "dataset") {
     auto options = loader_options(config_, groups_.dp_index, dims_.dp());
+    dataset_options = options;
     auto owned = std::make_unique<DatasetSource>(options);
     dataset = owned.get();
     source = std::move(owned);
@@ -254,9 +283,11 @@ TrainSummary Trainer::run() {
          << " tokens), " << corpus.eval_documents << " eval documents (" << corpus.eval.size()
          << " tokens); unigram entropy " << corpus.unigram_entropy_nats << " nats/token\n";
     auto train_stream = std::make_shared<const std::vector<int32_t>>(std::move(corpus.train));
-    source = std::make_unique<RandomWindowSource>(train_stream, train.micro_batch_size, data.seq_len,
-                                                  static_cast<uint64_t>(train.seed), groups_.dp_index,
-                                                  dims_.dp());
+    auto owned = std::make_unique<RandomWindowSource>(train_stream, train.micro_batch_size, data.seq_len,
+                                                      static_cast<uint64_t>(train.seed), groups_.dp_index,
+                                                      dims_.dp());
+    text_source = owned.get();
+    source = std::move(owned);
     eval_batches = make_eval_batches(corpus.eval, train.micro_batch_size, data.seq_len,
                                      train.eval_batches, groups_.dp_index, dims_.dp());
   }
@@ -292,7 +323,163 @@ TrainSummary Trainer::run() {
          << " parameters\n";
   }
   auto moe_layers = model_->moe_layers();
-  MetricsLogger metrics(train.run_dir, train.log_every, log_, rank0_);
+
+  // --- checkpoints -------------------------------------------------------------
+  // This rank's boxes of every global tensor: parameters, buffers, optimizer
+  // state; `optimizer_steps` receives the per-parameter step counts on load.
+  std::vector<std::tuple<size_t, size_t, torch::Tensor>> optimizer_steps;
+  auto checkpoint_entries = [&] {
+    std::vector<CheckpointEntry> out;
+    std::map<std::string, std::pair<int64_t, int64_t>> tp_split;  // name -> (dim, start)
+    if (dims_.tp() > 1) {
+      for (const auto& item : model_->named_modules("", /*include_self=*/false)) {
+        if (const auto* l = dynamic_cast<const ParallelLinearImpl*>(item.value().get())) {
+          tp_split[item.key() + ".weight"] = {l->split_dim(), l->split_start()};
+        } else if (const auto* e = dynamic_cast<const VocabParallelEmbeddingImpl*>(item.value().get())) {
+          tp_split[item.key() + ".weight"] = {0, e->vocab_start()};
+        }
+      }
+    }
+    struct Box {
+      std::vector<int64_t> start, global;
+      bool write;
+    };
+    auto box_of = [&](const std::string& name, const torch::Tensor& t) {
+      Box b{std::vector<int64_t>(static_cast<size_t>(t.dim()), 0), t.sizes().vec(), groups_.world->rank() == 0};
+      if (name.find(".experts.") != std::string::npos) {
+        b.start[0] = groups_.ep_index * t.size(0);
+        b.global[0] = t.size(0) * dims_.ep();
+        b.write = groups_.expert_dp->rank() == 0;
+      } else if (const auto it = tp_split.find(name); it != tp_split.end()) {
+        const auto [dim, start] = it->second;
+        b.start[static_cast<size_t>(dim)] = start;
+        b.global[static_cast<size_t>(dim)] = t.size(dim) * dims_.tp();
+        b.write = groups_.dp_index == 0;
+      }
+      return b;
+    };
+    std::map<const void*, std::string> name_of;
+    for (const auto& item : model_->named_parameters()) {
+      const auto b = box_of(item.key(), item.value());
+      out.push_back({"model/" + item.key(), item.value(), b.start, b.global, b.write});
+      name_of[item.value().unsafeGetTensorImpl()] = item.key();
+    }
+    for (const auto& item : model_->named_buffers()) {
+      out.push_back({"buffer/" + item.key(), item.value(), std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
+                     item.value().sizes().vec(), groups_.world->rank() == 0});
+    }
+    optimizer_steps.clear();
+    for (size_t g = 0; g < optimizer.groups().size(); ++g) {
+      for (size_t i = 0; i < optimizer.groups()[g].params.size(); ++i) {
+        const auto& p = optimizer.groups()[g].params[i];
+        const std::string name = name_of.at(p.unsafeGetTensorImpl());
+        auto b = box_of(name, p);
+        if (config_.parallel.zero1) b.write = true;  // its owner alone holds it
+        const auto& st = optimizer.state(g, i);
+        const std::string base = "optim/" + name;
+        out.push_back({base + "/exp_avg", st.exp_avg, b.start, b.global, b.write});
+        out.push_back({base + "/exp_avg_sq", st.exp_avg_sq, b.start, b.global, b.write});
+        if (st.master.defined()) out.push_back({base + "/master", st.master, b.start, b.global, b.write});
+        auto step = torch::tensor(st.step, torch::kLong);
+        optimizer_steps.emplace_back(g, i, step);
+        // One count per parameter (every box of it takes the same steps):
+        // written with the box at the origin.
+        const bool origin = std::all_of(b.start.begin(), b.start.end(), [](int64_t s) { return s == 0; });
+        out.push_back({base + "/step", step, {}, {}, b.write && origin});
+      }
+    }
+    return out;
+  };
+  int64_t bad_in_a_row = 0, first_step = 0;
+  auto rank_state = [&](int64_t steps_done) {
+    std::map<std::string, std::string> s = {
+        {"step", std::to_string(steps_done)},
+        {"bad_in_a_row", std::to_string(bad_in_a_row)},
+        {"skipped_steps", std::to_string(summary.skipped_steps)},
+        {"optimizer_steps", std::to_string(optimizer.steps_taken())},
+        {"torch_rng", to_hex(at::detail::getDefaultCPUGenerator().get_state())}};
+    if (dataset) s["source"] = dataset->loader().state().to_string();
+    if (text_source) s["source"] = text_source->state();
+    return s;
+  };
+  // Which checkpoint to resume from: candidates newest first.
+  std::vector<std::string> candidates;
+  if (train.resume == "auto" || train.resume == "latest") {
+    auto committed = committed_checkpoints(train.run_dir);
+    candidates.assign(committed.rbegin(), committed.rend());
+    if (candidates.empty() && train.resume == "latest") {
+      throw std::runtime_error("--resume latest: no committed checkpoint in " + train.run_dir +
+                               "/checkpoints; train without --resume to start the run");
+    }
+  } else if (train.resume != "none") {
+    candidates.push_back(train.resume);
+  }
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    std::string error;
+    std::map<std::string, std::string> state;
+    auto entries = checkpoint_entries();
+    try {
+      state = load_checkpoint(candidates[k], entries, groups_.world->rank(), static_cast<int>(dims_.world()));
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    // Every rank loads the same checkpoint or none.
+    auto failed = torch::tensor({error.empty() ? 0.0 : 1.0}, torch::kDouble);
+    if (dims_.world() > 1) groups_.world->all_reduce(failed, ReduceOp::kMax);
+    if (failed.item<double>() > 0) {
+      const std::string why = error.empty() ? "another rank could not load its part" : error;
+      if (candidates.size() == 1 || k + 1 == candidates.size()) {
+        throw std::runtime_error("cannot resume from " + candidates[k] + ": " + why);
+      }
+      log_ << "checkpoint " << candidates[k] << " cannot be loaded (" << why
+           << "); falling back to the previous committed checkpoint\n";
+      continue;
+    }
+    for (const auto& [g, i, step] : optimizer_steps) optimizer.set_step(g, i, step.item<int64_t>());
+    first_step = std::stoll(state.at("step"));
+    bad_in_a_row = std::stoll(state.at("bad_in_a_row"));
+    summary.skipped_steps = std::stoll(state.at("skipped_steps"));
+    optimizer.set_steps_taken(std::stoll(state.at("optimizer_steps")));
+    {
+      auto generator = at::detail::getDefaultCPUGenerator();
+      generator.set_state(from_hex(state.at("torch_rng")));
+    }
+    if (dataset) {
+      const auto resume_state = LoaderState::parse(state.at("source"));
+      auto owned = std::make_unique<DatasetSource>(dataset_options, &resume_state);
+      dataset = owned.get();
+      source = std::move(owned);
+    }
+    if (text_source) text_source->restore(state.at("source"));
+    log_ << "resumed from " << candidates[k] << " at step " << first_step << "\n";
+    break;
+  }
+  if (train.checkpoint_every > 0) {
+    std::signal(SIGTERM, on_stop_signal);
+    std::signal(SIGINT, on_stop_signal);
+  }
+  CheckpointWriter writer(train.run_dir, groups_.world->rank());
+  // Waits for the write in flight on every rank; rank 0 then commits it.
+  auto commit_pending = [&] {
+    const int64_t step = writer.pending();
+    if (step < 0) return;
+    const std::string error = writer.finish();
+    auto failed = torch::tensor({error.empty() ? 0.0 : 1.0}, torch::kDouble);
+    if (dims_.world() > 1) groups_.world->all_reduce(failed, ReduceOp::kMax);
+    if (failed.item<double>() > 0) {
+      throw std::runtime_error("saving the checkpoint of step " + std::to_string(step) + " failed: " +
+                               (error.empty() ? "on another rank" : error) +
+                               "; every earlier committed checkpoint is intact");
+    }
+    if (rank0_) {
+      commit_from_ranks(train.run_dir, step, static_cast<int>(dims_.world()), dims_.describe(),
+                        static_cast<int>(train.keep_checkpoints));
+    }
+    log_ << "checkpoint of step " << step << " committed (" << checkpoint_dir(train.run_dir, step) << ")\n";
+  };
+  auto save = [&](int64_t steps_done) { writer.start(steps_done, checkpoint_entries(), rank_state(steps_done)); };
+
+  MetricsLogger metrics(train.run_dir, train.log_every, log_, rank0_, /*append=*/first_step > 0);
 
   auto evaluate = [&](int64_t step) {
     if (eval_batches.empty()) return;
@@ -334,8 +521,8 @@ TrainSummary Trainer::run() {
     }
   };
 
-  int64_t bad_in_a_row = 0;
-  for (int64_t step = 0; step < train.steps; ++step) {
+  bool stopped = false;
+  for (int64_t step = first_step; step < train.steps; ++step) {
     const auto t0 = Clock::now();
     const double lr = lr_at(config_.optim, config_.schedule, step, train.steps);
     double loss_sum = 0, aux_sum = 0, balance_sum = 0;
@@ -452,6 +639,28 @@ TrainSummary Trainer::run() {
     if (train.eval_every > 0 && (step + 1) % train.eval_every == 0 && step + 1 < train.steps) {
       evaluate(step + 1);
     }
+    if (train.checkpoint_every > 0) {
+      // A save from the previous step is committed now (its write had a step
+      // to run behind training); then this step's, if due.
+      commit_pending();
+      auto signal = torch::tensor({static_cast<double>(g_stop_signal.load())}, torch::kDouble);
+      if (dims_.world() > 1) groups_.world->all_reduce(signal, ReduceOp::kMax);
+      const bool stop = signal.item<double>() > 0 || step + 1 == train.stop_at;
+      if ((step + 1) % train.checkpoint_every == 0 || step + 1 == train.steps || stop) save(step + 1);
+      if (stop) {
+        commit_pending();
+        metrics.message(std::string(step + 1 == train.stop_at ? "stopped at train.stop_at" : "stopped by a signal") +
+                        " after step " + std::to_string(step + 1) +
+                        "; resume with: moxie train CONFIG --resume latest");
+        stopped = true;
+        break;
+      }
+    }
+  }
+  commit_pending();
+  if (stopped) return summary;
+  if (first_step >= train.steps) {
+    metrics.message("the run was already complete at step " + std::to_string(first_step) + "; nothing to train");
   }
   evaluate(train.steps);
   if (dataset) summary.skipped_samples = dataset->loader().skipped();

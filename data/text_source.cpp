@@ -2,6 +2,8 @@
 // train/eval split by document, and windows of the token streams as batches.
 #include "data/text_source.h"
 
+#include <sstream>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -195,6 +197,18 @@ std::vector<Batch> make_eval_batches(const std::vector<int32_t>& stream, int64_t
     batches.push_back(make_batch(stream, starts, seq_len));
   }
   return batches;
+}
+
+std::string RandomWindowSource::state() const {
+  std::ostringstream out;
+  out << rng_;
+  return out.str();
+}
+
+void RandomWindowSource::restore(const std::string& state) {
+  std::istringstream in(state);
+  in >> rng_;
+  if (!in) throw std::runtime_error("text source: a checkpoint's generator state does not parse");
 }
 
 }  // namespace moxie

@@ -44,6 +44,9 @@ class RandomWindowSource : public BatchSource {
   RandomWindowSource(std::shared_ptr<const std::vector<int32_t>> stream, int64_t batch_size,
                      int64_t seq_len, uint64_t seed, int64_t dp_rank = 0, int64_t dp_size = 1);
   Batch next() override;
+  // The generator's state, for checkpoints (text, as std::mt19937_64 prints it).
+  std::string state() const;
+  void restore(const std::string& state);
 
  private:
   std::shared_ptr<const std::vector<int32_t>> stream_;

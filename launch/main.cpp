@@ -7,6 +7,7 @@
 // and ends the whole job at once, so no rank waits forever in a collective.
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -30,7 +31,9 @@ const char* kUsage =
     "usage: moxie <command> [options]\n"
     "\n"
     "commands:\n"
-    "  train CONFIG [--set key.path=value]...   train a model from a YAML config\n"
+    "  train CONFIG [--set key.path=value]... [--resume [latest|PATH]]\n"
+    "                                           train a model from a YAML config (resuming\n"
+    "                                           from a checkpoint of train.run_dir or PATH)\n"
     "  config CONFIG [--set key.path=value]...  validate and print the resolved config\n"
     "  launch -n N CONFIG [--set ...]...        run `train` on N local ranks through mpirun\n"
     "  plan CONFIG --world N [--device-memory GB] [--param-bytes 2|4] [--set ...]...\n"
@@ -91,6 +94,14 @@ Invocation parse_args(const std::string& command, int argc, char** argv) {
       inv.overrides.push_back(argv[++i]);
     } else if (arg.rfind("--set=", 0) == 0) {
       inv.overrides.push_back(arg.substr(6));
+    } else if (command == "train" && arg == "--resume") {
+      // --resume [latest|PATH]: the value is optional.
+      auto is_config = [](const std::string& a) {
+        const auto ext = std::filesystem::path(a).extension().string();
+        return ext == ".yaml" || ext == ".yml";
+      };
+      const bool has_value = i + 1 < argc && argv[i + 1][0] != '-' && !is_config(argv[i + 1]);
+      inv.overrides.push_back("train.resume=" + std::string(has_value ? argv[++i] : "latest"));
     } else if (command == "plan" && (arg == "--world" || arg == "--device-memory" ||
                                      arg == "--param-bytes")) {
       if (i + 1 >= argc) throw UsageError(arg + " needs a value");

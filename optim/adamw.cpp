@@ -66,6 +66,12 @@ AdamW::AdamW(std::vector<ParamGroup> groups, const OptimOptions& options)
   }
 }
 
+void AdamW::set_step(size_t group, size_t index, int64_t step) {
+  state_.at(group).at(index).step = step;
+  torch::NoGradGuard no_grad;
+  step_tensors_.at(group).at(index).fill_(static_cast<double>(step));
+}
+
 void AdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   for (size_t g = 0; g < groups_.size(); ++g) {

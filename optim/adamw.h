@@ -49,6 +49,11 @@ class AdamW {
   const std::vector<ParamGroup>& groups() const { return groups_; }
   const ParamState& state(size_t group, size_t index) const { return state_.at(group).at(index); }
 
+  // Restoring from a checkpoint: the moments and master weights are written
+  // in place (state()'s tensors); these set the counters.
+  void set_step(size_t group, size_t index, int64_t step);
+  void set_steps_taken(int64_t steps) { steps_taken_ = steps; }
+
  private:
   std::vector<ParamGroup> groups_;
   std::vector<std::vector<ParamState>> state_;

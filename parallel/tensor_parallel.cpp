@@ -28,10 +28,12 @@ void init_normal_block(const torch::Tensor& local, int64_t full_rows, int64_t fu
 }
 
 ParallelLinearImpl::ParallelLinearImpl(int64_t in, int64_t out, Split split,
-                                       const TensorParallel& tp, double init_std) {
+                                       const TensorParallel& tp, double init_std)
+    : split_(split) {
   const int64_t n = tp.size(), r = tp.rank();
   const int64_t local_in = split == Split::kRow ? in / n : in;
   const int64_t local_out = split == Split::kColumn ? out / n : out;
+  split_start_ = r * (split == Split::kColumn ? local_out : local_in);
   TORCH_CHECK(local_in * (split == Split::kRow ? n : 1) == in &&
                   local_out * (split == Split::kColumn ? n : 1) == out,
               "ParallelLinear: [", out, ", ", in, "] does not split evenly over ", n, " ranks");

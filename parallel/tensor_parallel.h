@@ -43,6 +43,13 @@ class ParallelLinearImpl : public torch::nn::Module {
                      double init_std);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
+  // Where this rank's weight lies in the full [out, in] matrix.
+  int64_t split_dim() const { return split_ == Split::kColumn ? 0 : 1; }
+  int64_t split_start() const { return split_start_; }
+
+ private:
+  Split split_;
+  int64_t split_start_ = 0;
 };
 TORCH_MODULE(ParallelLinear);
 

@@ -117,6 +117,10 @@ train:
   device: cpu
   dtype: bfloat16
   threads: 2
+  checkpoint_every: 50
+  keep_checkpoints: 2
+  stop_at: 60
+  resume: none
 parallel:
   dp: 2
   tp: 2
@@ -325,6 +329,9 @@ TEST_CASE("impossible values are refused with the rule that failed") {
   refuses("optim: {grad_clip: -1}", "optim.grad_clip");
   refuses("schedule: {warmup_steps: -1}", "schedule.warmup_steps");
   refuses("schedule: {decay_steps: -1}", "schedule.decay_steps");
+  refuses("train: {checkpoint_every: -1}", "train.checkpoint_every=-1 must be >= 0");
+  refuses("train: {stop_at: 5}", "train.stop_at needs train.checkpoint_every > 0");
+  refuses("train: {keep_checkpoints: 0}", "train.keep_checkpoints");
   refuses("data: {source: hf}", "data.source='hf' is not one of: text, dataset");
   refuses("data: {on_corrupt: ignore}", "data.on_corrupt='ignore' is not one of: skip, fail");
   refuses("data: {shuffle_block: 0}", "data.shuffle_block");

@@ -1,0 +1,218 @@
+// Sharded checkpoint files.
+#include "core/checkpoint.h"
+
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "core/safetensors.h"
+
+namespace moxie {
+namespace fs = std::filesystem;
+namespace {
+
+safetensors::DType to_st(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat: return safetensors::DType::F32;
+    case torch::kDouble: return safetensors::DType::F64;
+    case torch::kBFloat16: return safetensors::DType::BF16;
+    case torch::kHalf: return safetensors::DType::F16;
+    case torch::kLong: return safetensors::DType::I64;
+    case torch::kInt: return safetensors::DType::I32;
+    case torch::kByte: return safetensors::DType::U8;
+    default: throw CheckpointError(std::string("cannot checkpoint a tensor of type ") + c10::toString(t));
+  }
+}
+
+torch::ScalarType from_st(safetensors::DType t) {
+  switch (t) {
+    case safetensors::DType::F32: return torch::kFloat;
+    case safetensors::DType::F64: return torch::kDouble;
+    case safetensors::DType::BF16: return torch::kBFloat16;
+    case safetensors::DType::F16: return torch::kHalf;
+    case safetensors::DType::I64: return torch::kLong;
+    case safetensors::DType::I32: return torch::kInt;
+    case safetensors::DType::U8: return torch::kByte;
+    default: throw CheckpointError("unsupported dtype in a checkpoint file");
+  }
+}
+
+std::string rank_file(int rank) {
+  char name[40];
+  std::snprintf(name, sizeof(name), "rank-%05d.safetensors", rank);
+  return name;
+}
+
+}  // namespace
+
+CheckpointWriter::CheckpointWriter(std::string run_dir, int rank) : run_dir_(std::move(run_dir)), rank_(rank) {}
+
+CheckpointWriter::~CheckpointWriter() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& entries,
+                             const std::map<std::string, std::string>& state) {
+  finish();
+  // The copy: what training waits for.
+  struct Owned {
+    std::string name;
+    torch::Tensor data;
+    std::vector<int64_t> start, global;
+  };
+  auto owned = std::make_shared<std::vector<Owned>>();
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& e : entries) {
+      if (!e.write) continue;
+      owned->push_back({e.name, e.tensor.detach().to(torch::kCPU).contiguous().clone(), e.start, e.global_shape});
+    }
+  }
+  pending_ = step;
+  error_.clear();
+  const std::string dir = checkpoint_dir(run_dir_, step);
+  const int rank = rank_;
+  thread_ = std::thread([this, owned, state, dir, rank, step] {
+    try {
+      fs::create_directories(dir);
+      std::vector<safetensors::TensorView> views;
+      nlohmann::json pieces = nlohmann::json::object();
+      for (const auto& o : *owned) {
+        const auto bytes = static_cast<uint64_t>(o.data.numel() * o.data.element_size());
+        views.push_back({o.name, to_st(o.data.scalar_type()), o.data.sizes().vec(), o.data.data_ptr(), bytes});
+        pieces[o.name] = {{"start", o.start}, {"global", o.global}, {"crc32c", checksum(o.data.data_ptr(), bytes)}};
+      }
+      std::map<std::string, std::string> meta = {{"moxie.pieces", pieces.dump()},
+                                                 {"moxie.state", nlohmann::json(state).dump()},
+                                                 {"moxie.step", std::to_string(step)}};
+      safetensors::write((fs::path(dir) / rank_file(rank)).string(), views, meta);
+    } catch (const std::exception& e) {
+      error_ = e.what();
+    }
+  });
+}
+
+std::string CheckpointWriter::finish() {
+  if (thread_.joinable()) thread_.join();
+  pending_ = -1;
+  return error_;
+}
+
+void commit_from_ranks(const std::string& run_dir, int64_t step, int world, const std::string& layout, int keep) {
+  const std::string dir = checkpoint_dir(run_dir, step);
+  CheckpointIndex index;
+  index.step = step;
+  index.layout = layout;
+  index.world = world;
+  std::map<std::string, size_t> position;
+  for (int r = 0; r < world; ++r) {
+    const std::string file = rank_file(r);
+    index.rank_files.push_back(file);
+    safetensors::Reader reader((fs::path(dir) / file).string());
+    const auto& meta = reader.metadata();
+    const auto it = meta.find("moxie.pieces");
+    if (it == meta.end()) throw CheckpointError(reader.path() + " has no piece table");
+    const auto pieces = nlohmann::json::parse(it->second);
+    for (const auto& info : reader.tensors()) {
+      const auto& p = pieces.at(info.name);
+      auto [pos, fresh] = position.emplace(info.name, index.tensors.size());
+      if (fresh) {
+        CheckpointTensor t;
+        t.name = info.name;
+        t.dtype = safetensors::dtype_name(info.dtype);
+        t.shape = p.at("global").get<std::vector<int64_t>>();
+        index.tensors.push_back(std::move(t));
+      }
+      CheckpointPiece piece;
+      piece.rank = r;
+      piece.file = file;
+      piece.name = info.name;
+      piece.start = p.at("start").get<std::vector<int64_t>>();
+      piece.shape = info.shape;
+      piece.crc32c = p.at("crc32c").get<uint32_t>();
+      index.tensors[pos->second].pieces.push_back(std::move(piece));
+    }
+  }
+  commit_checkpoint(dir, index);
+  prune_checkpoints(run_dir, keep);
+}
+
+std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::vector<CheckpointEntry>& entries,
+                                                   int rank, int world) {
+  const auto index = read_checkpoint_index(dir);
+  std::map<std::string, const CheckpointTensor*> by_name;
+  for (const auto& t : index.tensors) by_name[t.name] = &t;
+  std::map<std::string, std::unique_ptr<safetensors::Reader>> readers;
+  auto reader_of = [&](const std::string& file) -> safetensors::Reader& {
+    auto& r = readers[file];
+    if (!r) {
+      try {
+        r = std::make_unique<safetensors::Reader>((fs::path(dir) / file).string());
+      } catch (const safetensors::Error& e) {
+        throw CheckpointError(std::string("checkpoint ") + dir + ": " + e.what());
+      }
+    }
+    return *r;
+  };
+  std::map<std::pair<std::string, std::string>, bool> checked;
+  torch::NoGradGuard no_grad;
+  for (auto& e : entries) {
+    const auto found = by_name.find(e.name);
+    if (found == by_name.end()) {
+      throw CheckpointError("checkpoint " + dir + " has no tensor " + e.name +
+                            " (saved by another model or config?)");
+    }
+    const auto& t = *found->second;
+    if (t.shape != e.global_shape) {
+      throw CheckpointError("checkpoint " + dir + ": " + e.name + " has another shape than this model's; "
+                            "the model config must match the one it was saved with");
+    }
+    const int64_t dims = static_cast<int64_t>(t.shape.size());
+    int64_t copied = 0;
+    for (const auto& p : t.pieces) {
+      // The intersection of the piece's box and the entry's box.
+      std::vector<int64_t> lo(dims), hi(dims);
+      bool empty = false;
+      for (int64_t d = 0; d < dims; ++d) {
+        lo[d] = std::max(p.start[d], e.start[d]);
+        hi[d] = std::min(p.start[d] + p.shape[d], e.start[d] + e.tensor.size(d));
+        empty = empty || lo[d] >= hi[d];
+      }
+      if (empty) continue;
+      auto& reader = reader_of(p.file);
+      const auto* info = reader.find(p.name);
+      if (!info || info->shape != p.shape) {
+        throw CheckpointError("checkpoint " + dir + ": " + p.file + " lacks its piece of " + e.name);
+      }
+      const auto* bytes = reader.data(*info);
+      auto& ok = checked[{p.file, p.name}];
+      if (!ok) {
+        if (checksum(bytes, info->nbytes) != p.crc32c) {
+          throw CheckpointError("checkpoint " + dir + ": " + p.file + ": the bytes of " + e.name +
+                                " do not match their checksum (the file is damaged)");
+        }
+        ok = true;
+      }
+      auto piece = torch::from_blob(const_cast<uint8_t*>(bytes), p.shape,
+                                    torch::TensorOptions().dtype(from_st(info->dtype)));
+      auto src = piece, dst = e.tensor;
+      for (int64_t d = 0; d < dims; ++d) {
+        src = src.narrow(d, lo[d] - p.start[d], hi[d] - lo[d]);
+        dst = dst.narrow(d, lo[d] - e.start[d], hi[d] - lo[d]);
+      }
+      dst.copy_(src.to(dst.scalar_type()));
+      copied += src.numel();
+    }
+    if (copied != e.tensor.numel()) {
+      throw CheckpointError("checkpoint " + dir + " covers " + std::to_string(copied) + " of the " +
+                            std::to_string(e.tensor.numel()) + " values of " + e.name + " this rank needs");
+    }
+  }
+  const int from = index.world == world ? rank : 0;
+  auto& reader = reader_of(index.rank_files.at(static_cast<size_t>(from)));
+  const auto it = reader.metadata().find("moxie.state");
+  if (it == reader.metadata().end()) throw CheckpointError(reader.path() + " has no rank state");
+  return nlohmann::json::parse(it->second).get<std::map<std::string, std::string>>();
+}
+
+}  // namespace moxie

@@ -1,0 +1,68 @@
+// Sharded checkpoints: each rank writes its boxes of the global tensors (its
+// parameters, optimizer state, RNG) to its own safetensors file, on a
+// background thread; rank 0 then writes the index (core/checkpoint_index.h)
+// and the commit marker. Loading fills any rank's boxes from the pieces that
+// overlap them, so a checkpoint can be read back at another layout.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/checkpoint_index.h"
+
+namespace moxie {
+
+// One tensor this rank saves or restores: its box of a global tensor.
+struct CheckpointEntry {
+  std::string name;                   // global name
+  torch::Tensor tensor;               // this rank's box (restored in place)
+  std::vector<int64_t> start;         // the box's offset in the global tensor
+  std::vector<int64_t> global_shape;
+  bool write = true;                  // this rank stores it (others hold equal copies)
+};
+
+class CheckpointWriter {
+ public:
+  CheckpointWriter(std::string run_dir, int rank);
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  // Copies every entry it writes now (the only part the training thread
+  // waits for) and writes the rank's file on a background thread. A write
+  // still in flight is finished first.
+  void start(int64_t step, const std::vector<CheckpointEntry>& entries,
+             const std::map<std::string, std::string>& state);
+  // Waits for the write in flight; "" when it succeeded (or none was in
+  // flight), else the error. pending() is its step, -1 when none.
+  std::string finish();
+  int64_t pending() const { return pending_; }
+
+ private:
+  std::string run_dir_;
+  int rank_;
+  std::thread thread_;
+  std::string error_;
+  int64_t pending_ = -1;
+};
+
+// Rank 0, once every rank's finish() succeeded: reads the ranks' files
+// (headers and piece tables), writes the index and the commit marker, and
+// keeps the newest `keep` committed checkpoints.
+void commit_from_ranks(const std::string& run_dir, int64_t step, int world, const std::string& layout,
+                       int keep);
+
+// Fills every entry from the committed checkpoint in `dir`, whatever layout
+// it was saved at; CheckpointError naming the file when a piece's checksum
+// does not match, a file is truncated, or part of a tensor is missing.
+// Returns this rank's saved state when the checkpoint has this rank and
+// world size, else rank 0's.
+std::map<std::string, std::string> load_checkpoint(const std::string& dir,
+                                                   std::vector<CheckpointEntry>& entries, int rank,
+                                                   int world);
+
+}  // namespace moxie
