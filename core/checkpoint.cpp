@@ -1,7 +1,10 @@
 // Sharded checkpoint files.
 #include "core/checkpoint.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -213,6 +216,79 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
   const auto it = reader.metadata().find("moxie.state");
   if (it == reader.metadata().end()) throw CheckpointError(reader.path() + " has no rank state");
   return nlohmann::json::parse(it->second).get<std::map<std::string, std::string>>();
+}
+
+namespace {
+std::vector<CheckpointEntry> whole_model_entries(CausalLM& model) {
+  std::vector<CheckpointEntry> out;
+  for (const auto& item : model->named_parameters()) {
+    out.push_back({"model/" + item.key(), item.value(), std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
+                   item.value().sizes().vec(), true});
+  }
+  for (const auto& item : model->named_buffers()) {
+    out.push_back({"buffer/" + item.key(), item.value(), std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
+                   item.value().sizes().vec(), true});
+  }
+  return out;
+}
+}  // namespace
+
+LoadedModel load_model(const std::string& dir) {
+  const fs::path config_path = fs::path(dir).parent_path().parent_path() / "config.yaml";
+  if (!fs::exists(config_path)) {
+    throw CheckpointError("no run config " + config_path.string() +
+                          " beside the checkpoint; CHECKPOINT must be RUN/checkpoints/step-N");
+  }
+  LoadedModel m;
+  m.config = load_config(config_path.string());
+  m.model = CausalLM(m.config.model, m.config.moe);
+  auto entries = whole_model_entries(m.model);
+  const auto state = load_checkpoint(dir, entries, 0, 1);
+  m.step = state.count("step") ? std::stoll(state.at("step")) : 0;
+  m.model->eval();
+  return m;
+}
+
+std::string write_weights_checkpoint(CausalLM& model, Config config, const std::string& run_dir) {
+  config.train.run_dir = run_dir;
+  fs::create_directories(run_dir);
+  {
+    std::ofstream out(fs::path(run_dir) / "config.yaml");
+    out << to_yaml(config);
+    if (!out) throw CheckpointError("cannot write " + run_dir + "/config.yaml");
+  }
+  CheckpointWriter writer(run_dir, 0);
+  writer.start(0, whole_model_entries(model), {{"step", "0"}});
+  const std::string error = writer.finish();
+  if (!error.empty()) throw CheckpointError(error);
+  commit_from_ranks(run_dir, 0, 1, "imported (one process)", 1000000);
+  return checkpoint_dir(run_dir, 0);
+}
+
+std::vector<int64_t> generate(CausalLM& model, std::vector<int64_t> tokens, const GenerateOptions& o) {
+  torch::NoGradGuard no_grad;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  const int64_t context = model->model_options().max_seq_len;
+  for (int64_t i = 0; i < o.max_new; ++i) {
+    const int64_t from = std::max<int64_t>(0, static_cast<int64_t>(tokens.size()) - context);
+    auto input = torch::tensor(std::vector<int64_t>(tokens.begin() + from, tokens.end()), torch::kLong).unsqueeze(0);
+    auto logits = model->forward(input).logits[0][-1].to(torch::kDouble);
+    int64_t next;
+    if (o.temperature <= 0) {
+      next = logits.argmax().item<int64_t>();
+    } else {
+      auto probs = torch::softmax(logits / o.temperature, 0);
+      if (o.top_p < 1.0) {
+        auto [sorted, order] = probs.sort(0, /*descending=*/true);
+        auto keep = (sorted.cumsum(0) - sorted) < o.top_p;  // the smallest set reaching top_p
+        probs = torch::zeros_like(probs).index_put_({order}, sorted * keep.to(sorted.scalar_type()));
+      }
+      next = torch::multinomial(probs, 1, false, generator).item<int64_t>();
+    }
+    tokens.push_back(next);
+    if (next == o.stop_token) break;
+  }
+  return tokens;
 }
 
 }  // namespace moxie

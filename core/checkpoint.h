@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "core/checkpoint_index.h"
+#include "core/config.h"
+#include "core/transformer.h"
 
 namespace moxie {
 
@@ -64,5 +66,30 @@ void commit_from_ranks(const std::string& run_dir, int64_t step, int world, cons
 std::map<std::string, std::string> load_checkpoint(const std::string& dir,
                                                    std::vector<CheckpointEntry>& entries, int rank,
                                                    int world);
+
+// A committed checkpoint's weights in a single-process model, with the run's
+// config (RUN/config.yaml beside RUN/checkpoints/).
+struct LoadedModel {
+  Config config;
+  CausalLM model{nullptr};
+  int64_t step = 0;
+};
+LoadedModel load_model(const std::string& checkpoint_dir);
+
+// A weights-only checkpoint (step 0, no optimizer state) of a single-process
+// model in run_dir, with run_dir/config.yaml: what `moxie import` makes, and
+// what training resumes from with a fresh optimizer at any layout.
+std::string write_weights_checkpoint(CausalLM& model, Config config, const std::string& run_dir);
+
+struct GenerateOptions {
+  int64_t max_new = 32;
+  double temperature = 0;  // 0: greedy
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  int64_t stop_token = -1;  // generation ends after it; -1: none
+};
+// The prompt followed by up to max_new tokens (full forward per token, no
+// cache; the context is cut to model.max_seq_len).
+std::vector<int64_t> generate(CausalLM& model, std::vector<int64_t> tokens, const GenerateOptions& options);
 
 }  // namespace moxie

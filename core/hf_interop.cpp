@@ -188,4 +188,44 @@ void save_hf_safetensors(CausalLM& model, const std::string& path) {
   st::write(path, views, {{"format", "pt"}});
 }
 
+void write_hf_mixtral_config(const ModelOptions& m, const MoEOptions& e, const std::string& path) {
+  auto refuse = [](bool bad, const std::string& what) {
+    if (bad) throw std::runtime_error("cannot export as MixtralForCausalLM: " + what);
+  };
+  refuse(m.first_k_dense != 0 || m.moe_every != 1, "Mixtral has an MoE FFN in every layer (model.first_k_dense, model.moe_every)");
+  refuse(e.num_shared_experts != 0, "Mixtral has no shared experts (moe.num_shared_experts)");
+  refuse(e.score_func != "softmax" || !e.renormalize, "Mixtral routes by softmax with renormalised top-k weights");
+  refuse(e.bias_update_rate != 0, "Mixtral has no balancing bias (moe.bias_update_rate)");
+  refuse(e.capacity_factor != 0, "Mixtral is dropless (moe.capacity_factor)");
+  refuse(m.image_patch_dim != 0 || m.audio_frame != 0, "the image and audio encoders have no Mixtral counterpart");
+  nlohmann::json j = {
+      {"architectures", {"MixtralForCausalLM"}},
+      {"model_type", "mixtral"},
+      {"vocab_size", m.vocab_size},
+      {"hidden_size", m.d_model},
+      {"intermediate_size", e.expert_hidden},
+      {"num_hidden_layers", m.n_layers},
+      {"num_attention_heads", m.n_heads},
+      {"num_key_value_heads", m.n_kv_heads},
+      {"head_dim", head_dim_of(m)},
+      {"max_position_embeddings", m.max_seq_len},
+      {"rms_norm_eps", m.norm_eps},
+      {"rope_theta", m.rope_theta},
+      {"num_local_experts", e.num_experts},
+      {"num_experts_per_tok", e.top_k},
+      {"router_aux_loss_coef", e.aux_loss_coef},
+      {"output_router_logits", false},
+      {"tie_word_embeddings", m.tie_embeddings},
+      {"sliding_window", nullptr},
+      {"hidden_act", "silu"},
+      {"attention_dropout", 0.0},
+      {"initializer_range", m.init_std},
+      {"torch_dtype", "float32"},
+      {"use_cache", true},
+  };
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
 }  // namespace moxie

@@ -42,4 +42,9 @@ void load_hf_safetensors(CausalLM& model, const std::string& path);
 // Writes the model's weights with HF names (float32 or the parameters' dtype).
 void save_hf_safetensors(CausalLM& model, const std::string& path);
 
+// A MixtralForCausalLM config.json for these options. Throws
+// std::runtime_error naming what Mixtral cannot express (dense layers,
+// shared experts, sigmoid scores, a balancing bias, capacity dropping).
+void write_hf_mixtral_config(const ModelOptions& model, const MoEOptions& moe, const std::string& path);
+
 }  // namespace moxie

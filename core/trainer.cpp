@@ -1,6 +1,7 @@
 // Training loop.
 #include "core/trainer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -418,7 +419,19 @@ TrainSummary Trainer::run() {
     std::string error;
     std::map<std::string, std::string> state;
     auto entries = checkpoint_entries();
+    bool weights_only = false;
     try {
+      // A checkpoint without optimizer state (moxie import): weights only,
+      // the optimizer starts fresh.
+      const auto index = read_checkpoint_index(candidates[k]);
+      weights_only = std::none_of(index.tensors.begin(), index.tensors.end(),
+                                  [](const CheckpointTensor& t) { return t.name.rfind("optim/", 0) == 0; });
+      if (weights_only) {
+        entries.erase(std::remove_if(entries.begin(), entries.end(),
+                                     [](const CheckpointEntry& e) { return e.name.rfind("optim/", 0) == 0; }),
+                      entries.end());
+        optimizer_steps.clear();
+      }
       state = load_checkpoint(candidates[k], entries, groups_.world->rank(), static_cast<int>(dims_.world()));
     } catch (const std::exception& e) {
       error = e.what();
@@ -436,21 +449,34 @@ TrainSummary Trainer::run() {
       continue;
     }
     for (const auto& [g, i, step] : optimizer_steps) optimizer.set_step(g, i, step.item<int64_t>());
-    first_step = std::stoll(state.at("step"));
-    bad_in_a_row = std::stoll(state.at("bad_in_a_row"));
-    summary.skipped_steps = std::stoll(state.at("skipped_steps"));
-    optimizer.set_steps_taken(std::stoll(state.at("optimizer_steps")));
-    {
+    auto number = [&](const char* key) { return state.count(key) ? std::stoll(state.at(key)) : 0; };
+    first_step = number("step");
+    bad_in_a_row = number("bad_in_a_row");
+    summary.skipped_steps = number("skipped_steps");
+    optimizer.set_steps_taken(number("optimizer_steps"));
+    if (weights_only) {
+      // Master weights follow the loaded parameters.
+      torch::NoGradGuard no_grad;
+      for (size_t g = 0; g < optimizer.groups().size(); ++g)
+        for (size_t i = 0; i < optimizer.groups()[g].params.size(); ++i) {
+          const auto& st = optimizer.state(g, i);
+          if (st.master.defined()) st.master.copy_(optimizer.groups()[g].params[i]);
+        }
+      log_ << "weights-only checkpoint: the optimizer starts fresh\n";
+    }
+    if (state.count("torch_rng")) {
       auto generator = at::detail::getDefaultCPUGenerator();
       generator.set_state(from_hex(state.at("torch_rng")));
     }
-    if (dataset) {
+    if (!state.count("source")) {
+      // Nothing to restore: the data starts from the beginning.
+    } else if (dataset) {
       const auto resume_state = LoaderState::parse(state.at("source"));
       auto owned = std::make_unique<DatasetSource>(dataset_options, &resume_state);
       dataset = owned.get();
       source = std::move(owned);
     }
-    if (text_source) text_source->restore(state.at("source"));
+    if (text_source && state.count("source")) text_source->restore(state.at("source"));
     log_ << "resumed from " << candidates[k] << " at step " << first_step << "\n";
     break;
   }

@@ -10,10 +10,14 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/allocator.h"
+#include "core/checkpoint.h"
+#include "core/hf_interop.h"
+#include "data/byte_tokenizer.h"
 #include "core/config.h"
 #include "core/materialize.h"
 #include "data/dataset.h"
@@ -50,6 +54,11 @@ const char* kUsage =
     "  data inspect DIR [--sample N] [--tokenizer MODEL]\n"
     "                                           manifest summary, licences, one sample\n"
     "  data provenance RUN_DIR --step N [--all] sources and licences trained on up to step N\n"
+    "  export CHECKPOINT --hf OUT               weights as a Hugging Face MixtralForCausalLM folder\n"
+    "  import --hf DIR OUT_RUN [--set ...]      a Hugging Face Mixtral folder as a weights-only\n"
+    "                                           checkpoint; train OUT_RUN/config.yaml to fine-tune\n"
+    "  generate CHECKPOINT (--prompt TEXT | --tokens IDS) [--max-new N] [--temperature T]\n"
+    "       [--top-p P] [--seed S]              continue a prompt (byte tokens; IDS: 1,2,3)\n"
     "  help                                     this text\n"
     "\n"
     "example:\n"
@@ -245,6 +254,117 @@ int data_command(int argc, char** argv) {
   throw UsageError("'moxie data' takes build, tokenizer, verify, inspect or provenance (got '" + sub + "')");
 }
 
+// moxie export | import | generate: one process, no MPI.
+int model_command(const std::string& command, int argc, char** argv) {
+  std::vector<std::string> positional, overrides;
+  std::string hf, prompt, tokens, logits_path;
+  moxie::GenerateOptions gen;
+  bool have_prompt = false, have_tokens = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if ((command == "export" || command == "import") && arg == "--hf") {
+      hf = value();
+    } else if (command == "import" && arg == "--set") {
+      overrides.push_back(value());
+    } else if (command == "generate" && arg == "--prompt") {
+      prompt = value();
+      have_prompt = true;
+    } else if (command == "generate" && arg == "--tokens") {
+      tokens = value();
+      have_tokens = true;
+    } else if (command == "generate" && arg == "--max-new") {
+      gen.max_new = static_cast<int64_t>(number_arg(arg, value()));
+    } else if (command == "generate" && arg == "--temperature") {
+      const std::string v = value();
+      char* end = nullptr;
+      gen.temperature = std::strtod(v.c_str(), &end);
+      if (*end || gen.temperature < 0) throw UsageError("--temperature " + v + ": expected a number >= 0");
+    } else if (command == "generate" && arg == "--top-p") {
+      const std::string v = value();
+      char* end = nullptr;
+      gen.top_p = std::strtod(v.c_str(), &end);
+      if (*end || gen.top_p <= 0 || gen.top_p > 1) throw UsageError("--top-p " + v + ": expected a number in (0, 1]");
+    } else if (command == "generate" && arg == "--logits") {
+      logits_path = value();  // the prompt's logits [S, V], float32 safetensors "logits"
+    } else if (command == "generate" && arg == "--seed") {
+      gen.seed = static_cast<uint64_t>(rank_arg(arg, value()));
+    } else if (!arg.empty() && arg[0] == '-') {
+      throw UsageError("unknown option '" + arg + "' for 'moxie " + command + "'");
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (command == "export") {
+    if (positional.size() != 1 || hf.empty()) throw UsageError("usage: moxie export CHECKPOINT --hf OUT_DIR");
+    auto loaded = moxie::load_model(positional[0]);
+    std::filesystem::create_directories(hf);
+    moxie::write_hf_mixtral_config(loaded.config.model, loaded.config.moe, hf + "/config.json");
+    moxie::save_hf_safetensors(loaded.model, hf + "/model.safetensors");
+    std::cout << "exported step " << loaded.step << " to " << hf
+              << " (config.json, model.safetensors: MixtralForCausalLM)\n";
+    return 0;
+  }
+  if (command == "import") {
+    if (positional.size() != 1 || hf.empty()) {
+      throw UsageError("usage: moxie import --hf HF_DIR OUT_RUN_DIR [--set key=value]...");
+    }
+    const auto hf_config = moxie::read_hf_mixtral_config(hf + "/config.json");
+    moxie::Config config = moxie::parse_config("", overrides);
+    config.model = hf_config.model;
+    config.moe = hf_config.moe;
+    moxie::validate(config);
+    moxie::CausalLM model(config.model, config.moe);
+    moxie::load_hf_safetensors(model, hf + "/model.safetensors");
+    const auto dir = moxie::write_weights_checkpoint(model, config, positional[0]);
+    std::cout << "imported " << hf << " as " << dir << "; fine-tune with: moxie train " << positional[0]
+              << "/config.yaml (at any layout)\n";
+    return 0;
+  }
+  // generate
+  if (positional.size() != 1 || have_prompt == have_tokens) {
+    throw UsageError("usage: moxie generate CHECKPOINT (--prompt TEXT | --tokens IDS) [--max-new N] "
+                     "[--temperature T] [--top-p P] [--seed S]");
+  }
+  auto loaded = moxie::load_model(positional[0]);
+  std::vector<int64_t> ids;
+  if (have_prompt) {
+    ids.push_back(moxie::ByteTokenizer::kBos);
+    for (int32_t t : moxie::ByteTokenizer().encode(prompt)) ids.push_back(t);
+    gen.stop_token = moxie::ByteTokenizer::kEos;
+  } else {
+    std::stringstream s(tokens);
+    std::string item;
+    while (std::getline(s, item, ',')) ids.push_back(static_cast<int64_t>(rank_arg("--tokens", item)));
+  }
+  if (ids.empty()) throw UsageError("--tokens: give at least one id, e.g. --tokens 256,72,105");
+  for (auto id : ids) {
+    if (id >= loaded.config.model.vocab_size) {
+      throw UsageError("--tokens: id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                       std::to_string(loaded.config.model.vocab_size));
+    }
+  }
+  const size_t prompt_len = ids.size();
+  if (!logits_path.empty()) {
+    torch::NoGradGuard no_grad;
+    auto logits = loaded.model->forward(torch::tensor(ids, torch::kLong).unsqueeze(0)).logits[0].to(torch::kFloat).contiguous();
+    moxie::safetensors::write(logits_path, {{"logits", moxie::safetensors::DType::F32, logits.sizes().vec(),
+                                             logits.data_ptr(), static_cast<uint64_t>(logits.numel() * 4)}});
+  }
+  const auto out = moxie::generate(loaded.model, ids, gen);
+  std::cout << "tokens:";
+  for (size_t i = prompt_len; i < out.size(); ++i) std::cout << (i == prompt_len ? " " : ",") << out[i];
+  std::cout << "\n";
+  if (loaded.config.model.vocab_size <= moxie::ByteTokenizer::kVocabSize) {
+    std::vector<int32_t> gen_ids(out.begin() + static_cast<int64_t>(prompt_len), out.end());
+    std::cout << "text: " << moxie::ByteTokenizer().decode(gen_ids) << "\n";
+  }
+  return 0;
+}
+
 // Launchers leave these in every rank's environment: Open MPI (mpirun),
 // PMIx (Open MPI 4+, srun --mpi=pmix), PMI (srun --mpi=pmi2, MPICH).
 bool under_mpi_launcher() {
@@ -270,6 +390,17 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       std::cerr << "moxie: " << e.what() << "\n";
       return 2;
+    }
+  }
+  if (command == "export" || command == "import" || command == "generate") {
+    try {
+      return model_command(command, argc, argv);
+    } catch (const UsageError& e) {
+      std::cerr << "moxie: " << e.what() << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "moxie: " << e.what() << "\n";
+      return 1;
     }
   }
   if (command == "data") {
