@@ -3,6 +3,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -64,6 +65,7 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
     std::vector<int64_t> start, global;
   };
   auto owned = std::make_shared<std::vector<Owned>>();
+  const auto t0 = std::chrono::steady_clock::now();
   {
     torch::NoGradGuard no_grad;
     for (const auto& e : entries) {
@@ -71,11 +73,15 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
       owned->push_back({e.name, e.tensor.detach().to(torch::kCPU).contiguous().clone(), e.start, e.global_shape});
     }
   }
+  copy_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  bytes_ = 0;
+  for (const auto& o : *owned) bytes_ += static_cast<uint64_t>(o.data.numel() * o.data.element_size());
   pending_ = step;
   error_.clear();
   const std::string dir = checkpoint_dir(run_dir_, step);
   const int rank = rank_;
   thread_ = std::thread([this, owned, state, dir, rank, step] {
+    const auto w0 = std::chrono::steady_clock::now();
     try {
       fs::create_directories(dir);
       std::vector<safetensors::TensorView> views;
@@ -92,6 +98,7 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
     } catch (const std::exception& e) {
       error_ = e.what();
     }
+    write_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
   });
 }
 

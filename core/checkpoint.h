@@ -43,8 +43,15 @@ class CheckpointWriter {
   // flight), else the error. pending() is its step, -1 when none.
   std::string finish();
   int64_t pending() const { return pending_; }
+  // Of the last save: seconds training waited for the copy, seconds the
+  // background write took, bytes written.
+  double copy_seconds() const { return copy_s_; }
+  double write_seconds() const { return write_s_; }
+  uint64_t bytes() const { return bytes_; }
 
  private:
+  double copy_s_ = 0, write_s_ = 0;
+  uint64_t bytes_ = 0;
   std::string run_dir_;
   int rank_;
   std::thread thread_;

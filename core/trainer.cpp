@@ -420,6 +420,7 @@ TrainSummary Trainer::run() {
     std::map<std::string, std::string> state;
     auto entries = checkpoint_entries();
     bool weights_only = false;
+    const auto load_start = Clock::now();
     try {
       // A checkpoint without optimizer state (moxie import): weights only,
       // the optimizer starts fresh.
@@ -477,7 +478,8 @@ TrainSummary Trainer::run() {
       source = std::move(owned);
     }
     if (text_source && state.count("source")) text_source->restore(state.at("source"));
-    log_ << "resumed from " << candidates[k] << " at step " << first_step << "\n";
+    log_ << "resumed from " << candidates[k] << " at step " << first_step << " (rank 0 loaded in "
+         << seconds_since(load_start) << " s)\n";
     break;
   }
   if (train.checkpoint_every > 0) {
@@ -501,7 +503,9 @@ TrainSummary Trainer::run() {
       commit_from_ranks(train.run_dir, step, static_cast<int>(dims_.world()), dims_.describe(),
                         static_cast<int>(train.keep_checkpoints));
     }
-    log_ << "checkpoint of step " << step << " committed (" << checkpoint_dir(train.run_dir, step) << ")\n";
+    log_ << "checkpoint of step " << step << " committed (" << checkpoint_dir(train.run_dir, step) << "): rank 0 wrote "
+         << writer.bytes() << " bytes in " << writer.write_seconds() << " s in the background after a "
+         << writer.copy_seconds() << " s copy\n";
   };
   auto save = [&](int64_t steps_done) { writer.start(steps_done, checkpoint_entries(), rank_state(steps_done)); };
 
