@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <thread>
@@ -43,6 +44,8 @@ class CheckpointWriter {
   // flight), else the error. pending() is its step, -1 when none.
   std::string finish();
   int64_t pending() const { return pending_; }
+  // The write in flight has ended (finish() will not wait).
+  bool written() const { return done_.load(); }
   // Of the last save: seconds training waited for the copy, seconds the
   // background write took, bytes written.
   double copy_seconds() const { return copy_s_; }
@@ -50,6 +53,7 @@ class CheckpointWriter {
   uint64_t bytes() const { return bytes_; }
 
  private:
+  std::atomic<bool> done_{true};
   double copy_s_ = 0, write_s_ = 0;
   uint64_t bytes_ = 0;
   std::string run_dir_;

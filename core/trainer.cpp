@@ -670,13 +670,20 @@ TrainSummary Trainer::run() {
       evaluate(step + 1);
     }
     if (train.checkpoint_every > 0) {
-      // A save from the previous step is committed now (its write had a step
-      // to run behind training); then this step's, if due.
-      commit_pending();
+      // A save in flight is committed once every rank's write has ended (it
+      // runs behind training, at low priority); a new save waits for it.
+      if (writer.pending() >= 0) {
+        auto written = torch::tensor({writer.written() ? 0.0 : 1.0}, torch::kDouble);
+        if (dims_.world() > 1) groups_.world->all_reduce(written, ReduceOp::kMax);
+        if (written.item<double>() == 0) commit_pending();
+      }
       auto signal = torch::tensor({static_cast<double>(g_stop_signal.load())}, torch::kDouble);
       if (dims_.world() > 1) groups_.world->all_reduce(signal, ReduceOp::kMax);
       const bool stop = signal.item<double>() > 0 || step + 1 == train.stop_at;
-      if ((step + 1) % train.checkpoint_every == 0 || step + 1 == train.steps || stop) save(step + 1);
+      if ((step + 1) % train.checkpoint_every == 0 || step + 1 == train.steps || stop) {
+        commit_pending();  // the previous save, if its write is still running
+        save(step + 1);
+      }
       if (stop) {
         commit_pending();
         metrics.message(std::string(step + 1 == train.stop_at ? "stopped at train.stop_at" : "stopped by a signal") +
