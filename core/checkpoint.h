@@ -38,8 +38,10 @@ class CheckpointWriter {
   // Copies every entry it writes now (the only part the training thread
   // waits for) and writes the rank's file on a background thread. A write
   // still in flight is finished first.
+  // background: the write runs below training in the scheduler (nice 19);
+  // else at normal priority (a save that is waited for anyway).
   void start(int64_t step, const std::vector<CheckpointEntry>& entries,
-             const std::map<std::string, std::string>& state);
+             const std::map<std::string, std::string>& state, bool background = true);
   // Waits for the write in flight; "" when it succeeded (or none was in
   // flight), else the error. pending() is its step, -1 when none.
   std::string finish();

@@ -234,9 +234,6 @@ Reader::Reader(const std::string& path) : path_(path) {
                      " bytes, shorter than the 8-byte header length; not a safetensors file");
     void* base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (base == MAP_FAILED) fail_sys("map", path);
-    // Tensors are read front to back, whole: let the kernel read ahead.
-    ::madvise(base, size, MADV_SEQUENTIAL);
-    ::madvise(base, size, MADV_WILLNEED);
     map_ = decltype(map_)(static_cast<const uint8_t*>(base), Unmap{size});
   }
   const uint8_t* base = map_.get();

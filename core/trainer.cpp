@@ -507,7 +507,9 @@ TrainSummary Trainer::run() {
          << writer.bytes() << " bytes in " << writer.write_seconds() << " s in the background after a "
          << writer.copy_seconds() << " s copy\n";
   };
-  auto save = [&](int64_t steps_done) { writer.start(steps_done, checkpoint_entries(), rank_state(steps_done)); };
+  auto save = [&](int64_t steps_done, bool background) {
+    writer.start(steps_done, checkpoint_entries(), rank_state(steps_done), background);
+  };
 
   MetricsLogger metrics(train.run_dir, train.log_every, log_, rank0_, /*append=*/first_step > 0);
 
@@ -682,7 +684,7 @@ TrainSummary Trainer::run() {
       const bool stop = signal.item<double>() > 0 || step + 1 == train.stop_at;
       if ((step + 1) % train.checkpoint_every == 0 || step + 1 == train.steps || stop) {
         commit_pending();  // the previous save, if its write is still running
-        save(step + 1);
+        save(step + 1, /*background=*/!stop && step + 1 < train.steps);
       }
       if (stop) {
         commit_pending();

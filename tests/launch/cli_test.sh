@@ -86,5 +86,17 @@ printf 'X' | dd of="$tmp/ds/shard-00001.shard" bs=1 seek=100 conv=notrunc status
 expect 1 "shard-00001.shard: sha256 differs" -- data verify "$tmp/ds"
 expect 2 "takes build, tokenizer, verify, inspect or provenance" -- data frobnicate
 
+# Checkpoints, export, import, generate: usage and bad input.
+expect 2 "usage: moxie export CHECKPOINT --hf OUT_DIR" -- export "$tmp/nothing"
+expect 1 "no run config .*config.yaml beside the checkpoint" -- export "$tmp/nothing" --hf "$tmp/hf"
+expect 2 "usage: moxie import --hf HF_DIR OUT_RUN_DIR" -- import "$tmp/run"
+expect 1 "cannot open Hugging Face config" -- import --hf "$tmp/nothing" "$tmp/run"
+expect 2 "usage: moxie generate CHECKPOINT \(--prompt TEXT \| --tokens IDS\)" -- generate "$tmp/ck"
+expect 2 "--top-p 2: expected a number in \(0, 1\]" -- generate "$tmp/ck" --prompt hi --top-p 2
+expect 2 "--temperature -1: expected a number >= 0" -- generate "$tmp/ck" --prompt hi --temperature -1
+expect 1 "--resume latest: no committed checkpoint in $tmp/empty_run/checkpoints" -- train "$root/configs/tiny.yaml" --resume --set train.run_dir="$tmp/empty_run"
+expect 1 "checkpoint folder $tmp/nowhere does not exist" -- train "$root/configs/tiny.yaml" --resume "$tmp/nowhere" --set train.run_dir="$tmp/empty_run"
+expect 2 "train.stop_at needs train.checkpoint_every > 0" -- train "$root/configs/tiny.yaml" --set train.stop_at=3
+
 echo "$passed passed, $failures failed"
 [ "$failures" -eq 0 ]
