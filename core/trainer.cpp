@@ -251,6 +251,16 @@ TrainSummary Trainer::run() {
   const auto& train = config_.train;
   const auto& data = config_.data;
   TrainSummary summary;
+  // A resume that cannot happen fails before any data is read.
+  if (train.resume == "latest" && committed_checkpoints(train.run_dir).empty()) {
+    throw std::runtime_error("--resume latest: no committed checkpoint in " + train.run_dir +
+                             "/checkpoints; train without --resume to start the run");
+  }
+  if (train.resume != "auto" && train.resume != "latest" && train.resume != "none" &&
+      !std::filesystem::is_directory(train.resume)) {
+    throw std::runtime_error("checkpoint folder " + train.resume +
+                             " does not exist; name a folder under RUN/checkpoints, or use --resume latest");
+  }
 
   std::unique_ptr<BatchSource> source;
   DatasetSource* dataset = nullptr;
