@@ -13,6 +13,7 @@
 
 #include "core/checkpoint.pb.h"
 #include "data/crc32c.h"
+#include "data/framed_file.h"
 
 namespace moxie {
 namespace fs = std::filesystem;
@@ -20,43 +21,6 @@ namespace {
 
 constexpr char kMagic[8] = {'M', 'O', 'X', 'C', 'K', 'P', 'T', '1'};
 constexpr uint32_t kFormatVersion = 1;
-
-void write_atomically(const fs::path& path, const std::string& bytes) {
-  const std::string tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw CheckpointError("cannot create " + tmp + ": " + std::strerror(errno));
-  size_t done = 0;
-  bool ok = true;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n <= 0) {
-      ok = false;
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
-  const int saved = errno;
-  ok = ok && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw CheckpointError("cannot write " + path.string() + ": " + std::strerror(saved ? saved : errno) +
-                          "; earlier checkpoints are untouched");
-  }
-  const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
-}
-
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError("cannot read " + path.string());
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 int64_t step_of(const fs::path& dir) {
   const std::string name = dir.filename().string();
@@ -117,15 +81,14 @@ void commit_checkpoint(const std::string& dir, const CheckpointIndex& index) {
       pp->set_crc32c(p.crc32c);
     }
   }
-  const std::string payload = pb.SerializeAsString();
-  std::string bytes(kMagic, 8);
-  const uint64_t size = payload.size();
-  const uint32_t crc = crc32c(payload.data(), payload.size());
-  bytes.append(reinterpret_cast<const char*>(&size), 8);
-  bytes.append(reinterpret_cast<const char*>(&crc), 4);
-  bytes += payload;
-  write_atomically(fs::path(dir) / kIndexName, bytes);
-  write_atomically(fs::path(dir) / kCommitMarker, "step " + std::to_string(index.step) + "\n");
+  try {
+    write_framed_file((fs::path(dir) / kIndexName).string(), kMagic, kFormatVersion, pb.SerializeAsString());
+    // The marker's content is informational; its existence is the commit.
+    write_framed_file((fs::path(dir) / kCommitMarker).string(), kMagic, kFormatVersion,
+                      "step " + std::to_string(index.step));
+  } catch (const FramedFileError& e) {
+    throw CheckpointError(std::string(e.what()) + "; earlier checkpoints are untouched");
+  }
 }
 
 CheckpointIndex read_checkpoint_index(const std::string& dir) {
@@ -137,25 +100,14 @@ CheckpointIndex read_checkpoint_index(const std::string& dir) {
                           "): its save did not finish; use an earlier one");
   }
   const fs::path path = fs::path(dir) / kIndexName;
-  const std::string bytes = read_all(path);
-  uint64_t size = 0;
-  uint32_t crc = 0;
-  if (bytes.size() < 20 || std::memcmp(bytes.data(), kMagic, 8) != 0) {
-    throw CheckpointError(path.string() + " is not a moxie checkpoint index (bad magic or truncated)");
-  }
-  std::memcpy(&size, bytes.data() + 8, 8);
-  std::memcpy(&crc, bytes.data() + 16, 4);
-  if (size != bytes.size() - 20 || crc32c(bytes.data() + 20, size) != crc) {
-    throw CheckpointError(path.string() + ": checksum mismatch or truncated");
+  std::string payload;
+  try {
+    payload = read_framed_file(path.string(), kMagic, kFormatVersion);
+  } catch (const FramedFileError& e) {
+    throw CheckpointError(std::string("checkpoint index ") + e.what());
   }
   ckpt::Index pb;
-  if (!pb.ParseFromArray(bytes.data() + 20, static_cast<int>(size))) {
-    throw CheckpointError(path.string() + " does not parse");
-  }
-  if (pb.format_version() != kFormatVersion) {
-    throw CheckpointError(path.string() + ": format version " + std::to_string(pb.format_version()) +
-                          " is not " + std::to_string(kFormatVersion));
-  }
+  if (!pb.ParseFromString(payload)) throw CheckpointError(path.string() + " does not parse");
   CheckpointIndex index;
   index.step = pb.step();
   index.layout = pb.layout();

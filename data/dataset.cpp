@@ -17,6 +17,7 @@
 
 #include "data/tokenizer.h"
 #include "data/crc32c.h"
+#include "data/framed_file.h"
 #include "data/manifest.h"
 #include "data/shard_io.h"
 
@@ -37,53 +38,22 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 void write_manifest(const std::string& path, const data::Manifest& manifest) {
-  const std::string payload = manifest.SerializeAsString();
-  std::string bytes(kManifestMagic, 8);
-  char fields[16];
-  const uint32_t version = kManifestFormatVersion, crc = crc32c(payload.data(), payload.size());
-  const uint64_t size = payload.size();
-  std::memcpy(fields, &version, 4);
-  std::memcpy(fields + 4, &size, 8);
-  std::memcpy(fields + 12, &crc, 4);
-  bytes.append(fields, 16);
-  bytes += payload;
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw DatasetError("cannot create " + tmp);
-  const bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw DatasetError("cannot write " + path + ": " + std::strerror(errno));
+  try {
+    write_framed_file(path, kManifestMagic, kManifestFormatVersion, manifest.SerializeAsString());
+  } catch (const FramedFileError& e) {
+    throw DatasetError(e.what());
   }
 }
 
 data::Manifest read_manifest(const std::string& path) {
-  const std::string bytes = read_file(path);
-  if (bytes.size() < 24 || std::memcmp(bytes.data(), kManifestMagic, 8) != 0) {
-    throw DatasetError(path +
-                       " is not a moxie manifest (bad magic or truncated); rebuild the "
-                       "dataset with 'moxie data build'");
-  }
-  uint32_t version, crc;
-  uint64_t size;
-  std::memcpy(&version, bytes.data() + 8, 4);
-  std::memcpy(&size, bytes.data() + 12, 8);
-  std::memcpy(&crc, bytes.data() + 20, 4);
-  if (version != kManifestFormatVersion) {
-    throw DatasetError(path + ": manifest format version " + std::to_string(version) + " is not " +
-                       std::to_string(kManifestFormatVersion) + "; rebuild the dataset");
-  }
-  if (size != bytes.size() - 24 || crc32c(bytes.data() + 24, size) != crc) {
-    throw DatasetError(path +
-                       ": manifest checksum mismatch or truncated at byte 24; rebuild the "
-                       "dataset");
+  std::string payload;
+  try {
+    payload = read_framed_file(path, kManifestMagic, kManifestFormatVersion);
+  } catch (const FramedFileError& e) {
+    throw DatasetError(std::string(e.what()) + "; rebuild the dataset with 'moxie data build'");
   }
   data::Manifest manifest;
-  if (!manifest.ParseFromArray(bytes.data() + 24, static_cast<int>(size))) {
-    throw DatasetError(path + ": manifest does not parse");
-  }
+  if (!manifest.ParseFromString(payload)) throw DatasetError(path + ": manifest does not parse");
   return manifest;
 }
 

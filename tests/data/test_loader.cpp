@@ -281,5 +281,5 @@ TEST_CASE("a missing dataset or a damaged manifest is one clear error") {
                     Catch::Contains("holds no dataset") && Catch::Contains("moxie data build"));
   const auto path = make_dataset("manifest", 5);
   flip_byte(path + "/manifest.pb", 30);
-  CHECK_THROWS_WITH(DatasetLoader(options(path, 1, 0, 1)), Catch::Contains("manifest checksum mismatch"));
+  CHECK_THROWS_WITH(DatasetLoader(options(path, 1, 0, 1)), Catch::Contains("manifest.pb: checksum mismatch"));
 }

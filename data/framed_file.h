@@ -1,0 +1,27 @@
+// Small metadata files written whole and checked whole:
+//   8-byte magic | u32 format version | u64 payload bytes | u32 crc32c(payload) | payload
+// (little-endian), written atomically: a temporary file, fsync, rename over
+// the target, fsync of the folder. A dataset's manifest.pb and a
+// checkpoint's index.pb are such files. Torch- and protobuf-free.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace moxie {
+
+class FramedFileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// FramedFileError naming the file and the system's reason; the target is
+// then untouched (no partial file).
+void write_framed_file(const std::string& path, const char magic[8], uint32_t version,
+                       const std::string& payload);
+// The payload; FramedFileError naming the file if it is missing, not of this
+// kind (magic), of another version, truncated or damaged.
+std::string read_framed_file(const std::string& path, const char magic[8], uint32_t version);
+
+}  // namespace moxie
