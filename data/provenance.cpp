@@ -113,7 +113,6 @@ std::string provenance_report(const std::string& run_dir, int64_t step, bool lis
         p = 0;
         epoch = order.epoch(++e);
       }
-      if (e == st.e1 && p == st.p1 && st.o1 == 0) break;
     }
   }
   std::map<std::string, uint64_t> samples_per_license, sources_per_license;

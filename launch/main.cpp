@@ -254,6 +254,18 @@ int data_command(int argc, char** argv) {
   throw UsageError("'moxie data' takes build, tokenizer, verify, inspect or provenance (got '" + sub + "')");
 }
 
+// A real number in [lo, hi] (lo excluded with open_lo), else a UsageError
+// saying `expected`.
+double real_arg(const std::string& flag, const std::string& value, double lo, bool open_lo, double hi,
+                const std::string& expected) {
+  char* end = nullptr;
+  const double v = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end || v < lo || (open_lo && v == lo) || v > hi) {
+    throw UsageError(flag + " " + value + ": expected " + expected);
+  }
+  return v;
+}
+
 // moxie export | import | generate: one process, no MPI.
 int model_command(const std::string& command, int argc, char** argv) {
   std::vector<std::string> positional, overrides;
@@ -279,15 +291,9 @@ int model_command(const std::string& command, int argc, char** argv) {
     } else if (command == "generate" && arg == "--max-new") {
       gen.max_new = static_cast<int64_t>(number_arg(arg, value()));
     } else if (command == "generate" && arg == "--temperature") {
-      const std::string v = value();
-      char* end = nullptr;
-      gen.temperature = std::strtod(v.c_str(), &end);
-      if (*end || gen.temperature < 0) throw UsageError("--temperature " + v + ": expected a number >= 0");
+      gen.temperature = real_arg(arg, value(), 0, false, 1e9, "a number >= 0");
     } else if (command == "generate" && arg == "--top-p") {
-      const std::string v = value();
-      char* end = nullptr;
-      gen.top_p = std::strtod(v.c_str(), &end);
-      if (*end || gen.top_p <= 0 || gen.top_p > 1) throw UsageError("--top-p " + v + ": expected a number in (0, 1]");
+      gen.top_p = real_arg(arg, value(), 0, true, 1, "a number in (0, 1]");
     } else if (command == "generate" && arg == "--logits") {
       logits_path = value();  // the prompt's logits [S, V], float32 safetensors "logits"
     } else if (command == "generate" && arg == "--seed") {
@@ -392,20 +398,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (command == "export" || command == "import" || command == "generate") {
+  // One process, no MPI: datasets, export, import, generation.
+  if (command == "data" || command == "export" || command == "import" || command == "generate") {
     try {
-      return model_command(command, argc, argv);
-    } catch (const UsageError& e) {
-      std::cerr << "moxie: " << e.what() << "\n";
-      return 2;
-    } catch (const std::exception& e) {
-      std::cerr << "moxie: " << e.what() << "\n";
-      return 1;
-    }
-  }
-  if (command == "data") {
-    try {
-      return data_command(argc, argv);
+      return command == "data" ? data_command(argc, argv) : model_command(command, argc, argv);
     } catch (const UsageError& e) {
       std::cerr << "moxie: " << e.what() << "\n";
       return 2;

@@ -12,24 +12,7 @@ python="$4"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-failures=0
-passed=0
-# expect CODE PATTERN -- ARGS...
-expect() {
-  local code="$1" pattern="$2"
-  shift 3
-  local out rc
-  out=$("$moxie" "$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$code" ] || ! grep -qE -- "$pattern" <<<"$out"; then
-    echo "FAIL: moxie $* -> exit $rc (want $code), output:"
-    echo "$out" | sed 's/^/    /'
-    failures=$((failures + 1))
-  else
-    echo "ok:   moxie $*"
-    passed=$((passed + 1))
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../launch/expect.sh"
 
 # --- media in a folder: grouped by key --------------------------------------
 src="$tmp/src"

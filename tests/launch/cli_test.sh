@@ -6,25 +6,8 @@ moxie="$1"
 root="$2"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failures=0
 
-# expect CODE PATTERN -- ARGS...: exit code CODE and stderr/stdout matching PATTERN.
-passed=0
-expect() {
-  local code="$1" pattern="$2"
-  shift 3
-  local out rc
-  out=$("$moxie" "$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$code" ] || ! grep -qE -- "$pattern" <<<"$out"; then
-    echo "FAIL: moxie $* -> exit $rc (want $code), output:"
-    echo "$out" | sed 's/^/    /'
-    failures=$((failures + 1))
-  else
-    echo "ok:   moxie $*"
-    passed=$((passed + 1))
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/expect.sh"
 
 cat >"$tmp/typo.yaml" <<'Y'
 model:
