@@ -9,6 +9,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <tuple>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -62,51 +67,88 @@ CheckpointWriter::~CheckpointWriter() {
 
 void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& entries,
                              const std::map<std::string, std::string>& state, bool background) {
-  finish();
-  // The copy: what training waits for.
-  struct Owned {
-    std::string name;
-    torch::Tensor data;
-    std::vector<int64_t> start, global;
-  };
-  auto owned = std::make_shared<std::vector<Owned>>();
+  finish();  // the staging buffer is free again
+  constexpr uint64_t kBlock = 4096;
+  constexpr uint32_t kWidestChecksum = 0xFFFFFFFFu;  // reserves the header's room for any checksum
+  const std::string dir = checkpoint_dir(run_dir_, step);
+  const std::string path = (fs::path(dir) / rank_file(rank_)).string();
+
+  // The file's layout: the header (with room for the checksums, which are
+  // computed while the data is written), then the tensors sorted by name.
+  std::vector<const CheckpointEntry*> saved;
+  std::vector<safetensors::TensorView> views;
+  nlohmann::json pieces = nlohmann::json::object();
+  for (const auto& e : entries) {
+    if (!e.write) continue;
+    saved.push_back(&e);
+    views.push_back({e.name, to_st(e.tensor.scalar_type()), e.tensor.sizes().vec(), nullptr,
+                     static_cast<uint64_t>(e.tensor.numel() * e.tensor.element_size())});
+    pieces[e.name] = {{"start", e.start}, {"global", e.global_shape}, {"crc32c", kWidestChecksum}};
+  }
+  std::map<std::string, std::string> meta = {{"moxie.pieces", pieces.dump()},
+                                             {"moxie.state", nlohmann::json(state).dump()},
+                                             {"moxie.step", std::to_string(step)}};
+  const auto layout = safetensors::plan(path, views, meta, kBlock);
+  const uint64_t need = (layout.file_size + kBlock - 1) / kBlock * kBlock;
+  if (capacity_ < need) {
+    buffer_.reset();
+    void* p = nullptr;
+    if (::posix_memalign(&p, kBlock, need) != 0) {
+      throw CheckpointError("cannot allocate " + std::to_string(need) + " bytes to stage the checkpoint of step " +
+                            std::to_string(step));
+    }
+    buffer_.reset(static_cast<uint8_t*>(p));
+    capacity_ = need;
+  }
+
+  // The copy into the staging buffer: what training waits for.
   const auto t0 = std::chrono::steady_clock::now();
   {
     torch::NoGradGuard no_grad;
-    for (const auto& e : entries) {
-      if (!e.write) continue;
-      owned->push_back({e.name, e.tensor.detach().to(torch::kCPU).contiguous().clone(), e.start, e.global_shape});
+    for (size_t i = 0; i < saved.size(); ++i) {
+      const auto& t = saved[i]->tensor;
+      torch::from_blob(buffer_.get() + layout.offsets[i], t.sizes(), torch::TensorOptions().dtype(t.scalar_type()))
+          .copy_(t.detach());
     }
   }
   copy_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   bytes_ = 0;
-  for (const auto& o : *owned) bytes_ += static_cast<uint64_t>(o.data.numel() * o.data.element_size());
+  for (const auto& v : views) bytes_ += v.nbytes;
   pending_ = step;
   error_.clear();
   done_ = false;
-  const std::string dir = checkpoint_dir(run_dir_, step);
-  const int rank = rank_;
-  thread_ = std::thread([this, owned, state, dir, rank, step, background] {
+  thread_ = std::thread([this, views, layout, pieces, meta, dir, path, background]() mutable {
     // Below training in the scheduler: the write takes the cores' idle time
-    // (the kernel's writeback to disk runs in its own threads regardless).
-    if (background) ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
+    // (the disk works on its own; the checksums are the CPU's part).
+    auto lower_priority = [background] {
+      if (background) ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
+    };
+    lower_priority();
     const auto w0 = std::chrono::steady_clock::now();
+    std::vector<uint32_t> crcs(views.size());
+    std::thread checksums;
     try {
       fs::create_directories(dir);
-      std::vector<safetensors::TensorView> views;
-      nlohmann::json pieces = nlohmann::json::object();
-      for (const auto& o : *owned) {
-        const auto bytes = static_cast<uint64_t>(o.data.numel() * o.data.element_size());
-        views.push_back({o.name, to_st(o.data.scalar_type()), o.data.sizes().vec(), o.data.data_ptr(), bytes});
-        pieces[o.name] = {{"start", o.start}, {"global", o.global}, {"crc32c", checksum(o.data.data_ptr(), bytes)}};
-      }
-      std::map<std::string, std::string> meta = {{"moxie.pieces", pieces.dump()},
-                                                 {"moxie.state", nlohmann::json(state).dump()},
-                                                 {"moxie.step", std::to_string(step)}};
-      safetensors::write((fs::path(dir) / rank_file(rank)).string(), views, meta);
+      // Checksums on a second thread while the data goes to disk; the
+      // header that holds them is written last.
+      checksums = std::thread([&] {
+        lower_priority();
+        for (size_t i = 0; i < views.size(); ++i) crcs[i] = checksum(buffer_.get() + layout.offsets[i], views[i].nbytes);
+      });
+      safetensors::write_buffer(path, buffer_.get(), layout.file_size, capacity_, layout.prefix.size(), [&] {
+        checksums.join();
+        for (size_t i = 0; i < views.size(); ++i) pieces[views[i].name]["crc32c"] = crcs[i];
+        meta["moxie.pieces"] = pieces.dump();
+        const auto final_layout = safetensors::plan(path, views, meta, kBlock, layout.prefix.size());
+        if (final_layout.prefix.size() != layout.prefix.size()) {
+          throw CheckpointError(path + ": the header outgrew the room kept for it");  // cannot happen
+        }
+        std::memcpy(buffer_.get(), final_layout.prefix.data(), final_layout.prefix.size());
+      });
     } catch (const std::exception& e) {
       error_ = e.what();
     }
+    if (checksums.joinable()) checksums.join();
     write_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
     done_ = true;
   });
@@ -174,8 +216,18 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
     }
     return *r;
   };
-  std::map<std::pair<std::string, std::string>, bool> checked;
-  torch::NoGradGuard no_grad;
+  // What this rank reads: every piece that overlaps one of its boxes.
+  struct Work {
+    CheckpointEntry* entry;
+    const CheckpointPiece* piece;
+    const safetensors::TensorInfo* info;
+    const safetensors::Reader* reader;
+    std::vector<int64_t> lo, hi;  // the overlap, in global coordinates
+    bool whole;                   // the piece is exactly the box: read straight into the tensor
+    torch::Tensor data;           // filled by the reading thread
+  };
+  std::vector<Work> work;
+  std::map<std::string, int64_t> needed;
   for (auto& e : entries) {
     const auto found = by_name.find(e.name);
     if (found == by_name.end()) {
@@ -188,9 +240,8 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
                             "the model config must match the one it was saved with");
     }
     const int64_t dims = static_cast<int64_t>(t.shape.size());
-    int64_t copied = 0;
+    needed[e.name] = e.tensor.numel();
     for (const auto& p : t.pieces) {
-      // The intersection of the piece's box and the entry's box.
       std::vector<int64_t> lo(dims), hi(dims);
       bool empty = false;
       for (int64_t d = 0; d < dims; ++d) {
@@ -204,51 +255,128 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
       if (!info || info->shape != p.shape) {
         throw CheckpointError("checkpoint " + dir + ": " + p.file + " lacks its piece of " + e.name);
       }
-      // Read with pread (large sequential reads beat page faults on a cold
-      // file), checked, then copied into place; straight into the tensor
-      // when the piece is exactly its box (the same layout).
       const bool whole = p.start == e.start && p.shape == e.tensor.sizes().vec() &&
                          from_st(info->dtype) == e.tensor.scalar_type() && e.tensor.is_contiguous() &&
                          e.tensor.device().is_cpu();
-      auto piece = whole ? e.tensor : torch::empty(p.shape, torch::TensorOptions().dtype(from_st(info->dtype)));
-      {
-        const int fd = ::open(reader.path().c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) throw CheckpointError("cannot open " + reader.path());
-        auto* out = static_cast<char*>(piece.data_ptr());
+      work.push_back({&e, &p, info, &reader, std::move(lo), std::move(hi), whole, {}});
+    }
+  }
+  // In file order, so that each file is read front to back.
+  std::sort(work.begin(), work.end(), [](const Work& a, const Work& b) {
+    return std::tie(a.piece->file, a.info->offset) < std::tie(b.piece->file, b.info->offset);
+  });
+
+  // A reading thread stays ahead (by at most kAhead bytes) of this thread,
+  // which checks each piece's checksum and copies it into place, so that the
+  // disk and the CPU work at once.
+  constexpr uint64_t kAhead = 256 << 20;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t read_count = 0, used_count = 0;
+  uint64_t ahead = 0;
+  bool stop = false;
+  std::string read_error;
+  std::thread reading([&] {
+    int fd = -1;
+    const safetensors::Reader* open_reader = nullptr;
+    try {
+      for (size_t k = 0; k < work.size(); ++k) {
+        auto& w = work[k];
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return stop || ahead == 0 || ahead + w.info->nbytes <= kAhead; });
+          if (stop) break;
+        }
+        if (w.reader != open_reader) {
+          if (fd >= 0) ::close(fd);
+          fd = ::open(w.reader->path().c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd < 0) throw CheckpointError("cannot open " + w.reader->path() + ": " + std::strerror(errno));
+          (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+          open_reader = w.reader;
+        }
+        auto data = w.whole ? w.entry->tensor
+                            : torch::empty(w.piece->shape, torch::TensorOptions().dtype(from_st(w.info->dtype)));
+        auto* out = static_cast<char*>(data.data_ptr());
         uint64_t done = 0;
-        while (done < info->nbytes) {
-          const ssize_t n = ::pread(fd, out + done, info->nbytes - done, static_cast<off_t>(info->offset + done));
+        while (done < w.info->nbytes) {
+          const ssize_t n = ::pread(fd, out + done, w.info->nbytes - done, static_cast<off_t>(w.info->offset + done));
+          if (n < 0 && errno == EINTR) continue;
           if (n <= 0) {
-            ::close(fd);
-            throw CheckpointError("checkpoint " + dir + ": " + p.file + " is truncated (reading " + e.name + ")");
+            throw CheckpointError("checkpoint " + dir + ": " + w.piece->file + " is truncated (reading " +
+                                  w.entry->name + ")");
           }
           done += static_cast<uint64_t>(n);
         }
-        ::close(fd);
+        std::lock_guard<std::mutex> lock(mu);
+        w.data = std::move(data);
+        ahead += w.info->nbytes;
+        read_count = k + 1;
+        cv.notify_all();
       }
-      auto& ok = checked[{p.file, p.name}];
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      read_error = e.what();
+      stop = true;
+      cv.notify_all();
+    }
+    if (fd >= 0) ::close(fd);
+  });
+  auto stop_reading = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stop = true;
+      cv.notify_all();
+    }
+    reading.join();
+  };
+
+  torch::NoGradGuard no_grad;
+  std::map<std::pair<std::string, std::string>, bool> checked;
+  try {
+    for (; used_count < work.size(); ++used_count) {
+      auto& w = work[used_count];
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return read_count > used_count || !read_error.empty(); });
+        if (read_count <= used_count) throw CheckpointError(read_error);
+      }
+      auto& ok = checked[{w.piece->file, w.piece->name}];
       if (!ok) {
-        if (checksum(piece.data_ptr(), info->nbytes) != p.crc32c) {
-          throw CheckpointError("checkpoint " + dir + ": " + p.file + ": the bytes of " + e.name +
+        if (checksum(w.data.data_ptr(), w.info->nbytes) != w.piece->crc32c) {
+          throw CheckpointError("checkpoint " + dir + ": " + w.piece->file + ": the bytes of " + w.entry->name +
                                 " do not match their checksum (the file is damaged)");
         }
         ok = true;
       }
-      if (whole) {
-        copied += piece.numel();
-        continue;
+      const auto& p = *w.piece;
+      auto& e = *w.entry;
+      if (w.whole) {
+        needed[e.name] -= w.data.numel();
+      } else {
+        auto src = w.data, dst = e.tensor;
+        for (size_t d = 0; d < w.lo.size(); ++d) {
+          const auto dd = static_cast<int64_t>(d);
+          src = src.narrow(dd, w.lo[d] - p.start[d], w.hi[d] - w.lo[d]);
+          dst = dst.narrow(dd, w.lo[d] - e.start[d], w.hi[d] - w.lo[d]);
+        }
+        dst.copy_(src.to(dst.scalar_type()));
+        needed[e.name] -= src.numel();
       }
-      auto src = piece, dst = e.tensor;
-      for (int64_t d = 0; d < dims; ++d) {
-        src = src.narrow(d, lo[d] - p.start[d], hi[d] - lo[d]);
-        dst = dst.narrow(d, lo[d] - e.start[d], hi[d] - lo[d]);
-      }
-      dst.copy_(src.to(dst.scalar_type()));
-      copied += src.numel();
+      std::lock_guard<std::mutex> lock(mu);
+      w.data = torch::Tensor();
+      ahead -= w.info->nbytes;
+      cv.notify_all();
     }
-    if (copied != e.tensor.numel()) {
-      throw CheckpointError("checkpoint " + dir + " covers " + std::to_string(copied) + " of the " +
-                            std::to_string(e.tensor.numel()) + " values of " + e.name + " this rank needs");
+  } catch (...) {
+    stop_reading();
+    throw;
+  }
+  stop_reading();
+  for (const auto& e : entries) {
+    if (needed[e.name] != 0) {
+      throw CheckpointError("checkpoint " + dir + " covers " + std::to_string(e.tensor.numel() - needed[e.name]) +
+                            " of the " + std::to_string(e.tensor.numel()) + " values of " + e.name +
+                            " this rank needs");
     }
   }
   const int from = index.world == world ? rank : 0;

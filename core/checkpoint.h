@@ -8,6 +8,8 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <memory>
 #include <map>
 #include <string>
 #include <thread>
@@ -28,6 +30,10 @@ struct CheckpointEntry {
   bool write = true;                  // this rank stores it (others hold equal copies)
 };
 
+// Each save lays the rank's file out in one staging buffer (4096-byte
+// aligned, kept between saves, as large as the rank's state): the tensors are
+// copied into it at their offsets in the file, then a background thread writes
+// it with O_DIRECT while a second one computes the checksums.
 class CheckpointWriter {
  public:
   CheckpointWriter(std::string run_dir, int rank);
@@ -55,6 +61,11 @@ class CheckpointWriter {
   uint64_t bytes() const { return bytes_; }
 
  private:
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, Free> buffer_;
+  uint64_t capacity_ = 0;
   std::atomic<bool> done_{true};
   double copy_s_ = 0, write_s_ = 0;
   uint64_t bytes_ = 0;

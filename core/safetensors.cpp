@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 namespace moxie::safetensors {
@@ -72,6 +73,10 @@ class Fd {
   }
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
+  Fd& operator=(Fd&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
   int get() const { return fd_; }
   // Closes now and reports close's result, which the destructor would drop.
   int close() {
@@ -161,13 +166,18 @@ void check_tiling(const std::string& path, const std::vector<TensorInfo>& sorted
 }
 
 // path + ".tmp", open for writing; removed again unless commit() renamed it
-// over path.
+// over path. `direct`: opened with O_DIRECT where the file system allows it
+// (direct() says whether it did), so that writes go from the caller's buffer
+// to the disk without a copy into the page cache.
 class AtomicFile {
  public:
-  explicit AtomicFile(const std::string& path)
-      : path_(path),
-        tmp_(path + ".tmp"),
-        fd_(::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {
+  explicit AtomicFile(const std::string& path, bool direct = false) : path_(path), tmp_(path + ".tmp") {
+    const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+    if (direct) {
+      fd_ = Fd(::open(tmp_.c_str(), flags | O_DIRECT, 0644));
+      direct_ = fd_.get() >= 0;
+    }
+    if (fd_.get() < 0) fd_ = Fd(::open(tmp_.c_str(), flags, 0644));  // e.g. tmpfs refuses O_DIRECT
     if (fd_.get() < 0) fail_sys("create", tmp_);
   }
   ~AtomicFile() {
@@ -175,19 +185,28 @@ class AtomicFile {
   }
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
+  bool direct() const { return direct_; }
 
   void put(const void* data, size_t n) {
+    put_at(data, n, offset_);
+    offset_ += n;
+  }
+  void put_at(const void* data, size_t n, uint64_t offset) {
     const auto* p = static_cast<const uint8_t*>(data);
     while (n > 0) {
-      const ssize_t w = ::write(fd_.get(), p, n);
+      const ssize_t w = ::pwrite(fd_.get(), p, n, static_cast<off_t>(offset));
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) {
         if (w == 0) errno = EIO;
         fail_sys("write", tmp_);
       }
       p += w;
+      offset += static_cast<uint64_t>(w);
       n -= static_cast<size_t>(w);
     }
+  }
+  void truncate(uint64_t size) {
+    if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) fail_sys("truncate", tmp_);
   }
 
   void commit() {
@@ -207,8 +226,10 @@ class AtomicFile {
 
  private:
   std::string path_, tmp_;
-  Fd fd_;
+  Fd fd_{-1};
+  bool direct_ = false;
   bool committed_ = false;
+  uint64_t offset_ = 0;
 };
 
 }  // namespace
@@ -288,20 +309,22 @@ const TensorInfo& Reader::at(const std::string& name) const {
   return *t;
 }
 
-void write(const std::string& path, const std::vector<TensorView>& tensors,
-           const std::map<std::string, std::string>& metadata) {
-  std::vector<const TensorView*> sorted;
-  for (const auto& t : tensors) sorted.push_back(&t);
-  std::sort(sorted.begin(), sorted.end(),
-            [](const TensorView* a, const TensorView* b) { return a->name < b->name; });
+Layout plan(const std::string& path, const std::vector<TensorView>& tensors,
+            const std::map<std::string, std::string>& metadata, uint64_t align, uint64_t min_prefix) {
+  if (align == 0 || align % 8 != 0) fail(path, "the prefix alignment " + str(align) + " is not a multiple of 8");
+  std::vector<size_t> sorted(tensors.size());
+  for (size_t i = 0; i < sorted.size(); ++i) sorted[i] = i;
+  std::sort(sorted.begin(), sorted.end(), [&](size_t a, size_t b) { return tensors[a].name < tensors[b].name; });
 
+  Layout out;
+  out.offsets.resize(tensors.size());
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (size_t i = 0; i < sorted.size(); ++i) {
-    const TensorView& t = *sorted[i];
+    const TensorView& t = tensors[sorted[i]];
     const std::string what = "tensor '" + t.name + "'";
-    if (i > 0 && sorted[i - 1]->name == t.name)
+    if (i > 0 && tensors[sorted[i - 1]].name == t.name)
       fail(path, what + " is given twice; names must be unique");
     if (t.name == "__metadata__")
       fail(path, "'__metadata__' names the metadata and cannot name a tensor");
@@ -310,11 +333,10 @@ void write(const std::string& path, const std::vector<TensorView>& tensors,
       fail(path, what + " has " + str(t.nbytes) + " bytes but dtype " + dtype_name(t.dtype) +
                      " and its shape need " + str(need));
     }
-    if (t.nbytes > 0 && t.data == nullptr)
-      fail(path, what + " has " + str(t.nbytes) + " bytes but no data pointer");
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + t.nbytes}}};
+    out.offsets[sorted[i]] = offset;
     offset += t.nbytes;
   }
   std::string json;
@@ -323,15 +345,51 @@ void write(const std::string& path, const std::vector<TensorView>& tensors,
   } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("a tensor name or metadata string is not valid UTF-8: ") + e.what());
   }
-  json.append((8 - json.size() % 8) % 8, ' ');  // so the buffer starts 8-byte aligned
-  uint8_t len[8];
+  // The format allows the header to be padded with spaces.
+  uint64_t prefix = std::max<uint64_t>(8 + json.size(), min_prefix);
+  prefix = (prefix + align - 1) / align * align;
+  json.append(prefix - 8 - json.size(), ' ');
+  out.prefix.resize(8);
   for (int i = 0; i < 8; ++i)
-    len[i] = static_cast<uint8_t>(static_cast<uint64_t>(json.size()) >> (8 * i));
+    out.prefix[i] = static_cast<char>(static_cast<uint64_t>(json.size()) >> (8 * i));
+  out.prefix += json;
+  for (auto& o : out.offsets) o += prefix;
+  out.file_size = prefix + offset;
+  return out;
+}
+
+void write(const std::string& path, const std::vector<TensorView>& tensors,
+           const std::map<std::string, std::string>& metadata) {
+  for (const auto& t : tensors) {
+    if (t.nbytes > 0 && t.data == nullptr)
+      fail(path, "tensor '" + t.name + "' has " + str(t.nbytes) + " bytes but no data pointer");
+  }
+  const Layout layout = plan(path, tensors, metadata);
+  std::vector<size_t> order(tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return layout.offsets[a] < layout.offsets[b]; });
 
   AtomicFile file(path);
-  file.put(len, sizeof(len));
-  file.put(json.data(), json.size());
-  for (const auto* t : sorted) file.put(t->data, t->nbytes);
+  file.put(layout.prefix.data(), layout.prefix.size());
+  for (const size_t i : order) file.put(tensors[i].data, tensors[i].nbytes);
+  file.commit();
+}
+
+void write_buffer(const std::string& path, uint8_t* buffer, uint64_t size, uint64_t capacity,
+                  uint64_t prefix_size, const std::function<void()>& fill_prefix) {
+  constexpr uint64_t kBlock = 4096;
+  constexpr uint64_t kChunk = 16 << 20;
+  if (prefix_size > size) fail(path, "the prefix is longer than the file");
+  const bool aligned = reinterpret_cast<uintptr_t>(buffer) % kBlock == 0 && prefix_size % kBlock == 0 &&
+                       capacity >= (size + kBlock - 1) / kBlock * kBlock;
+  AtomicFile file(path, /*direct=*/aligned);
+  // With O_DIRECT every write is whole blocks; the tail past `size` is cut
+  // off again by truncate().
+  const uint64_t end = file.direct() ? (size + kBlock - 1) / kBlock * kBlock : size;
+  for (uint64_t at = prefix_size; at < end; at += kChunk) file.put_at(buffer + at, std::min(kChunk, end - at), at);
+  fill_prefix();
+  file.put_at(buffer, prefix_size, 0);
+  if (end != size) file.truncate(size);
   file.commit();
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -81,5 +82,29 @@ struct TensorView {
 // the file and the system's reason.
 void write(const std::string& path, const std::vector<TensorView>& tensors,
            const std::map<std::string, std::string>& metadata = {});
+
+// Where write() puts everything, for a writer that lays the whole file out in
+// its own buffer: the prefix (the 8-byte length and the header, padded with
+// spaces to a multiple of `align` bytes and to at least `min_prefix`), each
+// tensor's offset from the start of the file (in the order given; the file
+// holds them sorted by name) and the file's size. Checks what write() checks
+// except the data pointers, which are not read.
+struct Layout {
+  std::string prefix;
+  std::vector<uint64_t> offsets;
+  uint64_t file_size = 0;
+};
+Layout plan(const std::string& path, const std::vector<TensorView>& tensors,
+            const std::map<std::string, std::string>& metadata, uint64_t align = 8, uint64_t min_prefix = 0);
+
+// Writes the file laid out in buffer[0, size) atomically, like write(): the
+// bytes after the prefix first, then calls fill_prefix() (which puts the
+// final prefix of prefix_size bytes into buffer, e.g. once checksums computed
+// while the data was written are known) and writes the prefix. When the
+// buffer is 4096-byte aligned, prefix_size a multiple of 4096 and capacity
+// at least size rounded up to 4096, the file is written with O_DIRECT (no
+// copy through the page cache) where the file system allows it.
+void write_buffer(const std::string& path, uint8_t* buffer, uint64_t size, uint64_t capacity,
+                  uint64_t prefix_size, const std::function<void()>& fill_prefix);
 
 }  // namespace moxie::safetensors
