@@ -101,6 +101,7 @@ void fields(TrainOptions& o, F&& f) {
   f("keep_checkpoints", o.keep_checkpoints);
   f("stop_at", o.stop_at);
   f("resume", o.resume);
+  f("max_nonfinite_steps", o.max_nonfinite_steps);
 }
 template <class F>
 void fields(ParallelOptions& o, F&& f) {
@@ -570,6 +571,7 @@ void validate(const Config& c) {
   require(t.checkpoint_every >= 0,
           "train.checkpoint_every=" + str(t.checkpoint_every) + " must be >= 0 (0: no checkpoints)");
   positive("train.keep_checkpoints", t.keep_checkpoints);
+  positive("train.max_nonfinite_steps", t.max_nonfinite_steps);
   require(t.stop_at >= 0, "train.stop_at=" + str(t.stop_at) + " must be >= 0 (0: run to train.steps)");
   require(t.stop_at == 0 || t.checkpoint_every > 0,
           "train.stop_at needs train.checkpoint_every > 0 (the run saves a checkpoint to resume from)");

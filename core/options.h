@@ -50,6 +50,9 @@ struct TrainOptions {
   // auto: from the run folder's latest committed checkpoint if there is one;
   // latest: that, required; none: start fresh; or a checkpoint folder.
   std::string resume = "auto";
+  // A step whose loss or gradient is NaN or Inf is skipped (no update,
+  // counted and logged); this many such steps in a row stop the run.
+  int64_t max_nonfinite_steps = 5;
 };
 
 }  // namespace moxie

@@ -196,6 +196,14 @@ class AtomicFile {
     while (n > 0) {
       const ssize_t w = ::pwrite(fd_.get(), p, n, static_cast<off_t>(offset));
       if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EINVAL && direct_) {
+        // The file system (or a size limit that shortens the write to a
+        // partial block) refuses O_DIRECT here: go on through the page cache.
+        const int flags = ::fcntl(fd_.get(), F_GETFL);
+        if (flags < 0 || ::fcntl(fd_.get(), F_SETFL, flags & ~O_DIRECT) != 0) fail_sys("write", tmp_);
+        direct_ = false;
+        continue;
+      }
       if (w <= 0) {
         if (w == 0) errno = EIO;
         fail_sys("write", tmp_);

@@ -7,7 +7,11 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
 #include <ostream>
 
 #include "core/checkpoint.h"
@@ -25,9 +29,28 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// How many steps in a row may have a non-finite loss or gradient before the
-// run stops: one bad batch is survivable, a diverged run is not.
-constexpr int64_t kMaxBadStepsInARow = 5;
+// Fault injection for tests of the non-finite-step path:
+// MOXIE_FAULT_NONFINITE="STEP[,STEP...][@RANK]" makes the loss of those steps
+// NaN (on RANK only, or on every rank), as a bad batch or an overflow would.
+std::set<int64_t> injected_nonfinite_steps(int rank) {
+  std::set<int64_t> steps;
+  const char* env = std::getenv("MOXIE_FAULT_NONFINITE");
+  if (env == nullptr || *env == '\0') return steps;
+  std::string spec = env;
+  const auto at = spec.find('@');
+  try {
+    if (at != std::string::npos) {
+      if (std::stoi(spec.substr(at + 1)) != rank) return steps;
+      spec.resize(at);
+    }
+    std::stringstream in(spec);
+    for (std::string item; std::getline(in, item, ',');) steps.insert(std::stoll(item));
+  } catch (const std::exception&) {
+    throw std::runtime_error(std::string("MOXIE_FAULT_NONFINITE='") + env +
+                             "' is not STEP[,STEP...][@RANK]; unset it outside of tests");
+  }
+  return steps;
+}
 
 // SIGTERM / SIGINT while checkpointing: save at the end of the step, then stop.
 std::atomic<int> g_stop_signal{0};
@@ -522,6 +545,7 @@ TrainSummary Trainer::run() {
   };
 
   MetricsLogger metrics(train.run_dir, train.log_every, log_, rank0_, /*append=*/first_step > 0);
+  const auto poisoned_steps = injected_nonfinite_steps(groups_.world->rank());
 
   auto evaluate = [&](int64_t step) {
     if (eval_batches.empty()) return;
@@ -597,6 +621,10 @@ TrainSummary Trainer::run() {
       auto out = model_->forward_inputs(inputs_of(batch));
       auto ce = model_->cross_entropy(out.logits, batch.targets, batch.loss_mask);
       auto loss = ce * (targets * n_dp / global_targets) + out.aux_loss / static_cast<double>(train.grad_accum);
+      if (poisoned_steps.count(step + 1)) {
+        ce = ce * std::numeric_limits<double>::quiet_NaN();
+        loss = loss * std::numeric_limits<double>::quiet_NaN();
+      }
       if (overlap_ && micro + 1 == train.grad_accum) {
         for (auto& set : param_sets_) set.sync->arm();
       }
@@ -644,10 +672,14 @@ TrainSummary Trainer::run() {
     m.skipped = !std::isfinite(m.loss) || !std::isfinite(m.grad_norm);
     if (m.skipped) {
       ++summary.skipped_steps;
-      if (++bad_in_a_row >= kMaxBadStepsInARow) {
+      metrics.message("step " + std::to_string(step + 1) + " skipped: its loss or gradient is not finite (" +
+                      std::to_string(bad_in_a_row + 1) + " in a row, train.max_nonfinite_steps=" +
+                      std::to_string(train.max_nonfinite_steps) + ")");
+      if (++bad_in_a_row >= train.max_nonfinite_steps) {
         throw std::runtime_error("training diverged: " + std::to_string(bad_in_a_row) +
                                  " steps in a row had a non-finite loss or gradient (step " +
-                                 std::to_string(step + 1) + "); lower optim.lr or raise optim.grad_clip");
+                                 std::to_string(step + 1) + "); resume from the last checkpoint with a lower "
+                                 "optim.lr or a tighter optim.grad_clip (train.max_nonfinite_steps sets the limit)");
       }
     } else {
       bad_in_a_row = 0;
