@@ -16,7 +16,7 @@ AttentionImpl::AttentionImpl(const ModelOptions& options, const TensorParallel& 
       head_dim_(head_dim_of(options)) {
   const int64_t d = options.d_model, hd = head_dim_;
   auto column = [&](int64_t heads) {
-    return ParallelLinear(d, heads * hd, Split::kColumn, tp, options.init_std);
+    return ParallelLinear(d, heads * hd, Split::kColumn, tp, options.init_std, options.qkv_bias);
   };
   q_proj = register_module("q_proj", column(options.n_heads));
   k_proj = register_module("k_proj", column(options.n_kv_heads));

@@ -32,6 +32,7 @@ void fields(ModelOptions& o, F&& f) {
   f("norm_eps", o.norm_eps);
   f("init_std", o.init_std);
   f("tie_embeddings", o.tie_embeddings);
+  f("qkv_bias", o.qkv_bias);
   f("first_k_dense", o.first_k_dense);
   f("moe_every", o.moe_every);
 }

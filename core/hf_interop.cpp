@@ -1,7 +1,9 @@
-// Hugging Face Mixtral interchange.
+// Hugging Face interchange: Mixtral and Qwen2-MoE.
 #include "core/hf_interop.h"
 
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -14,8 +16,6 @@ namespace moxie {
 namespace {
 
 namespace st = safetensors;
-
-const std::string kExpertsSuffix = ".block_sparse_moe.experts";
 
 st::DType to_st_dtype(torch::ScalarType t) {
   switch (t) {
@@ -54,7 +54,18 @@ torch::Tensor read_safetensor(const safetensors::Reader& reader, const std::stri
   return out;
 }
 
-HfModelConfig read_hf_mixtral_config(const std::string& path) {
+const char* hf_class_name(HfArch arch) {
+  return arch == HfArch::kMixtral ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM";
+}
+
+HfArch hf_arch_for(const ModelOptions& model, const MoEOptions& moe) {
+  return moe.num_shared_experts > 0 || model.qkv_bias || model.first_k_dense > 0 || model.moe_every != 1 ||
+                 !moe.renormalize
+             ? HfArch::kQwen2Moe
+             : HfArch::kMixtral;
+}
+
+HfModelConfig read_hf_config(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open Hugging Face config " + path);
   nlohmann::json j;
@@ -63,69 +74,137 @@ HfModelConfig read_hf_mixtral_config(const std::string& path) {
   } catch (const std::exception& e) {
     throw std::runtime_error(path + " is not valid JSON: " + e.what());
   }
+  const std::string type = j.value("model_type", "");
+  HfModelConfig c;
+  if (type == "mixtral") {
+    c.arch = HfArch::kMixtral;
+  } else if (type == "qwen2_moe") {
+    c.arch = HfArch::kQwen2Moe;
+  } else {
+    throw std::runtime_error(path + ": model_type '" + type +
+                             "' is not one moxie imports; it reads mixtral and qwen2_moe folders");
+  }
+  const std::string what = std::string(" for a ") + hf_class_name(c.arch) + " config";
   auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!j.contains(key) || j[key].is_null()) {
-      throw std::runtime_error(path + ": missing key '" + key + "' for a Mixtral config");
-    }
+    if (!j.contains(key) || j[key].is_null()) throw std::runtime_error(path + ": missing key '" + key + "'" + what);
     return j[key];
   };
-  if (j.contains("sliding_window") && !j["sliding_window"].is_null()) {
-    throw std::runtime_error(path + ": sliding_window attention is not supported; set it to null");
+  const bool sliding = c.arch == HfArch::kMixtral ? j.contains("sliding_window") && !j["sliding_window"].is_null()
+                                                  : j.value("use_sliding_window", false);
+  if (sliding) {
+    throw std::runtime_error(path + ": sliding-window attention is not supported (moxie attends to the whole "
+                             "context); set " + std::string(c.arch == HfArch::kMixtral ? "sliding_window to null"
+                                                                                         : "use_sliding_window to false"));
   }
-  HfModelConfig c;
+  if (j.value("hidden_act", "silu") != "silu") {
+    throw std::runtime_error(path + ": hidden_act '" + j.value("hidden_act", "") + "' is not supported (moxie's "
+                             "FFNs are SwiGLU: silu)");
+  }
   c.model.vocab_size = need("vocab_size").get<int64_t>();
   c.model.d_model = need("hidden_size").get<int64_t>();
   c.model.n_layers = need("num_hidden_layers").get<int64_t>();
   c.model.n_heads = need("num_attention_heads").get<int64_t>();
-  c.model.n_kv_heads = need("num_key_value_heads").get<int64_t>();
+  c.model.n_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
+                           ? j["num_key_value_heads"].get<int64_t>()
+                           : c.model.n_heads;
   if (j.contains("head_dim") && !j["head_dim"].is_null()) c.model.head_dim = j["head_dim"].get<int64_t>();
   c.model.max_seq_len = need("max_position_embeddings").get<int64_t>();
   c.model.norm_eps = need("rms_norm_eps").get<double>();
   c.model.tie_embeddings = j.value("tie_word_embeddings", false);
   // transformers 5 nests rope_theta in rope_parameters; 4.x had it at top level.
-  if (j.contains("rope_parameters") && j["rope_parameters"].contains("rope_theta")) {
-    c.model.rope_theta = j["rope_parameters"]["rope_theta"].get<double>();
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    const auto& rope = j["rope_parameters"];
+    const std::string rope_type = rope.value("rope_type", "default");
+    if (rope_type != "default") {
+      throw std::runtime_error(path + ": rope_type '" + rope_type + "' is not supported (moxie has plain RoPE)");
+    }
+    c.model.rope_theta = rope.contains("rope_theta") ? rope["rope_theta"].get<double>() : need("rope_theta").get<double>();
   } else {
+    if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+      throw std::runtime_error(path + ": rope_scaling is not supported (moxie has plain RoPE)");
+    }
     c.model.rope_theta = need("rope_theta").get<double>();
   }
-  c.model.first_k_dense = 0;
-  c.model.moe_every = 1;
-  c.moe.num_experts = need("num_local_experts").get<int64_t>();
-  c.moe.top_k = need("num_experts_per_tok").get<int64_t>();
-  c.moe.expert_hidden = need("intermediate_size").get<int64_t>();
   c.moe.score_func = "softmax";
-  c.moe.renormalize = true;
-  c.moe.aux_loss_coef = j.value("router_aux_loss_coef", 0.0);
   c.moe.capacity_factor = 0.0;
-  return c;
+  c.moe.aux_loss_coef = j.value("router_aux_loss_coef", 0.0);
+  if (c.arch == HfArch::kMixtral) {
+    c.model.first_k_dense = 0;
+    c.model.moe_every = 1;
+    c.moe.num_experts = need("num_local_experts").get<int64_t>();
+    c.moe.top_k = need("num_experts_per_tok").get<int64_t>();
+    c.moe.expert_hidden = need("intermediate_size").get<int64_t>();
+    c.moe.renormalize = true;
+    return c;
+  }
+  c.model.qkv_bias = j.value("qkv_bias", true);  // the class's default
+  c.model.ffn_hidden = need("intermediate_size").get<int64_t>();
+  c.moe.num_experts = need("num_experts").get<int64_t>();
+  c.moe.top_k = need("num_experts_per_tok").get<int64_t>();
+  c.moe.expert_hidden = need("moe_intermediate_size").get<int64_t>();
+  c.moe.renormalize = j.value("norm_topk_prob", false);
+  c.moe.num_shared_experts = 1;
+  c.moe.shared_expert_hidden = need("shared_expert_intermediate_size").get<int64_t>();
+  // Which layers are sparse, and the moxie layout (first_k_dense, moe_every)
+  // that gives the same ones.
+  const int64_t step = j.value("decoder_sparse_step", int64_t{1});
+  std::set<int64_t> dense_only;
+  if (j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array()) {
+    for (const auto& l : j["mlp_only_layers"]) dense_only.insert(l.get<int64_t>());
+  }
+  std::vector<bool> sparse(static_cast<size_t>(c.model.n_layers));
+  for (int64_t i = 0; i < c.model.n_layers; ++i) {
+    sparse[static_cast<size_t>(i)] = !dense_only.count(i) && c.moe.num_experts > 0 && step > 0 && (i + 1) % step == 0;
+  }
+  for (int64_t k = 0; k <= c.model.n_layers; ++k) {
+    for (int64_t every = 1; every <= std::max<int64_t>(1, c.model.n_layers); ++every) {
+      bool same = true;
+      for (int64_t i = 0; i < c.model.n_layers && same; ++i) {
+        same = sparse[static_cast<size_t>(i)] == (i >= k && (i - k) % every == 0);
+      }
+      if (same) {
+        c.model.first_k_dense = k;
+        c.model.moe_every = every;
+        return c;
+      }
+    }
+  }
+  throw std::runtime_error(path + ": its sparse layers (decoder_sparse_step, mlp_only_layers) are not dense "
+                           "layers first and then every k-th layer, the only pattern moxie lays out "
+                           "(model.first_k_dense, model.moe_every)");
 }
 
-std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads) {
+std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads, HfArch arch) {
   if (model->tensor_parallel().on()) {
     throw std::runtime_error(
         "to_hf_state: this model is split over " + std::to_string(model->tensor_parallel().size()) +
         " tensor-parallel ranks; Hugging Face export needs the whole model (parallel.tp=1)");
   }
+  const std::string moe_block = arch == HfArch::kMixtral ? ".block_sparse_moe." : ".mlp.";
   std::map<std::string, torch::Tensor> state;
   for (const auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
+    std::string name = item.key();
     const torch::Tensor w = grads ? item.value().grad() : item.value();
     if (!w.defined()) throw std::runtime_error("to_hf_state: " + name + " has no gradient");
-    const auto pos = name.find(kExpertsSuffix + ".");
+    if (const auto b = name.find(".block_sparse_moe."); b != std::string::npos) {
+      name.replace(b, std::string(".block_sparse_moe.").size(), moe_block);
+    }
+    const auto pos = name.find(moe_block + "experts.");
     if (pos == std::string::npos) {
       state[name] = w;
       continue;
     }
-    const std::string prefix = name.substr(0, pos + kExpertsSuffix.size());
-    const std::string which = name.substr(pos + kExpertsSuffix.size() + 1);
+    const std::string prefix = name.substr(0, pos + moe_block.size()) + "experts.";
+    const std::string which = name.substr(prefix.size());
+    const bool mixtral = arch == HfArch::kMixtral;
     for (int64_t e = 0; e < w.size(0); ++e) {
-      const std::string base = prefix + "." + std::to_string(e) + ".";
+      const std::string base = prefix + std::to_string(e) + ".";
       if (which == "w13") {
         const int64_t H = w.size(1) / 2;
-        state[base + "w1.weight"] = w[e].narrow(0, 0, H);
-        state[base + "w3.weight"] = w[e].narrow(0, H, H);
+        state[base + (mixtral ? "w1" : "gate_proj") + ".weight"] = w[e].narrow(0, 0, H);
+        state[base + (mixtral ? "w3" : "up_proj") + ".weight"] = w[e].narrow(0, H, H);
       } else {
-        state[base + which + ".weight"] = w[e];
+        state[base + (mixtral ? "w2" : "down_proj") + ".weight"] = w[e];
       }
     }
   }
@@ -133,28 +212,71 @@ std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads) {
   return state;
 }
 
-void load_hf_safetensors(CausalLM& model, const std::string& path) {
-  st::Reader reader(path);
-  auto state = to_hf_state(model);
+namespace {
+// The safetensors files of a Hugging Face folder (or one file): the
+// model.safetensors.index.json's weight_map, or model.safetensors.
+std::vector<std::string> hf_weight_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return {path};
+  const auto single = fs::path(path) / "model.safetensors";
+  const auto index = fs::path(path) / "model.safetensors.index.json";
+  if (fs::exists(single)) return {single.string()};
+  if (!fs::exists(index)) {
+    throw std::runtime_error(path + " has neither model.safetensors nor model.safetensors.index.json");
+  }
+  std::ifstream in(index);
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(index.string() + " is not valid JSON: " + e.what());
+  }
+  if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
+    throw std::runtime_error(index.string() + " has no weight_map");
+  }
+  std::set<std::string> files;
+  for (const auto& [name, file] : j["weight_map"].items()) {
+    const auto f = file.get<std::string>();
+    if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..") {
+      throw std::runtime_error(index.string() + ": weight_map names the file '" + f +
+                               "'; only files beside the index are read");
+    }
+    files.insert(f);
+  }
+  std::vector<std::string> out;
+  for (const auto& f : files) out.push_back((fs::path(path) / f).string());
+  return out;
+}
+}  // namespace
+
+void load_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) {
+  std::vector<std::unique_ptr<st::Reader>> readers;
+  std::map<std::string, std::pair<const st::Reader*, const st::TensorInfo*>> found;
+  for (const auto& file : hf_weight_files(path)) {
+    readers.push_back(std::make_unique<st::Reader>(file));
+    for (const auto& t : readers.back()->tensors()) found[t.name] = {readers.back().get(), &t};
+  }
+  auto state = to_hf_state(model, false, arch);
   std::set<std::string> unused;
-  for (const auto& t : reader.tensors()) unused.insert(t.name);
+  for (const auto& [name, _] : found) unused.insert(name);
 
   std::vector<std::string> missing, mismatched;
   torch::NoGradGuard no_grad;
   for (auto& [name, dst] : state) {
-    const auto* info = reader.find(name);
-    if (!info) {
+    const auto it = found.find(name);
+    if (it == found.end()) {
       missing.push_back(name);
       continue;
     }
     unused.erase(name);
+    const auto* info = it->second.second;
     if (std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end()) != info->shape) {
       std::ostringstream msg;
       msg << name << " (file " << c10::IntArrayRef(info->shape) << ", model " << dst.sizes() << ")";
       mismatched.push_back(msg.str());
       continue;
     }
-    dst.copy_(read_safetensor(reader, name));
+    dst.copy_(read_safetensor(*it->second.first, name));
   }
   auto list = [](const auto& names) {
     std::string s;
@@ -174,8 +296,8 @@ void load_hf_safetensors(CausalLM& model, const std::string& path) {
   }
 }
 
-void save_hf_safetensors(CausalLM& model, const std::string& path) {
-  auto state = to_hf_state(model);
+void save_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) {
+  auto state = to_hf_state(model, false, arch);
   std::vector<torch::Tensor> keep;  // contiguous copies outlive the views
   std::vector<st::TensorView> views;
   for (auto& [name, t] : state) {
@@ -188,22 +310,19 @@ void save_hf_safetensors(CausalLM& model, const std::string& path) {
   st::write(path, views, {{"format", "pt"}});
 }
 
-void write_hf_mixtral_config(const ModelOptions& m, const MoEOptions& e, const std::string& path) {
-  auto refuse = [](bool bad, const std::string& what) {
-    if (bad) throw std::runtime_error("cannot export as MixtralForCausalLM: " + what);
+void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch, const std::string& path) {
+  const std::string cls = hf_class_name(arch);
+  auto refuse = [&](bool bad, const std::string& what) {
+    if (bad) throw std::runtime_error("cannot export as " + cls + ": " + what);
   };
-  refuse(m.first_k_dense != 0 || m.moe_every != 1, "Mixtral has an MoE FFN in every layer (model.first_k_dense, model.moe_every)");
-  refuse(e.num_shared_experts != 0, "Mixtral has no shared experts (moe.num_shared_experts)");
-  refuse(e.score_func != "softmax" || !e.renormalize, "Mixtral routes by softmax with renormalised top-k weights");
-  refuse(e.bias_update_rate != 0, "Mixtral has no balancing bias (moe.bias_update_rate)");
-  refuse(e.capacity_factor != 0, "Mixtral is dropless (moe.capacity_factor)");
-  refuse(m.image_patch_dim != 0 || m.audio_frame != 0, "the image and audio encoders have no Mixtral counterpart");
+  refuse(e.score_func != "softmax", "it routes by softmax (moe.score_func)");
+  refuse(e.bias_update_rate != 0, "it has no balancing bias (moe.bias_update_rate)");
+  refuse(e.capacity_factor != 0, "it is dropless (moe.capacity_factor)");
+  refuse(m.image_patch_dim != 0 || m.audio_frame != 0, "the image and audio encoders have no counterpart in it");
   nlohmann::json j = {
-      {"architectures", {"MixtralForCausalLM"}},
-      {"model_type", "mixtral"},
+      {"architectures", {cls}},
       {"vocab_size", m.vocab_size},
       {"hidden_size", m.d_model},
-      {"intermediate_size", e.expert_hidden},
       {"num_hidden_layers", m.n_layers},
       {"num_attention_heads", m.n_heads},
       {"num_key_value_heads", m.n_kv_heads},
@@ -211,18 +330,45 @@ void write_hf_mixtral_config(const ModelOptions& m, const MoEOptions& e, const s
       {"max_position_embeddings", m.max_seq_len},
       {"rms_norm_eps", m.norm_eps},
       {"rope_theta", m.rope_theta},
-      {"num_local_experts", e.num_experts},
       {"num_experts_per_tok", e.top_k},
       {"router_aux_loss_coef", e.aux_loss_coef},
       {"output_router_logits", false},
       {"tie_word_embeddings", m.tie_embeddings},
-      {"sliding_window", nullptr},
       {"hidden_act", "silu"},
       {"attention_dropout", 0.0},
       {"initializer_range", m.init_std},
       {"torch_dtype", "float32"},
       {"use_cache", true},
   };
+  if (arch == HfArch::kMixtral) {
+    refuse(m.first_k_dense != 0 || m.moe_every != 1,
+           "it has an MoE FFN in every layer (model.first_k_dense, model.moe_every); Qwen2MoeForCausalLM has dense layers");
+    refuse(e.num_shared_experts != 0, "it has no shared experts (moe.num_shared_experts); Qwen2MoeForCausalLM has them");
+    refuse(!e.renormalize, "it renormalises the top-k weights (moe.renormalize); Qwen2MoeForCausalLM need not");
+    refuse(m.qkv_bias, "it has no q/k/v biases (model.qkv_bias); Qwen2MoeForCausalLM has them");
+    j["model_type"] = "mixtral";
+    j["intermediate_size"] = e.expert_hidden;
+    j["num_local_experts"] = e.num_experts;
+    j["sliding_window"] = nullptr;
+  } else {
+    refuse(e.num_shared_experts == 0, "every sparse layer has a shared expert (moe.num_shared_experts=0)");
+    nlohmann::json dense = nlohmann::json::array();
+    for (int64_t i = 0; i < m.n_layers; ++i) {
+      if (i < m.first_k_dense || (i - m.first_k_dense) % m.moe_every != 0) dense.push_back(i);
+    }
+    j["model_type"] = "qwen2_moe";
+    j["intermediate_size"] = m.ffn_hidden;
+    j["moe_intermediate_size"] = e.expert_hidden;
+    j["shared_expert_intermediate_size"] =
+        e.shared_expert_hidden > 0 ? e.shared_expert_hidden : e.expert_hidden * e.num_shared_experts;
+    j["num_experts"] = e.num_experts;
+    j["norm_topk_prob"] = e.renormalize;
+    j["decoder_sparse_step"] = 1;
+    j["mlp_only_layers"] = dense;
+    j["qkv_bias"] = m.qkv_bias;
+    j["use_sliding_window"] = false;
+    j["sliding_window"] = nullptr;
+  }
   std::ofstream out(path);
   out << j.dump(2) << "\n";
   if (!out) throw std::runtime_error("cannot write " + path);

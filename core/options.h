@@ -21,6 +21,7 @@ struct ModelOptions {
   double norm_eps = 1e-5;
   double init_std = 0.02;
   bool tie_embeddings = false;
+  bool qkv_bias = false;        // biases on the q, k and v projections (Qwen2-MoE)
   int64_t first_k_dense = 0;    // layers [0, first_k_dense) use a dense FFN
   int64_t moe_every = 1;        // after those, layer i is MoE iff (i - first_k_dense) % moe_every == 0
   // Modality encoders, set by the trainer from the dataset (not from YAML):

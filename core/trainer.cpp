@@ -369,6 +369,7 @@ TrainSummary Trainer::run() {
       for (const auto& item : model_->named_modules("", /*include_self=*/false)) {
         if (const auto* l = dynamic_cast<const ParallelLinearImpl*>(item.value().get())) {
           tp_split[item.key() + ".weight"] = {l->split_dim(), l->split_start()};
+          if (l->bias.defined()) tp_split[item.key() + ".bias"] = {0, l->split_start()};
         } else if (const auto* e = dynamic_cast<const VocabParallelEmbeddingImpl*>(item.value().get())) {
           tp_split[item.key() + ".weight"] = {0, e->vocab_start()};
         }

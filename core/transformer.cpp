@@ -77,6 +77,9 @@ CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe
           dynamic_cast<const VocabParallelEmbeddingImpl*>(m)) {
         tp_sharded_.insert(item.key() + ".weight");
       }
+      if (const auto* l = dynamic_cast<const ParallelLinearImpl*>(m); l && l->bias.defined()) {
+        tp_sharded_.insert(item.key() + ".bias");
+      }
     }
   }
 }

@@ -28,8 +28,9 @@ void init_normal_block(const torch::Tensor& local, int64_t full_rows, int64_t fu
 }
 
 ParallelLinearImpl::ParallelLinearImpl(int64_t in, int64_t out, Split split,
-                                       const TensorParallel& tp, double init_std)
+                                       const TensorParallel& tp, double init_std, bool bias)
     : split_(split) {
+  TORCH_CHECK(!bias || split == Split::kColumn, "ParallelLinear: only a column-parallel layer has a bias");
   const int64_t n = tp.size(), r = tp.rank();
   const int64_t local_in = split == Split::kRow ? in / n : in;
   const int64_t local_out = split == Split::kColumn ? out / n : out;
@@ -40,10 +41,11 @@ ParallelLinearImpl::ParallelLinearImpl(int64_t in, int64_t out, Split split,
   weight = register_parameter("weight", torch::empty({local_out, local_in}));
   init_normal_block(weight, out, in, split == Split::kColumn ? r * local_out : 0,
                     split == Split::kRow ? r * local_in : 0, init_std);
+  if (bias) this->bias = register_parameter("bias", torch::zeros({local_out}));
 }
 
 torch::Tensor ParallelLinearImpl::forward(const torch::Tensor& x) {
-  return torch::nn::functional::linear(x, weight);
+  return torch::nn::functional::linear(x, weight, bias);
 }
 
 VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t vocab, int64_t dim,

@@ -31,18 +31,20 @@ constexpr int64_t kInitRows = 128;
 void init_normal_block(const torch::Tensor& local, int64_t full_rows, int64_t full_cols,
                        int64_t row_offset, int64_t col_offset, double std);
 
-// A bias-free linear layer y = x W^T holding its TP rank's share of the full
+// A linear layer y = x W^T (+ b) holding its TP rank's share of the full
 // [out, in] weight W (parameter "weight"): column-parallel splits the outputs
-// (rows of W), row-parallel the inputs (columns). Initialised with
+// (rows of W, and the bias, parameter "bias", zero-initialised), row-parallel
+// the inputs (columns; no bias, which would be added once per rank). Initialised with
 // init_normal_block, never from the global generator directly, so the layout
 // does not change any other layer's values. The caller communicates.
 enum class Split { kColumn, kRow };
 class ParallelLinearImpl : public torch::nn::Module {
  public:
   ParallelLinearImpl(int64_t in, int64_t out, Split split, const TensorParallel& tp,
-                     double init_std);
+                     double init_std, bool bias = false);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
+  torch::Tensor bias;  // undefined without one
   // Where this rank's weight lies in the full [out, in] matrix.
   int64_t split_dim() const { return split_ == Split::kColumn ? 0 : 1; }
   int64_t split_start() const { return split_start_; }

@@ -27,7 +27,7 @@ import time
 MOXIE, ROOT, MPIEXEC = sys.argv[1:4]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 BASE = ["model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=2", "model.vocab_size=260",
-        "moe.expert_hidden=48", "moe.num_experts=4", "moe.aux_loss_coef=0.01", "data.seq_len=32",
+        "moe.expert_hidden=48", "moe.num_experts=4", "moe.aux_loss_coef=0.01", "model.qkv_bias=true", "data.seq_len=32",
         "schedule.warmup_steps=2", "optim.lr=3e-3", "train.steps=20", "train.eval_every=0",
         "train.eval_batches=1", "train.log_every=1", "train.threads=1", "train.checkpoint_every=5",
         f"data.path={os.path.join(ROOT, '.data/text')}"]

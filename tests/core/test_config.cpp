@@ -62,6 +62,7 @@ const char* const kFullYaml = R"(model:
   norm_eps: 1.0e-06
   init_std: 0.01
   tie_embeddings: true
+  qkv_bias: true
   first_k_dense: 1
   moe_every: 2
 moe:
@@ -121,6 +122,7 @@ train:
   keep_checkpoints: 2
   stop_at: 60
   resume: none
+  max_nonfinite_steps: 2
 parallel:
   dp: 2
   tp: 2
@@ -332,6 +334,7 @@ TEST_CASE("impossible values are refused with the rule that failed") {
   refuses("train: {checkpoint_every: -1}", "train.checkpoint_every=-1 must be >= 0");
   refuses("train: {stop_at: 5}", "train.stop_at needs train.checkpoint_every > 0");
   refuses("train: {keep_checkpoints: 0}", "train.keep_checkpoints");
+  refuses("train: {max_nonfinite_steps: 0}", "train.max_nonfinite_steps");
   refuses("data: {source: hf}", "data.source='hf' is not one of: text, dataset");
   refuses("data: {on_corrupt: ignore}", "data.on_corrupt='ignore' is not one of: skip, fail");
   refuses("data: {shuffle_block: 0}", "data.shuffle_block");

@@ -30,7 +30,7 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
 
 TEST_CASE("moxie's Mixtral matches Hugging Face: logits, loss and gradients") {
   const auto dir = reference_dir();
-  auto hf = read_hf_mixtral_config(dir + "/config.json");
+  auto hf = read_hf_config(dir + "/config.json");
   hf.moe.aux_loss_coef = 0.0;  // the reference loss is cross-entropy only
   CausalLM model(hf.model, hf.moe);
   load_hf_safetensors(model, dir + "/model.safetensors");
