@@ -47,4 +47,28 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x_slice, const torch::
   return tp_.on() ? reduce_scatter_along(*tp_.group, y, 1) : y;
 }
 
+torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, KVCacheLayer& cache) {
+  TORCH_CHECK(!tp_.on(), "a KV cache needs the whole model on one rank (parallel.tp=1)");
+  const int64_t B = x.size(0);
+  const int64_t S = x.size(1);
+  const int64_t T = cache.length();
+  auto q = q_proj(x).view({B, S, n_heads_, head_dim_}).transpose(1, 2);
+  auto k = k_proj(x).view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);
+  auto v = v_proj(x).view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);
+  q = rope_(q, T);
+  k = rope_(k, T);
+  cache.k = T > 0 ? torch::cat({cache.k, k}, 2) : k;
+  cache.v = T > 0 ? torch::cat({cache.v, v}, 2) : v;
+  // New position i (absolute T + i) sees keys 0..T + i.
+  std::optional<at::Tensor> mask;
+  if (T > 0 && S > 1) {
+    auto opts = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+    mask = torch::arange(T + S, opts).unsqueeze(0) <= (torch::arange(S, opts) + T).unsqueeze(1);
+  }
+  auto out = at::scaled_dot_product_attention(q, cache.k, cache.v, mask, /*dropout_p=*/0.0,
+                                              /*is_causal=*/T == 0 && S > 1, /*scale=*/std::nullopt,
+                                              /*enable_gqa=*/n_kv_heads_ != n_heads_);
+  return o_proj(out.transpose(1, 2).reshape({B, S, n_heads_ * head_dim_}));
+}
+
 }  // namespace moxie

@@ -14,12 +14,22 @@
 
 namespace moxie {
 
+// The keys and values of the positions seen so far, for generation: [B,
+// n_kv_heads, T, head_dim] each, undefined before the first token.
+struct KVCacheLayer {
+  torch::Tensor k, v;
+  int64_t length() const { return k.defined() ? k.size(2) : 0; }
+};
+
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelOptions& options, const TensorParallel& tp = {});
   // x: [B, S/tp, D] (this rank's slice of the sequence) -> [B, S/tp, D]
   // attn_mask: bool [B, 1, S, S] over the whole sequence, or undefined: causal.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& attn_mask = {});
+  // Generation (no TP, causal): x holds the S positions after the cache's T;
+  // they attend to all T + S keys, which the cache then holds.
+  torch::Tensor forward_cached(const torch::Tensor& x, KVCacheLayer& cache);
 
   ParallelLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 

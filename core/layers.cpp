@@ -29,13 +29,13 @@ RotaryEmbeddingImpl::RotaryEmbeddingImpl(int64_t head_dim, int64_t max_seq_len, 
   sin_ = emb.sin();
 }
 
-torch::Tensor RotaryEmbeddingImpl::forward(const torch::Tensor& x) {
+torch::Tensor RotaryEmbeddingImpl::forward(const torch::Tensor& x, int64_t offset) {
   const int64_t S = x.size(2);
   const int64_t half = x.size(3) / 2;
-  TORCH_CHECK(S <= cos_.size(0), "sequence length ", S, " exceeds model.max_seq_len ",
+  TORCH_CHECK(offset + S <= cos_.size(0), "sequence length ", offset + S, " exceeds model.max_seq_len ",
               cos_.size(0));
-  auto cos = cos_.narrow(0, 0, S).to(x.device(), x.scalar_type());
-  auto sin = sin_.narrow(0, 0, S).to(x.device(), x.scalar_type());
+  auto cos = cos_.narrow(0, offset, S).to(x.device(), x.scalar_type());
+  auto sin = sin_.narrow(0, offset, S).to(x.device(), x.scalar_type());
   auto rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
   return x * cos + rotated * sin;
 }

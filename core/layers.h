@@ -25,8 +25,8 @@ TORCH_MODULE(RMSNorm);
 class RotaryEmbeddingImpl : public torch::nn::Module {
  public:
   RotaryEmbeddingImpl(int64_t head_dim, int64_t max_seq_len, double theta);
-  // x: [B, H, S, hd]; positions 0..S-1.
-  torch::Tensor forward(const torch::Tensor& x);
+  // x: [B, H, S, hd]; positions offset..offset+S-1.
+  torch::Tensor forward(const torch::Tensor& x, int64_t offset = 0);
 
  private:
   torch::Tensor cos_, sin_;  // [max_seq_len, hd] float64

@@ -24,9 +24,10 @@ BlockImpl::BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_
       register_module("post_attention_layernorm", RMSNorm(model.d_model, model.norm_eps));
 }
 
-BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& attn_mask) {
+BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& attn_mask, KVCacheLayer* cache) {
   BlockOutput out;
-  auto h = x + self_attn(input_layernorm(x), attn_mask);
+  auto h = x + (cache ? self_attn->forward_cached(input_layernorm(x), *cache)
+                      : self_attn(input_layernorm(x), attn_mask));
   auto normed = post_attention_layernorm(h);
   if (block_sparse_moe) {
     auto moe = block_sparse_moe(normed);
@@ -139,6 +140,17 @@ ModelOutput CausalLMImpl::forward_inputs(const ModelInputs& in) {
   }
   out.logits = lm_head ? lm_head(x) : torch::nn::functional::linear(x, model->embed_tokens->weight);
   return out;
+}
+
+torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& tokens, std::vector<KVCacheLayer>& cache) {
+  TORCH_CHECK(!tp_.on(), "a KV cache needs the whole model on one rank (parallel.tp=1)");
+  cache.resize(model->layers->size());
+  auto x = model->embed_tokens(tokens);
+  for (size_t l = 0; l < model->layers->size(); ++l) {
+    x = model->layers[l]->as<BlockImpl>()->forward(x, {}, &cache[l]).x;
+  }
+  x = model->norm(x);
+  return lm_head ? lm_head(x) : torch::nn::functional::linear(x, model->embed_tokens->weight);
 }
 
 torch::Tensor CausalLMImpl::cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,

@@ -35,7 +35,8 @@ class BlockImpl : public torch::nn::Module {
   BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer,
             const MoEParallel& parallel = {});
   // attn_mask: bool [B, 1, S, S] (true: may attend), or undefined: causal.
-  BlockOutput forward(const torch::Tensor& x, const torch::Tensor& attn_mask = {});
+  BlockOutput forward(const torch::Tensor& x, const torch::Tensor& attn_mask = {},
+                      KVCacheLayer* cache = nullptr);
 
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
@@ -85,6 +86,9 @@ class CausalLMImpl : public torch::nn::Module {
   // tokens: int64 [B, S], the same on every TP rank.
   ModelOutput forward(const torch::Tensor& tokens);
   ModelOutput forward_inputs(const ModelInputs& inputs);  // packed, multimodal batches
+  // Generation: the logits [B, S, V] of the S tokens that follow the cache's
+  // positions, which it then holds too (one process, text only).
+  torch::Tensor forward_cached(const torch::Tensor& tokens, std::vector<KVCacheLayer>& cache);
 
   // Mean cross-entropy of forward()'s logits over positions where loss_mask is
   // 1 (vocabulary-parallel under TP; the same value on every TP rank).

@@ -61,7 +61,7 @@ const char* kUsage =
     "  import --hf DIR OUT_RUN [--set ...]      a Hugging Face Mixtral or Qwen2-MoE folder as a\n"
     "                                           weights-only checkpoint; train OUT_RUN/config.yaml\n"
     "  generate CHECKPOINT (--prompt TEXT | --tokens IDS) [--max-new N] [--temperature T]\n"
-    "       [--top-p P] [--seed S]              continue a prompt (byte tokens; IDS: 1,2,3)\n"
+    "       [--top-p P] [--seed S] [--no-cache] continue a prompt (byte tokens; IDS: 1,2,3)\n"
     "  help                                     this text\n"
     "\n"
     "example:\n"
@@ -333,6 +333,8 @@ int model_command(const std::string& command, int argc, char** argv) {
       gen.top_p = real_arg(arg, value(), 0, true, 1, "a number in (0, 1]");
     } else if (command == "generate" && arg == "--logits") {
       logits_path = value();  // the prompt's logits [S, V], float32 safetensors "logits"
+    } else if (command == "generate" && arg == "--no-cache") {
+      gen.use_cache = false;
     } else if (command == "generate" && arg == "--seed") {
       gen.seed = static_cast<uint64_t>(rank_arg(arg, value()));
     } else if (!arg.empty() && arg[0] == '-') {
@@ -381,7 +383,7 @@ int model_command(const std::string& command, int argc, char** argv) {
   // generate
   if (positional.size() != 1 || have_prompt == have_tokens) {
     throw UsageError("usage: moxie generate CHECKPOINT (--prompt TEXT | --tokens IDS) [--max-new N] "
-                     "[--temperature T] [--top-p P] [--seed S]");
+                     "[--temperature T] [--top-p P] [--seed S] [--no-cache]");
   }
   auto loaded = moxie::load_model(positional[0]);
   std::vector<int64_t> ids;

@@ -95,7 +95,7 @@ TEST_CASE("a file without a licence is refused unless unknown licences are allow
   CHECK_THROWS_WITH(build_dataset(o), Catch::Contains("entry 1: needs a 'license'"));
 }
 
-TEST_CASE("verify names the damaged shard; a damaged manifest is refused") {
+TEST_CASE("verify names the damaged shard, and a damaged manifest is refused") {
   const auto src = make_source("damage");
   const auto out = fresh_dir("damage_out");
   BuildOptions o;

@@ -92,7 +92,7 @@ TEST_CASE("a shard round-trips text, image and audio samples, in order and by in
   CHECK_THROWS_AS(r.read(60), std::out_of_range);
 }
 
-TEST_CASE("an empty shard is valid; an unclosed writer leaves nothing behind") {
+TEST_CASE("an empty shard is valid, and an unclosed writer leaves nothing behind") {
   const auto path = scratch("empty.shard");
   {
     ShardWriter w(path.string());
