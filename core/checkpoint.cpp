@@ -4,6 +4,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -120,8 +122,14 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
   thread_ = std::thread([this, views, layout, pieces, meta, dir, path, background]() mutable {
     // Below training in the scheduler: the write takes the cores' idle time
     // (the disk works on its own; the checksums are the CPU's part).
+    // SCHED_IDLE: runs only when a core would idle, and any training
+    // thread that wakes takes the core at once (nice 19 where refused).
     auto lower_priority = [background] {
-      if (background) ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
+      if (!background) return;
+      sched_param none{};
+      if (::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &none) != 0) {
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
+      }
     };
     lower_priority();
     const auto w0 = std::chrono::steady_clock::now();

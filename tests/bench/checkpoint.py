@@ -6,7 +6,8 @@ asynchronous save causes, in one run.
 Trains configs/bench-cpu.yaml (one process) for 16 steps with a checkpoint
 every 4: each save copies the tensors (training waits), a background thread
 writes them while the next step runs, and the commit follows a step later.
-Then: `dd` of the same bytes with fsync (plain write), a resume (load) and a
+Then: `dd` of the same bytes with fsync (plain write; also with
+oflag=direct, as moxie writes), a resume (load) and a
 plain read of the checkpoint's files, both from disk (page cache dropped
 with posix_fadvise). Stall per save = the copy + how much longer the step
 that runs beside the write takes than the median step without one.
@@ -67,13 +68,20 @@ def one(tmp, steps=16, every=4):
     write_s = statistics.median(w for _, w, _ in saves[:-1])
     final_write_s = saves[-1][1]
 
-    # Plain write of the same bytes on the same disk.
+    # Plain write of the same bytes on the same disk: through the page cache
+    # with fsync (the reference), and with O_DIRECT (as moxie writes).
     plain = os.path.join(tmp, "plain.bin")
     t0 = time.perf_counter()
     subprocess.run(["dd", "if=/dev/zero", f"of={plain}", "bs=1M", f"count={int(nbytes) // (1 << 20)}",
                     "conv=fsync"], check=True, capture_output=True)
     dd_s = time.perf_counter() - t0
     dd_bytes = (int(nbytes) // (1 << 20)) << 20
+    os.remove(plain)
+    t0 = time.perf_counter()
+    subprocess.run(["dd", "if=/dev/zero", f"of={plain}", "bs=16M", f"count={int(nbytes) // (16 << 20)}",
+                    "oflag=direct", "conv=fsync"], check=True, capture_output=True)
+    dd_direct_s = time.perf_counter() - t0
+    dd_direct_bytes = (int(nbytes) // (16 << 20)) << 24
 
     # Load (resume) and plain read of the same files, from disk.
     ckpt = os.path.join(run_dir, "checkpoints", f"step-{steps:08d}")
@@ -92,7 +100,8 @@ def one(tmp, steps=16, every=4):
                 pass
     read_s = time.perf_counter() - t0
     os.remove(plain)
-    return dict(bytes=nbytes, write_s=write_s, final_write_s=final_write_s, dd_s=dd_s, dd_bytes=dd_bytes, load_s=load_s, read_s=read_s,
+    return dict(bytes=nbytes, write_s=write_s, final_write_s=final_write_s, dd_s=dd_s, dd_bytes=dd_bytes,
+                dd_direct_s=dd_direct_s, dd_direct_bytes=dd_direct_bytes, load_s=load_s, read_s=read_s,
                 ckpt_bytes=ckpt_bytes, copy_s=copy, extra_s=extra, step_s=normal)
 
 
@@ -109,6 +118,7 @@ def main():
     save_mb = med("bytes") / med("write_s") / 1e6
     final_mb = med("bytes") / med("final_write_s") / 1e6
     dd_mb = med("dd_bytes") / med("dd_s") / 1e6
+    dd_direct_mb = med("dd_direct_bytes") / med("dd_direct_s") / 1e6
     load_mb = med("ckpt_bytes") / med("load_s") / 1e6
     read_mb = med("ckpt_bytes") / med("read_s") / 1e6
     stall = (med("copy_s") + max(0.0, med("extra_s"))) / med("step_s")
@@ -116,7 +126,8 @@ def main():
           f"{args.repeats} runs, medians")
     print(f"save, background write beside training: {save_mb:.0f} MB/s vs dd with fsync {dd_mb:.0f} MB/s "
           f"-> {save_mb / dd_mb:.2f}")
-    print(f"save, the final one (training done): {final_mb:.0f} MB/s -> {final_mb / dd_mb:.2f} of dd")
+    print(f"save, the final one (training done): {final_mb:.0f} MB/s -> {final_mb / dd_mb:.2f} of dd "
+          f"({final_mb / dd_direct_mb:.2f} of dd oflag=direct at {dd_direct_mb:.0f} MB/s)")
     print(f"load (resume, from disk): {load_mb:.0f} MB/s vs plain read {read_mb:.0f} MB/s -> {load_mb / read_mb:.2f}")
     print(f"stall per save: copy {med('copy_s') * 1e3:.1f} ms + slower step beside the write "
           f"{med('extra_s') * 1e3:.1f} ms over a {med('step_s') * 1e3:.0f} ms step -> {stall * 100:.1f}% of one step")
