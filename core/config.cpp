@@ -105,6 +105,20 @@ void fields(TrainOptions& o, F&& f) {
   f("max_nonfinite_steps", o.max_nonfinite_steps);
 }
 template <class F>
+void fields(FinetuneOptions& o, F&& f) {
+  f("base", o.base);
+  f("freeze", o.freeze);
+  f("router_lr", o.router_lr);
+  f("early_stop_patience", o.early_stop_patience);
+}
+template <class F>
+void fields(LoraOptions& o, F&& f) {
+  f("rank", o.rank);
+  f("alpha", o.alpha);
+  f("dropout", o.dropout);
+  f("targets", o.targets);
+}
+template <class F>
 void fields(ParallelOptions& o, F&& f) {
   f("dp", o.dp);
   f("tp", o.tp);
@@ -123,6 +137,8 @@ void sections(Config& c, F&& f) {
   f("data", c.data);
   f("train", c.train);
   f("parallel", c.parallel);
+  f("finetune", c.finetune);
+  f("lora", c.lora);
 }
 
 // --- helpers -------------------------------------------------------------------
@@ -591,6 +607,19 @@ void validate(const Config& c) {
   }
   require(p.pp == 1, "parallel.pp=" + str(p.pp) +
                          ": pipeline parallelism is not implemented; set parallel.pp=1");
+
+  const auto& f = c.finetune;
+  require(f.router_lr > 0, "finetune.router_lr=" + std::to_string(f.router_lr) + " must be > 0");
+  require(f.early_stop_patience >= 0,
+          "finetune.early_stop_patience=" + str(f.early_stop_patience) + " must be >= 0 (0: never stop early)");
+  require(f.early_stop_patience == 0 || t.eval_every > 0,
+          "finetune.early_stop_patience needs train.eval_every > 0 (it counts evaluations)");
+  for (const auto& pattern : f.freeze) require(!pattern.empty(), "finetune.freeze has an empty pattern");
+  const auto& l = c.lora;
+  require(l.rank >= 0, "lora.rank=" + str(l.rank) + " must be >= 0 (0: no adapters)");
+  require(l.dropout >= 0 && l.dropout < 1, "lora.dropout=" + std::to_string(l.dropout) + " must be in [0, 1)");
+  require(l.rank == 0 || !l.targets.empty(), "lora.targets is empty; name the layers to adapt, e.g. [q_proj, v_proj]");
+  for (const auto& target : l.targets) require(!target.empty(), "lora.targets has an empty name");
 }
 
 std::string to_yaml(const Config& config) {

@@ -23,6 +23,8 @@ struct Config {
   DataOptions data;
   TrainOptions train;
   ParallelOptions parallel;
+  FinetuneOptions finetune;
+  LoraOptions lora;
 };
 
 // One sentence naming the source, the full key path and what would be valid.

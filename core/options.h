@@ -56,4 +56,31 @@ struct TrainOptions {
   int64_t max_nonfinite_steps = 5;
 };
 
+// Fine-tuning from a pretrained checkpoint (configs/recipes/).
+struct FinetuneOptions {
+  // A committed checkpoint folder (moxie's own, or what `moxie import --hf`
+  // made): its weights start the run (optimizer fresh, step 0, any layout),
+  // and its run's config.yaml gives the model and moe sections. "": none.
+  std::string base;
+  // Parameters kept at their starting values: "router" (every MoE gate),
+  // "experts" (the routed experts), or any part of a parameter's name.
+  std::vector<std::string> freeze;
+  double router_lr = 1.0;           // the routers' learning rate, as a multiple of the schedule's
+  int64_t early_stop_patience = 0;  // stop after this many evaluations without a lower eval loss; 0: never
+};
+
+// Low-rank adapters (LoRA): every targeted weight W becomes W + alpha/rank * B A
+// with B starting at zero; every other parameter is frozen (no gradient, no
+// optimizer state), adapters are split like the weights they adapt.
+struct LoraOptions {
+  int64_t rank = 0;     // 0: no adapters
+  double alpha = 16;
+  double dropout = 0;   // on the adapters' input in linear layers (not the router or experts)
+  // Targets: a linear layer's name (q_proj, k_proj, v_proj, o_proj,
+  // gate_proj, up_proj, down_proj, lm_head) or any part of its path (e.g.
+  // self_attn, shared_expert); "router"; "experts" (w13 and w2 of every
+  // routed expert), "experts.w13", "experts.w2".
+  std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
+};
+
 }  // namespace moxie

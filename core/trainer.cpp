@@ -27,6 +27,9 @@
 namespace moxie {
 namespace {
 
+bool is_router_param(const std::string& name) { return name.find("block_sparse_moe.gate.") != std::string::npos; }
+
+
 using Clock = std::chrono::steady_clock;
 
 // Fault injection for tests of the non-finite-step path:
@@ -120,12 +123,18 @@ LoaderOptions loader_options(const Config& c, int64_t dp_rank, int64_t dp_size) 
 }  // namespace
 
 std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim,
-                                         const std::function<bool(const torch::Tensor&)>& keep) {
+                                         const std::function<bool(const torch::Tensor&)>& keep, double router_lr) {
   ParamGroup decay{"decay", {}, optim.weight_decay, 1.0};
   ParamGroup no_decay{"no_decay", {}, 0.0, 1.0};
+  ParamGroup router{"router", {}, optim.weight_decay, router_lr};
   for (const auto& item : model->named_parameters()) {
     if (keep && !keep(item.value())) continue;
+    if (!item.value().requires_grad()) continue;  // frozen: no optimizer state
     const auto& name = item.key();
+    if (router_lr != 1.0 && is_router_param(name)) {
+      router.params.push_back(item.value());
+      continue;
+    }
     const bool embedding = name.find("embed_tokens") != std::string::npos;
     const bool matrix = item.value().dim() >= 2;
     if (matrix && (!embedding || optim.decay_embeddings)) {
@@ -134,7 +143,8 @@ std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& o
       no_decay.params.push_back(item.value());
     }
   }
-  return {decay, no_decay};
+  if (router.params.empty()) return {decay, no_decay};
+  return {decay, no_decay, router};
 }
 
 namespace {
@@ -151,13 +161,51 @@ std::ostream& null_stream() {
 ParallelDims checked_dims(const Config& c, const ProcessGroups& g) {
   return layout_of(c, g.world->size());
 }
+
+// With finetune.base, the model and moe sections come from the base run's
+// config.yaml; a config that sets them otherwise is refused.
+Config with_finetune_base(Config c) {
+  if (c.finetune.base.empty()) return c;
+  const auto path = std::filesystem::path(c.finetune.base).parent_path().parent_path() / "config.yaml";
+  if (!std::filesystem::exists(path)) {
+    throw std::runtime_error("finetune.base=" + c.finetune.base + " has no run config " + path.string() +
+                             "; name a committed checkpoint folder RUN/checkpoints/step-N (or what moxie import made)");
+  }
+  const Config base = load_config(path.string());
+  auto section_yaml = [](const ModelOptions& m, const MoEOptions& e) {
+    Config only;
+    only.model = m;
+    only.moe = e;
+    return to_yaml(only);
+  };
+  const std::string mine = section_yaml(c.model, c.moe);
+  if (mine != section_yaml(ModelOptions{}, MoEOptions{}) && mine != section_yaml(base.model, base.moe)) {
+    throw std::runtime_error("the config sets model or moe options, but finetune.base=" + c.finetune.base +
+                             " fixes them (" + path.string() + "); remove the model and moe sections");
+  }
+  c.model = base.model;
+  c.moe = base.moe;
+  return c;
+}
+
+// finetune.freeze: "router", "experts", or any part of a name.
+bool frozen_by(const std::vector<std::string>& patterns, const std::string& name) {
+  for (const auto& p : patterns) {
+    if (p == "router" ? is_router_param(name)
+        : p == "experts" ? name.find(".experts.") != std::string::npos
+                         : name.find(p) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
 }  // namespace
 
 Trainer::Trainer(const Config& config, std::ostream& log)
     : Trainer(config, single_process_groups(), log) {}
 
 Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
-    : config_(config),
+    : config_(with_finetune_base(config)),
       groups_(std::move(groups)),
       dims_(checked_dims(config_, groups_)),
       rank0_(groups_.world->rank() == 0),
@@ -217,6 +265,23 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
     torch::NoGradGuard no_grad;
     for (auto& p : model_->parameters()) p.set_data(p.to(torch::kBFloat16));
   }
+  // Fine-tuning: adapters (everything else frozen), frozen parts.
+  if (config_.lora.rank > 0) {
+    const auto adapted = model_->add_lora(config_.lora);
+    for (auto& item : model_->named_parameters()) {
+      if (item.key().find("lora_") == std::string::npos) item.value().set_requires_grad(false);
+    }
+    int64_t trainable = 0, all = 0;
+    for (const auto& p : model_->parameters()) {
+      all += p.numel();
+      if (p.requires_grad()) trainable += p.numel();
+    }
+    log_ << "LoRA rank " << config_.lora.rank << " on " << adapted << " weights: " << trainable << " of " << all
+         << " parameters on this rank train, the rest are frozen\n";
+  }
+  for (auto& item : model_->named_parameters()) {
+    if (frozen_by(config_.finetune.freeze, item.key())) item.value().set_requires_grad(false);
+  }
   // Every gradient ends as the mean over the dp replicas of each replica's
   // gradient. Replicated weights (norms, routers) see only this rank's
   // sequence slice under TP: summed over dp x tp. TP-split weights are whole
@@ -235,6 +300,7 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
   experts.sync_group = groups_.expert_dp.get();
   experts.norm_group = groups_.ep.get();
   for (const auto& item : model_->named_parameters()) {
+    if (!item.value().requires_grad()) continue;  // frozen: no gradient to sync
     auto& set = item.key().find(".experts.") != std::string::npos ? experts
                 : model_->is_tensor_parallel(item.key())             ? split
                                                                      : replicated;
@@ -347,7 +413,7 @@ TrainSummary Trainer::run() {
       return false;
     };
   }
-  AdamW optimizer(make_param_groups(model_, config_.optim, owned), config_.optim);
+  AdamW optimizer(make_param_groups(model_, config_.optim, owned, config_.finetune.router_lr), config_.optim);
   if (config_.parallel.zero1) {
     int64_t mine = 0, all = 0;
     for (const auto& g : optimizer.groups())
@@ -362,7 +428,9 @@ TrainSummary Trainer::run() {
   // This rank's boxes of every global tensor: parameters, buffers, optimizer
   // state; `optimizer_steps` receives the per-parameter step counts on load.
   std::vector<std::tuple<size_t, size_t, torch::Tensor>> optimizer_steps;
-  auto checkpoint_entries = [&] {
+  // base_weights: only the weights a base checkpoint holds (every parameter
+  // but the adapters), for finetune.base.
+  auto checkpoint_entries = [&](bool base_weights = false) {
     std::vector<CheckpointEntry> out;
     std::map<std::string, std::pair<int64_t, int64_t>> tp_split;  // name -> (dim, start)
     if (dims_.tp() > 1) {
@@ -370,6 +438,11 @@ TrainSummary Trainer::run() {
         if (const auto* l = dynamic_cast<const ParallelLinearImpl*>(item.value().get())) {
           tp_split[item.key() + ".weight"] = {l->split_dim(), l->split_start()};
           if (l->bias.defined()) tp_split[item.key() + ".bias"] = {0, l->split_start()};
+          if (l->lora_A.defined()) {
+            // The adapter's factor that is split, along the weight's split.
+            const auto split = l->lora_split_name();
+            tp_split[item.key() + "." + split] = {split == "lora_B" ? 0 : 1, l->split_start()};
+          }
         } else if (const auto* e = dynamic_cast<const VocabParallelEmbeddingImpl*>(item.value().get())) {
           tp_split[item.key() + ".weight"] = {0, e->vocab_start()};
         }
@@ -395,10 +468,16 @@ TrainSummary Trainer::run() {
     };
     std::map<const void*, std::string> name_of;
     for (const auto& item : model_->named_parameters()) {
+      name_of[item.value().unsafeGetTensorImpl()] = item.key();
+      if (base_weights) {
+        if (item.key().find("lora_") != std::string::npos) continue;
+      } else if (!config_.finetune.base.empty() && !item.value().requires_grad()) {
+        continue;  // a frozen weight is the base checkpoint's, loaded from there
+      }
       const auto b = box_of(item.key(), item.value());
       out.push_back({"model/" + item.key(), item.value(), b.start, b.global, b.write});
-      name_of[item.value().unsafeGetTensorImpl()] = item.key();
     }
+    if (base_weights) return out;
     for (const auto& item : model_->named_buffers()) {
       out.push_back({"buffer/" + item.key(), item.value(), std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
                      item.value().sizes().vec(), groups_.world->rank() == 0});
@@ -437,6 +516,34 @@ TrainSummary Trainer::run() {
     if (text_source) s["source"] = text_source->state();
     return s;
   };
+  // Fine-tuning: the base checkpoint's weights (any layout) first; a
+  // checkpoint of this run, if any, then replaces what it holds.
+  if (!config_.finetune.base.empty()) {
+    // Every base weight, whether it trains or not; adapters are new.
+    auto base_entries = checkpoint_entries(/*base_weights=*/true);
+    std::string error;
+    const auto load_start = Clock::now();
+    try {
+      load_checkpoint(config_.finetune.base, base_entries, groups_.world->rank(), static_cast<int>(dims_.world()));
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    auto failed = torch::tensor({error.empty() ? 0.0 : 1.0}, torch::kDouble);
+    if (dims_.world() > 1) groups_.world->all_reduce(failed, ReduceOp::kMax);
+    if (failed.item<double>() > 0) {
+      throw std::runtime_error("cannot load finetune.base=" + config_.finetune.base + ": " +
+                               (error.empty() ? "another rank could not load its part" : error));
+    }
+    // Master weights follow the loaded parameters.
+    torch::NoGradGuard no_grad;
+    for (size_t g = 0; g < optimizer.groups().size(); ++g)
+      for (size_t i = 0; i < optimizer.groups()[g].params.size(); ++i) {
+        const auto& st = optimizer.state(g, i);
+        if (st.master.defined()) st.master.copy_(optimizer.groups()[g].params[i]);
+      }
+    log_ << "fine-tuning from " << config_.finetune.base << " (weights; rank 0 loaded in " << seconds_since(load_start)
+         << " s)\n";
+  }
   // Which checkpoint to resume from: candidates newest first.
   std::vector<std::string> candidates;
   if (train.resume == "auto" || train.resume == "latest") {

@@ -35,9 +35,11 @@ struct TrainSummary {
 // Parameter groups by the usual rule: weight decay on matrices, none on norms,
 // biases, the router's bias and (unless optim.decay_embeddings) embeddings.
 // `keep` selects the parameters this rank updates (ZeRO-1); default: all.
+// Frozen parameters (requires_grad false) get no group; with router_lr != 1
+// the routers get a group of their own at that multiple of the learning rate.
 std::vector<ParamGroup> make_param_groups(
     CausalLM& model, const OptimOptions& optim,
-    const std::function<bool(const torch::Tensor&)>& keep = nullptr);
+    const std::function<bool(const torch::Tensor&)>& keep = nullptr, double router_lr = 1.0);
 
 // One process, or one rank of a job: `groups` come from the launcher (see
 // launch/main.cpp) and must match config.parallel. Every rank computes; rank 0

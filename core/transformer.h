@@ -98,6 +98,13 @@ class CausalLMImpl : public torch::nn::Module {
   // Parameters split over the tensor-parallel group (each rank holds a
   // different slice); the others are replicated over it. Empty without TP.
   bool is_tensor_parallel(const std::string& name) const;
+
+  // Low-rank adapters on the layers lora.targets names (see LoraOptions);
+  // returns how many weights got one. Throws naming a target that matches
+  // nothing in this model.
+  int64_t add_lora(const LoraOptions& lora);
+  // Folds every adapter into its weight (the adapters then add nothing).
+  void merge_lora();
   const TensorParallel& tensor_parallel() const { return tp_; }
 
   // MoE layers in order, e.g. for the aux-loss-free bias update.

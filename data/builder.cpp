@@ -1,5 +1,6 @@
 // moxie data build: folders of files and WebDataset tars to a dataset.
 #include <openssl/evp.h>
+#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -118,7 +119,60 @@ std::string sha256_of(const std::string& bytes) {
   return std::string(reinterpret_cast<char*>(digest), n);
 }
 
-enum class Kind { kText, kImage, kAudio, kNone };
+enum class Kind { kText, kImage, kAudio, kChat, kChatLines, kNone };
+
+// One supervised fine-tuning record as text segments: what the model reads
+// (context: never a loss target) and what it learns to answer. Either
+//   {"prompt": "...", "response": "..."}
+// or {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+// with the template "<|role|>\n" + content + "\n" for every message, where
+// only an assistant's content is a response (the loader's EOS follows the
+// last one). `what` names the record in errors.
+std::vector<std::pair<std::string, bool>> chat_segments(const std::string& json, const std::string& what) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json);
+  } catch (const std::exception& e) {
+    throw DatasetError(what + " is not valid JSON: " + e.what());
+  }
+  auto text_of = [&](const nlohmann::json& v, const std::string& key) {
+    if (!v.is_object() || !v.contains(key) || !v[key].is_string()) {
+      throw DatasetError(what + ": '" + key + "' must be a string (records are {\"prompt\": ..., \"response\": ...} "
+                         "or {\"messages\": [{\"role\": ..., \"content\": ...}, ...]})");
+    }
+    return v[key].get<std::string>();
+  };
+  std::vector<std::pair<std::string, bool>> out;  // (text, is context)
+  auto context = [&](const std::string& t) {
+    if (!out.empty() && out.back().second) out.back().first += t;
+    else out.push_back({t, true});
+  };
+  if (j.is_object() && j.contains("messages")) {
+    if (!j["messages"].is_array() || j["messages"].empty()) throw DatasetError(what + ": 'messages' must be a non-empty list");
+    bool answered = false;
+    for (const auto& m : j["messages"]) {
+      const auto role = text_of(m, "role");
+      const auto content = text_of(m, "content");
+      if (role != "system" && role != "user" && role != "assistant") {
+        throw DatasetError(what + ": role '" + role + "' is not system, user or assistant");
+      }
+      if (role != "assistant") {
+        context("<|" + role + "|>\n" + content + "\n");
+        continue;
+      }
+      context("<|assistant|>\n");
+      out.push_back({content, false});
+      answered = true;
+      context("\n");
+    }
+    if (!answered) throw DatasetError(what + ": no assistant message, so nothing to learn");
+    if (out.back().second && out.back().first == "\n") out.pop_back();  // the EOS ends the last answer
+    return out;
+  }
+  context("<|user|>\n" + text_of(j, "prompt") + "\n<|assistant|>\n");
+  out.push_back({text_of(j, "response"), false});
+  return out;
+}
 
 // One file of a sample: where it is and how to get its bytes.
 struct Item {
@@ -156,6 +210,8 @@ class Builder {
     if (in(o_.text_extensions)) return Kind::kText;
     if (in(o_.image_extensions)) return Kind::kImage;
     if (in(o_.audio_extensions)) return Kind::kAudio;
+    if (in(o_.chat_extensions)) return Kind::kChat;
+    if (in(o_.chat_lines_extensions)) return Kind::kChatLines;
     return Kind::kNone;
   }
 
@@ -176,6 +232,25 @@ class Builder {
     const fs::path base = fs::is_directory(src) ? src : src.parent_path();
     Group current;
     auto flush = [&] {
+      if (current.items.empty()) return;
+      // A .jsonl file is one sample per line, never grouped with other files.
+      std::vector<Item> lines_files, rest;
+      for (auto& item : current.items) (item.kind == Kind::kChatLines ? lines_files : rest).push_back(std::move(item));
+      for (auto& file : lines_files) {
+        if (!fill) {  // pass 1 (licences) looks at names only
+          Group whole{file.uri, {file}};
+          each(whole);
+          continue;
+        }
+        std::istringstream in(file.bytes);
+        std::string line;
+        for (int64_t n = 1; std::getline(in, line); ++n) {
+          if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+          Group one{file.uri + "#L" + std::to_string(n), {Item{file.uri + "#L" + std::to_string(n), ".json", Kind::kChat, line}}};
+          each(one);
+        }
+      }
+      current.items = std::move(rest);
       if (!current.items.empty()) each(current);
       current = Group{};
     };
@@ -235,7 +310,7 @@ class Builder {
     });
     if (groups == 0) {
       throw DatasetError("no text, image or audio files under " + o_.source_dir +
-                         " (looked for .txt .md .rst .png .jpg .jpeg .wav .flac .ogg, and in .tar files)");
+                         " (looked for .txt .md .rst .json .jsonl .png .jpg .jpeg .wav .flac .ogg, and in .tar files)");
     }
     const bool created = !fs::exists(o_.out_dir);
     fs::create_directories(o_.out_dir);
@@ -297,7 +372,7 @@ class Builder {
       sample.set_id(next_id++);
       std::stable_sort(g.items.begin(), g.items.end(), [](const Item& a, const Item& b) {
         auto rank = [](Kind k) { return k == Kind::kImage ? 0 : k == Kind::kAudio ? 1 : 2; };
-        return std::make_pair(rank(a.kind), a.ext) < std::make_pair(rank(b.kind), b.ext);
+        return std::make_pair(rank(a.kind), a.ext) < std::make_pair(rank(b.kind), b.ext);  // chat records last, like text
       });
       std::set<std::string> licenses;
       for (const auto& item : g.items) {
@@ -313,6 +388,16 @@ class Builder {
         auto* step = source->add_lineage();
         step->set_tool("moxie data build");
         step->set_version("format " + std::to_string(kManifestFormatVersion));
+        if (item.kind == Kind::kChat) {
+          step->set_parameters("chat template <|role|>, tokenizer=" + tokenizer_->identity());
+          for (const auto& [text, context] : chat_segments(item.bytes, item.uri)) {
+            auto* text_seg = sample.add_segments()->mutable_text();
+            set_text_tokens(text_seg, tokenizer_->encode(text));
+            text_seg->set_context(context);
+            summary.tokens += text_length(*text_seg);
+          }
+          continue;
+        }
         auto* seg = sample.add_segments();
         if (item.kind == Kind::kText) {
           step->set_parameters("tokenizer=" + tokenizer_->identity());

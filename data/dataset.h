@@ -34,6 +34,11 @@ struct BuildOptions {
   std::vector<std::string> text_extensions = {".txt", ".md", ".rst"};
   std::vector<std::string> image_extensions = {".png", ".jpg", ".jpeg"};
   std::vector<std::string> audio_extensions = {".wav", ".flac", ".ogg"};
+  // Supervised fine-tuning records (prompt and response, or chat messages):
+  // a .json file is one record, grouped by name with images and audio; each
+  // line of a .jsonl file is one record of its own.
+  std::vector<std::string> chat_extensions = {".json"};
+  std::vector<std::string> chat_lines_extensions = {".jsonl"};
   std::string tokenizer = "byte";  // or a SentencePiece .model file
   uint32_t image_size = 32;        // images are resized to image_size x image_size
   uint32_t image_patch = 8;        // and cut into patches of this side

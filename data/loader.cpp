@@ -323,7 +323,7 @@ struct DatasetLoader::Impl {
       }
       for (uint64_t i = 0; i < shard.samples(); ++i) {
         positions.push_back(reader ? reader->positions(i) : 0);
-        media.push_back(reader ? reader->has_media(i) : 0);
+        media.push_back(reader ? reader->keep_whole(i) : 0);
       }
       info.samples += shard.samples();
       info.bytes += shard.bytes();
@@ -387,7 +387,7 @@ struct DatasetLoader::Impl {
         }
         if (cursor.offset == 0 && col > 0 && media[id] && static_cast<int64_t>(len) <= row_len &&
             static_cast<int64_t>(len) > row_len - col) {
-          break;  // media start on a fresh row
+          break;  // samples with media or an SFT prompt start on a fresh row
         }
         const uint64_t take = std::min<uint64_t>(len - cursor.offset, static_cast<uint64_t>(row_len - col));
         if (mine) {
@@ -504,12 +504,21 @@ struct DatasetLoader::Impl {
       const int64_t base = piece.row * row_len + piece.col;
       const int32_t my_doc = doc++;
       uint32_t at = 0;  // position within the sample
-      auto put_token = [&](int32_t token) {
+      // A supervised fine-tuning sample (one with a context segment): only
+      // its responses, and the EOS after a final response, are targets.
+      bool sft = false, ends_in_response = false;
+      for (const auto& seg : sample.segments()) {
+        if (!seg.has_text()) continue;
+        sft = sft || seg.text().context();
+        ends_in_response = !seg.text().context();
+      }
+      const PositionKind marker = sft ? kContext : kToken;
+      auto put_token = [&](int32_t token, PositionKind kind) {
         if (at >= piece.from && at < piece.to) {
           const size_t slot = static_cast<size_t>(base + (at - piece.from));
           b.tokens[slot] = token;
           b.doc[slot] = my_doc;
-          b.kind[slot] = kToken;
+          b.kind[slot] = kind;
         }
         ++at;
       };
@@ -530,7 +539,7 @@ struct DatasetLoader::Impl {
         }
         ++at;
       };
-      put_token(sp.bos);
+      put_token(sp.bos, marker);
       for (const auto& seg : sample.segments()) {
         if (at >= piece.to) break;
         if (seg.has_text()) {
@@ -551,13 +560,14 @@ struct DatasetLoader::Impl {
               for (uint32_t k = lo; k < hi; ++k) *dst++ = text_token(t, k - at);
             }
             std::fill(b.doc.begin() + static_cast<int64_t>(slot), b.doc.begin() + static_cast<int64_t>(slot + hi - lo), my_doc);
-            std::fill(b.kind.begin() + static_cast<int64_t>(slot), b.kind.begin() + static_cast<int64_t>(slot + hi - lo), kToken);
+            std::fill(b.kind.begin() + static_cast<int64_t>(slot), b.kind.begin() + static_cast<int64_t>(slot + hi - lo),
+                      t.context() ? kContext : kToken);
           }
           at += len;
         } else if (seg.has_image()) {
           const auto* px = reinterpret_cast<const uint8_t*>(seg.image().pixels().data());
           const int64_t S = info.image_size;
-          put_token(sp.image_begin);
+          put_token(sp.image_begin, marker);
           for (int64_t k = 0; k < side * side; ++k) {
             put_media(kImagePatch, k, [&](std::vector<float>& out) {
               const int64_t py = k / side, pxo = k % side;
@@ -567,13 +577,13 @@ struct DatasetLoader::Impl {
                     out.push_back(px[((py * p + y) * S + pxo * p + x) * C + c] / 127.5f - 1.0f);
             });
           }
-          put_token(sp.image_end);
+          put_token(sp.image_end, marker);
         } else if (seg.has_audio()) {
           const auto& pcm = seg.audio().pcm_s16le();
           const size_t samples = pcm.size() / 2;
           const size_t F = info.audio_frame;
           const size_t frames = (samples + F - 1) / F;
-          put_token(sp.audio_begin);
+          put_token(sp.audio_begin, marker);
           for (size_t k = 0; k < frames; ++k) {
             put_media(kAudioFrame, static_cast<int64_t>(k), [&](std::vector<float>& out) {
               for (size_t i = 0; i < F; ++i) {
@@ -584,10 +594,10 @@ struct DatasetLoader::Impl {
               }
             });
           }
-          put_token(sp.audio_end);
+          put_token(sp.audio_end, marker);
         }
       }
-      put_token(sp.eos);
+      put_token(sp.eos, !sft || ends_in_response ? kToken : kContext);
     }
     return b;
   }

@@ -60,7 +60,9 @@ struct LoaderState {
 };
 
 // Kinds of model position.
-enum PositionKind : uint8_t { kPadding = 0, kToken = 1, kImagePatch = 2, kAudioFrame = 3 };
+// kContext: a token that is input only, never a loss target (an SFT sample's
+// prompt, its media markers).
+enum PositionKind : uint8_t { kPadding = 0, kToken = 1, kImagePatch = 2, kAudioFrame = 3, kContext = 4 };
 
 struct PackedBatch {
   int64_t rows = 0, row_len = 0;

@@ -81,9 +81,13 @@ uint64_t ShardWriter::append(const data::Sample& sample, uint32_t positions) {
   index_.add_positions(positions);
   index_.add_source_counts(static_cast<uint32_t>(sample.sources_size()));
   for (uint32_t s : sample.sources()) index_.add_sources(s);
-  uint32_t media = 0;
-  for (const auto& seg : sample.segments()) media += seg.has_image() || seg.has_audio();
+  uint32_t media = 0, context = 0;
+  for (const auto& seg : sample.segments()) {
+    media += seg.has_image() || seg.has_audio();
+    context += seg.has_text() && seg.text().context();
+  }
   index_.add_media(media);
+  index_.add_context_segments(context);
   return at;
 }
 
@@ -161,13 +165,17 @@ void ShardReader::check_and_index() {
   const auto n = static_cast<size_t>(index.offsets_size());
   if (static_cast<size_t>(index.positions_size()) != n ||
       static_cast<size_t>(index.source_counts_size()) != n ||
-      static_cast<size_t>(index.media_size()) != n) {
+      static_cast<size_t>(index.media_size()) != n ||
+      (index.context_segments_size() != 0 && static_cast<size_t>(index.context_segments_size()) != n)) {
     fail(index_offset_, "index lists " + std::to_string(n) + " offsets but " +
                             std::to_string(index.positions_size()) + " lengths and " +
                             std::to_string(index.source_counts_size()) + " source counts");
   }
   positions_.assign(index.positions().begin(), index.positions().end());
-  media_.assign(index.media().begin(), index.media().end());
+  whole_.assign(index.media().begin(), index.media().end());
+  for (size_t i = 0; i < static_cast<size_t>(index.context_segments_size()); ++i) {
+    whole_[i] += index.context_segments(static_cast<int>(i));
+  }
   source_begin_.push_back(0);
   uint64_t total = 0;
   for (uint32_t c : index.source_counts()) {

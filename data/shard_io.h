@@ -71,7 +71,9 @@ class ShardReader {
   size_t size() const { return offsets_.size(); }
   uint64_t offset(size_t i) const { return offsets_.at(i); }
   uint32_t positions(size_t i) const { return positions_.at(i); }
-  bool has_media(size_t i) const { return media_.at(i) > 0; }
+  // The sample starts a fresh row when it fits one: it has media or an SFT
+  // prompt, which must not be cut from what follows it.
+  bool keep_whole(size_t i) const { return whole_.at(i) != 0; }
   // Indices into the manifest's sources of sample i.
   std::vector<uint32_t> sources(size_t i) const;
   const std::string& path() const { return path_; }
@@ -91,7 +93,7 @@ class ShardReader {
   int fd_ = -1;
   uint64_t file_bytes_ = 0, index_offset_ = 0;
   std::vector<uint64_t> offsets_;
-  std::vector<uint32_t> positions_, media_;
+  std::vector<uint32_t> positions_, whole_;
   std::vector<uint32_t> source_begin_;  // num samples + 1 entries into sources_
   std::vector<uint32_t> sources_;
 };

@@ -32,6 +32,19 @@ class ExpertsImpl : public torch::nn::Module {
 
   torch::Tensor w13;
   torch::Tensor w2;
+
+  // LoRA per expert on w13 (gate and up projections together, as Hugging
+  // Face's fused gate_up_proj) and/or w2: w + alpha/rank * B_e @ A_e, with
+  // "w13_lora_A" [E, rank, D], "w13_lora_B" [E, 2H, rank] (and "w2_lora_*"),
+  // split over EP like the experts; A drawn per expert (the same values at
+  // any layout), B zero. Applied as an adapted weight per step.
+  void add_lora(bool w13_on, bool w2_on, int64_t rank, double alpha);
+  void merge_lora();  // folds them into w13/w2 and zeroes B, for export
+  torch::Tensor w13_lora_A, w13_lora_B, w2_lora_A, w2_lora_B;
+
+ private:
+  int64_t first_expert_ = 0;
+  double lora_scale_ = 0;
 };
 TORCH_MODULE(Experts);
 

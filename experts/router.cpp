@@ -1,6 +1,10 @@
 // Router: scores, top-k selection, combine weights and balancing losses.
 #include "experts/router.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
 namespace moxie {
 
 RouterImpl::RouterImpl(int64_t d_model, const MoEOptions& options, Communicator* balance_group,
@@ -22,10 +26,35 @@ torch::Tensor switch_balance_loss(const torch::Tensor& probs_TE,
   return (fraction_E * mean_prob_E).sum() * (static_cast<double>(E) / top_k);
 }
 
+torch::Tensor RouterImpl::effective_weight() const {
+  if (!lora_A.defined()) return weight;
+  return weight + torch::mm(lora_B, lora_A) * lora_scale_;
+}
+
+void RouterImpl::add_lora(int64_t rank, double alpha) {
+  TORCH_CHECK(rank > 0 && !lora_A.defined(), "Router::add_lora: bad rank or adapter already there");
+  torch::NoGradGuard no_grad;
+  const int64_t D = weight.size(1);
+  const auto seed = torch::randint(0, int64_t{1} << 40, {1}, torch::kLong).item<int64_t>();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
+  lora_A = register_parameter("lora_A", torch::empty({rank, D}, torch::kFloat)
+                                           .normal_(0.0, 1.0 / std::sqrt(static_cast<double>(D)), gen)
+                                           .to(weight.scalar_type()));
+  lora_B = register_parameter("lora_B", torch::zeros({weight.size(0), rank}, weight.options()));
+  lora_scale_ = alpha / static_cast<double>(rank);
+}
+
+void RouterImpl::merge_lora() {
+  if (!lora_A.defined()) return;
+  torch::NoGradGuard no_grad;
+  weight.copy_(effective_weight());
+  lora_B.zero_();
+}
+
 RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
   // Routing decisions are sensitive to rounding: score in float32 at least.
   const auto score_dtype = x_TD.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-  auto logits_TE = torch::mm(x_TD.to(score_dtype), weight.to(score_dtype).t());
+  auto logits_TE = torch::mm(x_TD.to(score_dtype), effective_weight().to(score_dtype).t());
 
   torch::Tensor scores_TE;
   torch::Tensor probs_TE;  // rows sum to one, for the balance loss

@@ -39,7 +39,15 @@ class RouterImpl : public torch::nn::Module {
   torch::Tensor weight;  // [E, D]
   torch::Tensor bias_E;  // [E], float32 buffer
 
+  // LoRA on the router: weight + alpha/rank * lora_B [E, rank] @ lora_A
+  // [rank, D] (A drawn, B zero; both replicated like the weight).
+  void add_lora(int64_t rank, double alpha);
+  void merge_lora();  // folds it into the weight and zeroes B, for export
+  torch::Tensor lora_A, lora_B;
+
  private:
+  torch::Tensor effective_weight() const;
+  double lora_scale_ = 0;
   MoEOptions options_;
   Communicator* balance_group_;
 };

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace moxie {
 
@@ -29,7 +30,7 @@ void init_normal_block(const torch::Tensor& local, int64_t full_rows, int64_t fu
 
 ParallelLinearImpl::ParallelLinearImpl(int64_t in, int64_t out, Split split,
                                        const TensorParallel& tp, double init_std, bool bias)
-    : split_(split) {
+    : split_(split), in_(in), out_(out), tp_size_(tp.size()) {
   TORCH_CHECK(!bias || split == Split::kColumn, "ParallelLinear: only a column-parallel layer has a bias");
   const int64_t n = tp.size(), r = tp.rank();
   const int64_t local_in = split == Split::kRow ? in / n : in;
@@ -45,7 +46,37 @@ ParallelLinearImpl::ParallelLinearImpl(int64_t in, int64_t out, Split split,
 }
 
 torch::Tensor ParallelLinearImpl::forward(const torch::Tensor& x) {
-  return torch::nn::functional::linear(x, weight, bias);
+  auto y = torch::nn::functional::linear(x, weight, bias);
+  if (!lora_A.defined()) return y;
+  auto h = lora_dropout_ > 0 ? torch::dropout(x, lora_dropout_, is_training()) : x;
+  return y + torch::nn::functional::linear(torch::nn::functional::linear(h, lora_A), lora_B) * lora_scale_;
+}
+
+void ParallelLinearImpl::add_lora(int64_t rank, double alpha, double dropout) {
+  TORCH_CHECK(rank > 0 && !lora_A.defined(), "ParallelLinear::add_lora: rank ", rank, ", adapter already there: ",
+              lora_A.defined());
+  const bool column = split_ == Split::kColumn;
+  const int64_t local_in = weight.size(1), local_out = weight.size(0);
+  lora_A = register_parameter("lora_A", torch::empty({rank, local_in}, weight.options()));
+  lora_B = register_parameter("lora_B", torch::zeros({local_out, rank}, weight.options()));
+  auto a = torch::empty({rank, local_in}, torch::kFloat);
+  init_normal_block(a, rank, in_, 0, column ? 0 : split_start_, 1.0 / std::sqrt(static_cast<double>(in_)));
+  torch::NoGradGuard no_grad;
+  lora_A.copy_(a);
+  lora_scale_ = alpha / static_cast<double>(rank);
+  lora_dropout_ = dropout;
+}
+
+std::string ParallelLinearImpl::lora_split_name() const {
+  if (!lora_A.defined() || tp_size_ == 1) return "";
+  return split_ == Split::kColumn ? "lora_B" : "lora_A";
+}
+
+void ParallelLinearImpl::merge_lora() {
+  if (!lora_A.defined()) return;
+  torch::NoGradGuard no_grad;
+  weight.add_(torch::mm(lora_B.to(torch::kDouble), lora_A.to(torch::kDouble)).mul(lora_scale_).to(weight.scalar_type()));
+  lora_B.zero_();  // the adapter now adds nothing
 }
 
 VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t vocab, int64_t dim,

@@ -49,9 +49,24 @@ class ParallelLinearImpl : public torch::nn::Module {
   int64_t split_dim() const { return split_ == Split::kColumn ? 0 : 1; }
   int64_t split_start() const { return split_start_; }
 
+  // A low-rank adapter (LoRA): y += alpha/rank * dropout(x) A^T B^T, with
+  // "lora_A" [rank, in] and "lora_B" [out, rank] split like the weight
+  // (column-parallel: B's rows; row-parallel: A's columns, whose partial
+  // products the caller's reduction sums like the main ones). A is drawn
+  // like a weight (the same values at any layout), B starts at zero, so the
+  // adapted layer starts equal to the base.
+  void add_lora(int64_t rank, double alpha, double dropout);
+  torch::Tensor lora_A, lora_B;  // undefined without an adapter
+  // Which of lora_A / lora_B this rank holds a slice of ("" without TP).
+  std::string lora_split_name() const;
+  // Folds the adapter into the weight and zeroes B: for export.
+  void merge_lora();
+
  private:
   Split split_;
   int64_t split_start_ = 0;
+  int64_t in_ = 0, out_ = 0, tp_size_ = 1;
+  double lora_scale_ = 0, lora_dropout_ = 0;
 };
 TORCH_MODULE(ParallelLinear);
 

@@ -130,6 +130,16 @@ parallel:
   pp: 1
   zero1: true
   overlap_grad_sync: true
+finetune:
+  base: runs/pre/checkpoints/step-00000100
+  freeze: [router, embed_tokens]
+  router_lr: 0.1
+  early_stop_patience: 0
+lora:
+  rank: 8
+  alpha: 32.0
+  dropout: 0.05
+  targets: [q_proj, v_proj, experts]
 )";
 
 // "  key: value" lines -> "section.key", in order.
@@ -335,6 +345,11 @@ TEST_CASE("impossible values are refused with the rule that failed") {
   refuses("train: {stop_at: 5}", "train.stop_at needs train.checkpoint_every > 0");
   refuses("train: {keep_checkpoints: 0}", "train.keep_checkpoints");
   refuses("train: {max_nonfinite_steps: 0}", "train.max_nonfinite_steps");
+  refuses("lora: {rank: -1}", "lora.rank");
+  refuses("lora: {rank: 4, dropout: 1.0}", "lora.dropout");
+  refuses("lora: {rank: 4, targets: []}", "lora.targets is empty");
+  refuses("finetune: {router_lr: 0}", "finetune.router_lr");
+  refuses("train: {eval_every: 0}\nfinetune: {early_stop_patience: 2}", "needs train.eval_every > 0");
   refuses("data: {source: hf}", "data.source='hf' is not one of: text, dataset");
   refuses("data: {on_corrupt: ignore}", "data.on_corrupt='ignore' is not one of: skip, fail");
   refuses("data: {shuffle_block: 0}", "data.shuffle_block");

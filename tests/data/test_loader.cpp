@@ -283,3 +283,86 @@ TEST_CASE("a missing dataset or a damaged manifest is one clear error") {
   flip_byte(path + "/manifest.pb", 30);
   CHECK_THROWS_WITH(DatasetLoader(options(path, 1, 0, 1)), Catch::Contains("manifest.pb: checksum mismatch"));
 }
+
+TEST_CASE("SFT records: only responses and the EOS after the last are targets, and a record that fits a row is never cut") {
+  // Prompts in upper case (and the template's characters), responses in
+  // digits: the naive reference for which targets count is the character.
+  const auto src = fresh_dir("sft_src");
+  std::mt19937 rng(3);
+  auto word = [&](char base, int len) {
+    std::string s;
+    for (int i = 0; i < len; ++i) s += static_cast<char>(base + rng() % (base == '0' ? 10 : 26));
+    return s;
+  };
+  {
+    std::ofstream lines(src / "chat.jsonl");
+    for (int i = 0; i < 40; ++i) {
+      lines << "{\"prompt\": \"" << word('A', 1 + static_cast<int>(rng() % 12)) << "\", \"response\": \""
+            << word('0', 1 + static_cast<int>(rng() % 12)) << "\"}\n";
+    }
+  }
+  std::ofstream(src / "turns.json") << R"({"messages": [{"role": "system", "content": "BEBRIEF"},
+      {"role": "user", "content": "HI"}, {"role": "assistant", "content": "123"},
+      {"role": "user", "content": "AGAIN"}, {"role": "assistant", "content": "45"}]})";
+  std::ofstream(src / "plain.txt") << "all of this text is learned";
+  BuildOptions b;
+  b.source_dir = src.string();
+  b.out_dir = (fresh_dir("sft") / "ds").string();
+  b.allow_unknown_license = true;
+  build_dataset(b);
+  REQUIRE(read_dataset_info(b.out_dir).samples == 42);
+
+  auto o = options(b.out_dir, 4, 0, 1);
+  o.seq_len = 127;  // rows of 128: every record fits one
+  DatasetLoader loader(o);
+  int64_t responses = 0, plain = 0, pieces = 0;
+  std::set<uint64_t> ended;  // records whose final EOS is a target (the last batch reaches into epoch 2)
+  bool epoch_done = false;
+  while (!epoch_done) {
+    const auto p = loader.next();
+    epoch_done = p.after.epoch >= 1;
+    for (const auto& piece : p.pieces) {
+      ++pieces;
+      const int64_t at = piece.row * p.row_len + piece.col;
+      const int64_t n = piece.to - piece.from;
+      // Samples in path order: chat.jsonl's 40 lines, plain.txt, turns.json.
+      const bool is_plain = piece.sample == 40;
+      if (!is_plain) CHECK(piece.from == 0);  // never cut: every piece is a whole record
+      for (int64_t k = 1; k < n; ++k) {
+        const auto pos = static_cast<size_t>(at + k);
+        const int32_t t = p.tokens[pos];
+        const bool counted = p.kind[pos] == kToken;  // as to_batch() masks the target at pos
+        const bool response = t >= '0' && t <= '9';
+        const bool last_eos = t == ByteTokenizer::kEos && k == n - 1;
+        CAPTURE(k, t);
+        if (is_plain) {
+          CHECK(counted);
+          plain += counted;
+        } else {
+          CHECK(counted == (response || last_eos));
+          responses += counted && response;
+          if (counted && last_eos) ended.insert(piece.sample);
+        }
+      }
+    }
+  }
+  CHECK(pieces >= 42);
+  CHECK(ended.size() == 41);  // every record ends in a response
+  CHECK(responses > 40);
+  CHECK(plain > 20);
+}
+
+TEST_CASE("malformed SFT records are refused, naming the file and line") {
+  const auto src = fresh_dir("sft_bad_src");
+  std::ofstream(src / "a.jsonl") << "{\"prompt\": \"A\", \"response\": \"b\"}\n{\"prompt\": 3}\n";
+  BuildOptions b;
+  b.source_dir = src.string();
+  b.out_dir = (fresh_dir("sft_bad") / "ds").string();
+  b.allow_unknown_license = true;
+  CHECK_THROWS_WITH(build_dataset(b), Catch::Contains("a.jsonl#L2") && Catch::Contains("'prompt' must be a string"));
+  CHECK_FALSE(fs::exists(b.out_dir));
+  std::ofstream(src / "a.jsonl", std::ios::trunc) << "{\"messages\": [{\"role\": \"user\", \"content\": \"X\"}]}\n";
+  CHECK_THROWS_WITH(build_dataset(b), Catch::Contains("no assistant message"));
+  std::ofstream(src / "a.jsonl", std::ios::trunc) << "not json\n";
+  CHECK_THROWS_WITH(build_dataset(b), Catch::Contains("is not valid JSON"));
+}

@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     moxie::ShardReader reader(path);
     for (size_t i = 0; i < reader.size(); ++i) {
       (void)reader.positions(i);
-      (void)reader.has_media(i);
+      (void)reader.keep_whole(i);
       (void)reader.sources(i);
       try {
         (void)reader.read(i);
