@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/safetensors.h"
@@ -418,8 +419,30 @@ LoadedModel load_model(const std::string& dir) {
   LoadedModel m;
   m.config = load_config(config_path.string());
   m.model = CausalLM(m.config.model, m.config.moe);
+  if (m.config.lora.rank > 0) m.model->add_lora(m.config.lora);
   auto entries = whole_model_entries(m.model);
-  const auto state = load_checkpoint(dir, entries, 0, 1);
+  // A fine-tuning run's checkpoints hold what trained (adapters, unfrozen
+  // weights); the rest is its finetune.base's.
+  const auto index = read_checkpoint_index(dir);
+  std::set<std::string> held;
+  for (const auto& t : index.tensors) held.insert(t.name);
+  std::vector<CheckpointEntry> from_base, from_run;
+  for (auto& e : entries) (held.count(e.name) ? from_run : from_base).push_back(e);
+  if (!from_base.empty()) {
+    if (m.config.finetune.base.empty()) {
+      throw CheckpointError("checkpoint " + dir + " has no tensor " + from_base.front().name +
+                            " (saved by another model or config?)");
+    }
+    std::vector<CheckpointEntry> base_entries;
+    for (auto& e : from_base) {
+      if (e.name.find("lora_") != std::string::npos) {
+        throw CheckpointError("checkpoint " + dir + " has no adapter " + e.name);
+      }
+      base_entries.push_back(e);
+    }
+    load_checkpoint(m.config.finetune.base, base_entries, 0, 1);
+  }
+  const auto state = load_checkpoint(dir, from_run, 0, 1);
   m.step = state.count("step") ? std::stoll(state.at("step")) : 0;
   m.model->eval();
   return m;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -476,7 +477,30 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
                       "'; check the path (e.g. configs/tiny.yaml)");
   std::stringstream text;
   text << in.rdbuf();
-  return parse_config(text.str(), overrides, path);
+  Config c = parse_config(text.str(), overrides, path);
+  if (c.finetune.base.empty()) return c;
+  // Fine-tuning: the base run's config.yaml gives the model and moe sections.
+  const auto base_config = std::filesystem::path(c.finetune.base).parent_path().parent_path() / "config.yaml";
+  if (!std::filesystem::exists(base_config)) {
+    throw ConfigError(path + ": finetune.base=" + c.finetune.base + " has no run config " + base_config.string() +
+                      "; name a committed checkpoint folder RUN/checkpoints/step-N (or what moxie import made)");
+  }
+  const Config base = load_config(base_config.string());
+  auto sections_of = [](const ModelOptions& m, const MoEOptions& e) {
+    Config only;
+    only.model = m;
+    only.moe = e;
+    return to_yaml(only);
+  };
+  const std::string mine = sections_of(c.model, c.moe);
+  if (mine != sections_of(ModelOptions{}, MoEOptions{}) && mine != sections_of(base.model, base.moe)) {
+    throw ConfigError(path + ": sets model or moe options, but finetune.base=" + c.finetune.base + " fixes them (" +
+                      base_config.string() + "); remove the model and moe sections");
+  }
+  c.model = base.model;
+  c.moe = base.moe;
+  validate(c);
+  return c;
 }
 
 void validate(const Config& c) {

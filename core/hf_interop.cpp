@@ -184,6 +184,7 @@ std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads, Hf
   std::map<std::string, torch::Tensor> state;
   for (const auto& item : model->named_parameters()) {
     std::string name = item.key();
+    if (name.find("lora_") != std::string::npos) continue;  // adapters: merge them, or write_peft_adapters()
     const torch::Tensor w = grads ? item.value().grad() : item.value();
     if (!w.defined()) throw std::runtime_error("to_hf_state: " + name + " has no gradient");
     if (const auto b = name.find(".block_sparse_moe."); b != std::string::npos) {
@@ -308,6 +309,63 @@ void save_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) 
                      static_cast<uint64_t>(c.nbytes())});
   }
   st::write(path, views, {{"format", "pt"}});
+}
+
+void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::string& base_model_path,
+                         const std::string& dir) {
+  if (model->tensor_parallel().on()) throw std::runtime_error("write_peft_adapters needs the whole model (parallel.tp=1)");
+  // transformers 5 names the MoE block "mlp" at run time in both classes.
+  auto hf_module = [](std::string name) {
+    if (const auto b = name.find(".block_sparse_moe."); b != std::string::npos) {
+      name.replace(b, std::string(".block_sparse_moe.").size(), ".mlp.");
+    }
+    return name;
+  };
+  std::map<std::string, torch::Tensor> tensors;
+  nlohmann::json modules = nlohmann::json::array();
+  bool router = false;
+  for (const auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    const auto at = name.find("lora_");
+    if (at == std::string::npos) continue;
+    if (name.find(".experts.") != std::string::npos) {
+      throw std::runtime_error("the routed experts' adapters (lora.targets: experts) have no peft layout here; "
+                               "export them folded into the weights with --merge-lora");
+    }
+    std::string module = hf_module(name.substr(0, at - 1));  // without ".lora_A"
+    const std::string factor = name.substr(at + 5);          // "A" or "B"
+    tensors["base_model.model." + module + ".lora_" + factor + ".weight"] = item.value().detach().contiguous();
+    if (module.size() >= 9 && module.compare(module.size() - 9, 9, ".mlp.gate") == 0) {
+      router = true;
+    } else if (factor == "A") {
+      modules.push_back(module);
+    }
+  }
+  if (tensors.empty()) throw std::runtime_error("this model has no LoRA adapters to write (lora.rank is 0)");
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  std::vector<st::TensorView> views;
+  for (auto& [name, t] : tensors) {
+    views.push_back({name, to_st_dtype(t.scalar_type()), t.sizes().vec(), t.data_ptr(), static_cast<uint64_t>(t.nbytes())});
+  }
+  st::write((fs::path(dir) / "adapter_model.safetensors").string(), views, {{"format", "pt"}});
+  nlohmann::json c = {{"peft_type", "LORA"},
+                      {"task_type", "CAUSAL_LM"},
+                      {"base_model_name_or_path", base_model_path},
+                      {"r", lora.rank},
+                      {"lora_alpha", lora.alpha},
+                      {"lora_dropout", lora.dropout},
+                      {"target_modules", modules},
+                      {"bias", "none"},
+                      {"fan_in_fan_out", false},
+                      {"use_rslora", false},
+                      {"use_dora", false},
+                      {"init_lora_weights", true},
+                      {"inference_mode", true}};
+  if (router) c["target_parameters"] = {"mlp.gate.weight"};
+  std::ofstream out(fs::path(dir) / "adapter_config.json");
+  out << c.dump(2) << "\n";
+  if (!out) throw std::runtime_error("cannot write " + (fs::path(dir) / "adapter_config.json").string());
 }
 
 void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch, const std::string& path) {

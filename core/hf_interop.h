@@ -59,6 +59,16 @@ void load_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch =
 // parameters' dtype) to one file.
 void save_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch = HfArch::kMixtral);
 
+// The model's LoRA adapters in the layout of Hugging Face peft
+// (adapter_config.json, adapter_model.safetensors with
+// base_model.model.<module>.lora_A/B.weight) for the class's transformers-5
+// module names: linear layers as target_modules, routers as
+// target_parameters ("mlp.gate.weight"). PeftModel.from_pretrained(base,
+// dir) then gives the adapted model. Throws for adapters peft's layout here
+// does not cover (routed experts: export them merged).
+void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::string& base_model_path,
+                         const std::string& dir);
+
 // The class's config.json for these options. Throws std::runtime_error naming
 // what the class cannot express (and the option that sets it).
 void write_hf_config(const ModelOptions& model, const MoEOptions& moe, HfArch arch, const std::string& path);

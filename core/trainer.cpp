@@ -162,32 +162,6 @@ ParallelDims checked_dims(const Config& c, const ProcessGroups& g) {
   return layout_of(c, g.world->size());
 }
 
-// With finetune.base, the model and moe sections come from the base run's
-// config.yaml; a config that sets them otherwise is refused.
-Config with_finetune_base(Config c) {
-  if (c.finetune.base.empty()) return c;
-  const auto path = std::filesystem::path(c.finetune.base).parent_path().parent_path() / "config.yaml";
-  if (!std::filesystem::exists(path)) {
-    throw std::runtime_error("finetune.base=" + c.finetune.base + " has no run config " + path.string() +
-                             "; name a committed checkpoint folder RUN/checkpoints/step-N (or what moxie import made)");
-  }
-  const Config base = load_config(path.string());
-  auto section_yaml = [](const ModelOptions& m, const MoEOptions& e) {
-    Config only;
-    only.model = m;
-    only.moe = e;
-    return to_yaml(only);
-  };
-  const std::string mine = section_yaml(c.model, c.moe);
-  if (mine != section_yaml(ModelOptions{}, MoEOptions{}) && mine != section_yaml(base.model, base.moe)) {
-    throw std::runtime_error("the config sets model or moe options, but finetune.base=" + c.finetune.base +
-                             " fixes them (" + path.string() + "); remove the model and moe sections");
-  }
-  c.model = base.model;
-  c.moe = base.moe;
-  return c;
-}
-
 // finetune.freeze: "router", "experts", or any part of a name.
 bool frozen_by(const std::vector<std::string>& patterns, const std::string& name) {
   for (const auto& p : patterns) {
@@ -205,7 +179,7 @@ Trainer::Trainer(const Config& config, std::ostream& log)
     : Trainer(config, single_process_groups(), log) {}
 
 Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
-    : config_(with_finetune_base(config)),
+    : config_(config),
       groups_(std::move(groups)),
       dims_(checked_dims(config_, groups_)),
       rank0_(groups_.world->rank() == 0),
@@ -654,6 +628,8 @@ TrainSummary Trainer::run() {
 
   MetricsLogger metrics(train.run_dir, train.log_every, log_, rank0_, /*append=*/first_step > 0);
   const auto poisoned_steps = injected_nonfinite_steps(groups_.world->rank());
+  double best_eval = std::numeric_limits<double>::infinity();
+  int64_t best_step = 0, since_best = 0, last_step = train.steps;
 
   auto evaluate = [&](int64_t step) {
     if (eval_batches.empty()) return;
@@ -818,8 +794,20 @@ TrainSummary Trainer::run() {
     metrics.step(m);
     if (provenance) provenance->step(step + 1, stream_before, dataset->last().after, skipped_ids);
 
+    bool early_stop = false;
     if (train.eval_every > 0 && (step + 1) % train.eval_every == 0 && step + 1 < train.steps) {
       evaluate(step + 1);
+      // Early stopping on the eval loss (the same on every rank).
+      if (config_.finetune.early_stop_patience > 0 && !summary.eval_losses.empty()) {
+        const double loss = summary.eval_losses.back().second;
+        if (loss < best_eval) {
+          best_eval = loss;
+          best_step = step + 1;
+          since_best = 0;
+        } else {
+          early_stop = ++since_best >= config_.finetune.early_stop_patience;
+        }
+      }
     }
     if (train.checkpoint_every > 0) {
       // A save in flight is committed once every rank's write has ended (it
@@ -832,7 +820,7 @@ TrainSummary Trainer::run() {
       auto signal = torch::tensor({static_cast<double>(g_stop_signal.load())}, torch::kDouble);
       if (dims_.world() > 1) groups_.world->all_reduce(signal, ReduceOp::kMax);
       const bool stop = signal.item<double>() > 0 || step + 1 == train.stop_at;
-      if ((step + 1) % train.checkpoint_every == 0 || step + 1 == train.steps || stop) {
+      if ((step + 1) % train.checkpoint_every == 0 || step + 1 == train.steps || stop || early_stop) {
         commit_pending();  // the previous save, if its write is still running
         save(step + 1, /*background=*/!stop && step + 1 < train.steps);
       }
@@ -845,13 +833,21 @@ TrainSummary Trainer::run() {
         break;
       }
     }
+    if (early_stop) {
+      commit_pending();
+      metrics.message("stopped early after step " + std::to_string(step + 1) + ": the eval loss has not improved for " +
+                      std::to_string(since_best) + " evaluations (best " + std::to_string(best_eval) + " at step " +
+                      std::to_string(best_step) + "; finetune.early_stop_patience)");
+      last_step = step + 1;
+      break;
+    }
   }
   commit_pending();
   if (stopped) return summary;
   if (first_step >= train.steps) {
     metrics.message("the run was already complete at step " + std::to_string(first_step) + "; nothing to train");
   }
-  evaluate(train.steps);
+  evaluate(last_step);
   if (dataset) summary.skipped_samples = dataset->loader().skipped();
   if (summary.eval_losses.empty()) {
     metrics.message("done: " + std::to_string(summary.skipped_steps) + " steps skipped, " +

@@ -54,10 +54,11 @@ const char* kUsage =
     "  data inspect DIR [--sample N] [--tokenizer MODEL]\n"
     "                                           manifest summary, licences, one sample\n"
     "  data provenance RUN_DIR --step N [--all] sources and licences trained on up to step N\n"
-    "  export CHECKPOINT --hf OUT [--arch mixtral|qwen2_moe]\n"
+    "  export CHECKPOINT --hf OUT [--arch mixtral|qwen2_moe] [--merge-lora | --peft DIR]\n"
     "                                           weights as a Hugging Face MixtralForCausalLM or\n"
     "                                           Qwen2MoeForCausalLM folder (default: Mixtral when it\n"
-    "                                           can express the model)\n"
+    "                                           can express the model); LoRA adapters folded in, or\n"
+    "                                           written for peft beside the base weights\n"
     "  import --hf DIR OUT_RUN [--set ...]      a Hugging Face Mixtral or Qwen2-MoE folder as a\n"
     "                                           weights-only checkpoint; train OUT_RUN/config.yaml\n"
     "  generate CHECKPOINT (--prompt TEXT | --tokens IDS) [--max-new N] [--temperature T]\n"
@@ -301,7 +302,8 @@ std::string valid_utf8(const std::string& in) {
 // moxie export | import | generate: one process, no MPI.
 int model_command(const std::string& command, int argc, char** argv) {
   std::vector<std::string> positional, overrides;
-  std::string hf, arch, prompt, tokens, logits_path;
+  std::string hf, arch, peft, prompt, tokens, logits_path;
+  bool merge_lora = false;
   moxie::GenerateOptions gen;
   bool have_prompt = false, have_tokens = false;
   for (int i = 2; i < argc; ++i) {
@@ -312,6 +314,10 @@ int model_command(const std::string& command, int argc, char** argv) {
     };
     if ((command == "export" || command == "import") && arg == "--hf") {
       hf = value();
+    } else if (command == "export" && arg == "--merge-lora") {
+      merge_lora = true;
+    } else if (command == "export" && arg == "--peft") {
+      peft = value();
     } else if (command == "export" && arg == "--arch") {
       arch = value();
       if (arch != "mixtral" && arch != "qwen2_moe") {
@@ -345,9 +351,20 @@ int model_command(const std::string& command, int argc, char** argv) {
   }
   if (command == "export") {
     if (positional.size() != 1 || hf.empty()) {
-      throw UsageError("usage: moxie export CHECKPOINT --hf OUT_DIR [--arch mixtral|qwen2_moe]");
+      throw UsageError("usage: moxie export CHECKPOINT --hf OUT_DIR [--arch mixtral|qwen2_moe] [--merge-lora | --peft DIR]");
     }
     auto loaded = moxie::load_model(positional[0]);
+    const bool adapters = loaded.config.lora.rank > 0;
+    if (adapters && merge_lora == !peft.empty()) {
+      throw UsageError(merge_lora ? "use --merge-lora or --peft DIR, not both"
+                                  : "this checkpoint has LoRA adapters: add --merge-lora to fold them into the "
+                                    "exported weights, or --peft DIR to export the base weights and the adapters "
+                                    "for Hugging Face peft");
+    }
+    if (!adapters && (merge_lora || !peft.empty())) {
+      throw UsageError(std::string(merge_lora ? "--merge-lora" : "--peft") + ": this checkpoint has no LoRA adapters");
+    }
+    if (merge_lora) loaded.model->merge_lora();
     const auto as = arch.empty()         ? moxie::hf_arch_for(loaded.config.model, loaded.config.moe)
                     : arch == "mixtral" ? moxie::HfArch::kMixtral
                                         : moxie::HfArch::kQwen2Moe;
@@ -356,6 +373,7 @@ int model_command(const std::string& command, int argc, char** argv) {
     try {
       moxie::write_hf_config(loaded.config.model, loaded.config.moe, as, hf + "/config.json");
       moxie::save_hf_safetensors(loaded.model, hf + "/model.safetensors", as);
+      if (!peft.empty()) moxie::write_peft_adapters(loaded.model, loaded.config.lora, hf, peft);
     } catch (...) {
       if (made) std::filesystem::remove_all(hf);  // no half-written folder
       throw;

@@ -6,7 +6,7 @@
 #     python3-doc, whose documentation sources are the demo's training text,
 #     and espeak-ng, ImageMagick and DejaVu fonts for the multimodal example;
 #   - a git-ignored virtual environment .venv with torch==2.11.0 (LibTorch
-#     comes from that wheel) and, with --tests, transformers and safetensors
+#     comes from that wheel) and, with --tests, transformers, peft and safetensors
 #     for the Hugging Face parity test and benchmarks;
 #   - .data/text: the demo corpus (the Python 3 documentation's reStructuredText).
 # Usage: launch/setup.sh [--tests]
@@ -17,6 +17,7 @@ cd "$root"
 
 TORCH_VERSION=2.11.0
 TRANSFORMERS_VERSION=5.23.0
+PEFT_VERSION=0.21.2      # Hugging Face peft: the LoRA test loads exported adapters with it
 DEBIAN_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libopenmpi-dev openmpi-bin
@@ -67,9 +68,11 @@ if ! have_version torch "$TORCH_VERSION"; then
   "$py" -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
 if ((with_tests)); then
-  if ! have_version transformers "$TRANSFORMERS_VERSION" || ! have_version safetensors "$("$py" -c 'import importlib.metadata as m; print(m.version("safetensors"))' 2>/dev/null || echo none)"; then
-    say "installing transformers==$TRANSFORMERS_VERSION and safetensors into .venv"
-    "$py" -m pip install -q --disable-pip-version-check "transformers==$TRANSFORMERS_VERSION" safetensors pyyaml
+  if ! have_version transformers "$TRANSFORMERS_VERSION" || ! have_version peft "$PEFT_VERSION" ||
+     ! have_version safetensors "$("$py" -c 'import importlib.metadata as m; print(m.version("safetensors"))' 2>/dev/null || echo none)"; then
+    say "installing transformers==$TRANSFORMERS_VERSION, peft==$PEFT_VERSION and safetensors into .venv"
+    "$py" -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION" "transformers==$TRANSFORMERS_VERSION" \
+      "peft==$PEFT_VERSION" safetensors pyyaml
   fi
 fi
 

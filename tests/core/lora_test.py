@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Fine-tuning with LoRA end to end, with real `moxie` runs (and mpiexec):
+
+A base model is pretrained on the docs text; supervised fine-tuning records
+("Answer: WORD." after a prompt naming WORD) are built into a dataset, with
+held-out words for evaluation. Then:
+
+1. a LoRA run (attention, router and experts adapted) from finetune.base
+   trains only adapters: its checkpoints hold adapters and their optimizer
+   state only, the exported base weights equal the base's bitwise, and its
+   eval loss falls clearly below the base model's on the held-out records;
+2. `export --merge-lora` gives the same logits as the unmerged model (moxie
+   generate on the run's checkpoint), and transformers reads the merged
+   folder with those logits; `export --peft DIR` (attention and router
+   adapters) loads with Hugging Face peft onto the exported base with the
+   same logits;
+3. the same LoRA run at dp2 x ep2 (4 ranks) and at tp2 (2 ranks) matches the
+   single-process losses (rtol 2e-5, as the layout parity tests).
+Exit 77 when transformers or peft is missing.
+
+Usage: lora_test.py MOXIE REPO_ROOT MPIEXEC
+"""
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+MOXIE, ROOT, MPIEXEC = sys.argv[1:4]
+try:
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import MixtralForCausalLM
+except ImportError as e:
+    print(f"skipped: {e}")
+    sys.exit(77)
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+MODEL = ["model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=2", "model.vocab_size=264",
+         "moe.expert_hidden=48", "moe.num_experts=4"]
+COMMON = ["train.eval_batches=4", "train.log_every=1", "train.threads=1", "optim.lr=3e-3",
+          "schedule.warmup_steps=5"]
+PROMPT = [256] + list(b"<|user|>\nsay function\n<|assistant|>\n")
+failures = []
+
+
+def moxie(*args, ranks=1, check=True):
+    cmd = ([MPIEXEC, "--oversubscribe", "--bind-to", "none", "-n", str(ranks)] if ranks > 1 else []) + [MOXIE, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    if check and out.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def train(run, sets, ranks=1, config=None):
+    args = ["train", config or os.path.join(ROOT, "configs/tiny.yaml")]
+    for s in sets + [f"train.run_dir={run}"]:
+        args += ["--set", s]
+    return moxie(*args, ranks=ranks).stdout
+
+
+def finetune(run, sets, ranks=1):
+    """A fine-tuning config has no model or moe section: finetune.base gives them."""
+    return train(run, sets, ranks, config=FT_CONFIG)
+
+
+def expect(ok, what):
+    print(("ok:   " if ok else "FAIL: ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def losses(run):
+    rows = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
+    return {r["step"]: r["loss"] for r in rows if "grad_norm" in r}
+
+
+def final_eval(stdout):
+    return float(re.findall(r"eval loss ([0-9.]+)", stdout)[-1])
+
+
+def logits(checkpoint, path):
+    moxie("generate", checkpoint, "--tokens", ",".join(map(str, PROMPT)), "--max-new", "1", "--logits", path)
+    return load_file(path)["logits"].double()
+
+
+tmp = tempfile.mkdtemp(prefix="moxie-lora-")
+FT_CONFIG = os.path.join(tmp, "finetune.yaml")
+with open(FT_CONFIG, "w") as f:
+    f.write("train:\n  seed: 3\n")
+try:
+    # The base: pretrained on the docs text.
+    base_run = os.path.join(tmp, "base")
+    train(base_run, MODEL + COMMON + ["train.steps=150", "train.eval_every=0", "train.checkpoint_every=150",
+                                      "data.seq_len=64", f"data.path={os.path.join(ROOT, '.data/text')}"])
+    base = os.path.join(base_run, "checkpoints", "step-00000150")
+
+    # SFT records from real words of the docs; held-out words for evaluation.
+    text = open(os.path.join(ROOT, ".data/text", sorted(os.listdir(os.path.join(ROOT, ".data/text")))[0]),
+                errors="ignore").read()
+    words = sorted({w for w in re.findall(r"\b[a-z]{4,9}\b", text)})
+    random.Random(5).shuffle(words)
+    held_out, train_words = words[:40], words[40:400]
+    for name, ws in [("sft", train_words), ("sft_eval", held_out)]:
+        src = os.path.join(tmp, name + "_src")
+        os.makedirs(src)
+        with open(os.path.join(src, "records.jsonl"), "w") as f:
+            for w in ws:
+                f.write(json.dumps({"prompt": f"say {w}", "response": f"Answer: {w}."}) + "\n")
+        moxie("data", "build", src, os.path.join(tmp, name), "--allow-unknown-license")
+    data = ["data.source=dataset", f"data.path={os.path.join(tmp, 'sft')}",
+            f"data.eval_path={os.path.join(tmp, 'sft_eval')}", "data.seq_len=64"]
+    lora = [f"finetune.base={base}", "lora.rank=4", "lora.alpha=8",
+            "lora.targets=[q_proj,k_proj,v_proj,o_proj,router,experts]"]
+
+    # 1. LoRA trains adapters only, and learns the task.
+    run = os.path.join(tmp, "lora")
+    out = finetune(run, COMMON + data + lora + ["train.steps=120", "train.eval_every=0", "train.checkpoint_every=120",
+                                             "train.micro_batch_size=8"])
+    tuned = final_eval(out)
+    before = final_eval(finetune(os.path.join(tmp, "untuned"), COMMON + data + lora + [
+        "train.steps=1", "optim.lr=1e-12", "optim.min_lr=0", "train.eval_every=0", "train.micro_batch_size=8"]))
+    expect(tuned < before - 0.5, f"held-out eval loss on the responses: {before:.3f} for the base, {tuned:.3f} "
+                                 f"after LoRA (must fall by > 0.5 nats/token)")
+    ckpt = os.path.join(run, "checkpoints", "step-00000120")
+    names = []
+    for f in os.listdir(ckpt):
+        if f.endswith(".safetensors"):
+            names += list(load_file(os.path.join(ckpt, f)).keys())
+    model_names = [n for n in names if n.startswith("model/")]
+    optim_names = [n for n in names if n.startswith("optim/")]
+    expect(model_names and all("lora_" in n for n in model_names),
+           f"the run's checkpoint holds only adapter weights ({len(model_names)}), not the frozen base")
+    expect(optim_names and all("lora_" in n for n in optim_names),
+           f"optimizer state exists only for adapters ({len(optim_names)} tensors)")
+
+    base_hf, merged_hf = os.path.join(tmp, "base_hf"), os.path.join(tmp, "merged_hf")
+    moxie("export", base, "--hf", base_hf)
+    unmerged_hf, peft_dir = os.path.join(tmp, "unmerged_hf"), os.path.join(tmp, "peft")
+    refused = moxie("export", ckpt, "--hf", unmerged_hf, check=False)
+    expect(refused.returncode != 0 and "--merge-lora" in refused.stderr,
+           "exporting a LoRA checkpoint asks for --merge-lora or --peft")
+    out = moxie("export", ckpt, "--hf", unmerged_hf, "--peft", peft_dir, check=False)
+    expect(out.returncode != 0 and "--merge-lora" in out.stderr,
+           "--peft refuses expert adapters, pointing at --merge-lora: " + out.stderr.strip()[-200:])
+    a, b = load_file(os.path.join(base_hf, "model.safetensors")), None
+
+    # 2. Merged export = unmerged model.
+    moxie("export", ckpt, "--hf", merged_hf, "--merge-lora")
+    ours = logits(ckpt, os.path.join(tmp, "ours.safetensors"))
+    merged = MixtralForCausalLM.from_pretrained(merged_hf, dtype=torch.float32).eval()
+    with torch.no_grad():
+        theirs = merged(torch.tensor([PROMPT])).logits[0].double()
+    diff = (ours - theirs).abs().max().item()
+    expect(diff < 1e-4, f"merged export in transformers vs the unmerged moxie model: logits differ by {diff:.2e}")
+
+    # PEFT: attention and router adapters on the exported base.
+    run2 = os.path.join(tmp, "lora_attn")
+    finetune(run2, COMMON + data + [f"finetune.base={base}", "lora.rank=4", "lora.alpha=8",
+                                 "lora.targets=[q_proj,v_proj,o_proj,router]", "train.steps=40",
+                                 "train.eval_every=0", "train.checkpoint_every=40", "train.micro_batch_size=8"])
+    ckpt2 = os.path.join(run2, "checkpoints", "step-00000040")
+    moxie("export", ckpt2, "--hf", unmerged_hf, "--peft", peft_dir)
+    b = load_file(os.path.join(unmerged_hf, "model.safetensors"))
+    expect(a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a),
+           f"the base weights after LoRA equal the base's bitwise ({len(a)} tensors)")
+    ours2 = logits(ckpt2, os.path.join(tmp, "ours2.safetensors"))
+    base_model = MixtralForCausalLM.from_pretrained(unmerged_hf, dtype=torch.float32).eval()
+    with torch.no_grad():
+        plain = base_model(torch.tensor([PROMPT])).logits[0].double()
+        adapted = PeftModel.from_pretrained(base_model, peft_dir).eval()
+        theirs2 = adapted(torch.tensor([PROMPT])).logits[0].double()
+    diff = (ours2 - theirs2).abs().max().item()
+    moved = (ours2 - plain).abs().max().item()
+    expect(diff < 1e-4 and moved > 1e-3,
+           f"peft adapters on the exported base: logits differ by {diff:.2e} from moxie's (the adapters move them "
+           f"by {moved:.2e})")
+
+    # 3. Layouts: the same LoRA run at dp2 x ep2 and tp2.
+    short = COMMON + data + lora + ["train.steps=6", "train.eval_every=0", "train.micro_batch_size=4"]
+    ref_run = os.path.join(tmp, "ref")
+    finetune(ref_run, short)
+    ref = losses(ref_run)
+    for name, ranks, sets in [("dp2xep2", 4, ["parallel.dp=4", "parallel.ep=2", "train.micro_batch_size=1"]),
+                              ("tp2", 2, ["parallel.tp=2"])]:
+        lay = os.path.join(tmp, name)
+        finetune(lay, short + sets, ranks=ranks)
+        got = losses(lay)
+        worst = max(abs(got[s] - ref[s]) / abs(ref[s]) for s in ref)
+        expect(got.keys() == ref.keys() and worst < 2e-5,
+               f"LoRA at {name}: losses of {len(ref)} steps match one process (worst relative {worst:.1e})")
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+print(f"{len(failures)} failed")
+sys.exit(1 if failures else 0)
