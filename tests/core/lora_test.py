@@ -15,7 +15,11 @@ held-out words for evaluation. Then:
    adapters) loads with Hugging Face peft onto the exported base with the
    same logits;
 3. the same LoRA run at dp2 x ep2 (4 ranks) and at tp2 (2 ranks) matches the
-   single-process losses (rtol 2e-5, as the layout parity tests).
+   single-process losses (rtol 2e-5, as the layout parity tests);
+4. full fine-tuning with finetune.freeze=[router] leaves every router weight
+   bitwise as the base's while the rest moves; finetune.router_lr=1e-6 moves
+   the routers a millionth as far; early stopping stops after
+   early_stop_patience evaluations without a lower eval loss.
 Exit 77 when transformers or peft is missing.
 
 Usage: lora_test.py MOXIE REPO_ROOT MPIEXEC
@@ -193,6 +197,36 @@ try:
         worst = max(abs(got[s] - ref[s]) / abs(ref[s]) for s in ref)
         expect(got.keys() == ref.keys() and worst < 2e-5,
                f"LoRA at {name}: losses of {len(ref)} steps match one process (worst relative {worst:.1e})")
+
+    # 4. Full fine-tuning options.
+    def exported(run, step):
+        out_dir = os.path.join(tmp, os.path.basename(run) + "_hf")
+        moxie("export", os.path.join(run, "checkpoints", f"step-{step:08d}"), "--hf", out_dir)
+        return load_file(os.path.join(out_dir, "model.safetensors"))
+
+    full = COMMON + data + [f"finetune.base={base}", "train.steps=10", "train.eval_every=0",
+                            "train.checkpoint_every=10", "train.micro_batch_size=8"]
+    router = lambda k: ".block_sparse_moe.gate." in k
+    frozen_run = os.path.join(tmp, "frozen_router")
+    finetune(frozen_run, full + ["finetune.freeze=[router]"])
+    f = exported(frozen_run, 10)
+    routers = [k for k in a if router(k)]
+    expect(routers and all(torch.equal(a[k], f[k]) for k in routers),
+           f"finetune.freeze=[router]: all {len(routers)} router weights equal the base's bitwise")
+    expect(all(not torch.equal(a[k], f[k]) for k in a if "q_proj" in k), "while the attention weights moved")
+    slow_run = os.path.join(tmp, "slow_router")
+    finetune(slow_run, full + ["finetune.router_lr=1e-6"])
+    g = exported(slow_run, 10)
+    router_move = max((g[k] - a[k]).abs().max().item() for k in routers)
+    other_move = max((g[k] - a[k]).abs().max().item() for k in a if "q_proj" in k)
+    expect(router_move < 1e-6 * 100 * other_move and other_move > 1e-4,
+           f"finetune.router_lr=1e-6: routers moved {router_move:.1e}, attention {other_move:.1e}")
+    out = finetune(os.path.join(tmp, "early"), COMMON + data + [
+        f"finetune.base={base}", "train.steps=20", "optim.lr=1e-12", "optim.min_lr=0", "train.eval_every=2",
+        "finetune.early_stop_patience=1", "train.micro_batch_size=8"])
+    expect("stopped early after step 4" in out,
+           "early_stop_patience=1 with a learning rate too small to move a weight: stopped after step 4 "
+           "(evaluations at 2 and 4)")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 print(f"{len(failures)} failed")

@@ -140,6 +140,37 @@ TEST_CASE("the KV cache gives the full forward's logits in any chunks, and gener
   CHECK(generate(model, prompt, o) == sampled);
 }
 
+TEST_CASE("packed samples never attend to each other: each one's logits equal the sample run alone") {
+  // The naive reference: every sample through the model on its own.
+  torch::manual_seed(19);
+  auto m = tiny_model();
+  CausalLM model(m, tiny_moe());
+  model->to(torch::kDouble);
+  const std::vector<int64_t> lengths = {5, 7, 3};
+  std::vector<torch::Tensor> samples, docs;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    samples.push_back(torch::randint(0, 11, {1, lengths[i]}));
+    docs.push_back(torch::full({1, lengths[i]}, static_cast<int64_t>(i), torch::kLong));
+  }
+  ModelInputs packed;
+  packed.tokens = torch::cat(samples, 1);
+  packed.doc = torch::cat(docs, 1);
+  torch::NoGradGuard g;
+  const auto together = model->forward_inputs(packed).logits;
+  int64_t at = 0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const auto alone = model(samples[i]).logits;
+    CAPTURE(i);
+    CHECK(torch::allclose(together.narrow(1, at, lengths[i]), alone, 1e-9, 1e-9));
+    at += lengths[i];
+  }
+  // Without the document mask the later samples see the earlier ones.
+  ModelInputs causal_only;
+  causal_only.tokens = packed.tokens;
+  const auto leaky = model->forward_inputs(causal_only).logits;
+  CHECK_FALSE(torch::allclose(leaky.narrow(1, 5, 7), model(samples[1]).logits, 1e-6, 1e-6));
+}
+
 TEST_CASE("rotary embedding: scores depend only on the relative position") {
   RotaryEmbedding rope(8, 32, 10000.0);
   torch::manual_seed(14);
