@@ -432,8 +432,11 @@ int model_command(const std::string& command, int argc, char** argv) {
   std::cout << "tokens:";
   for (size_t i = prompt_len; i < out.size(); ++i) std::cout << (i == prompt_len ? " " : ",") << out[i];
   std::cout << "\n";
-  if (loaded.config.model.vocab_size <= moxie::ByteTokenizer::kVocabSize) {
-    std::vector<int32_t> gen_ids(out.begin() + static_cast<int64_t>(prompt_len), out.end());
+  if (loaded.config.model.vocab_size <= moxie::ByteTokenizer::kVocabSize + 8) {  // byte tokens (and spare ids)
+    std::vector<int32_t> gen_ids;
+    for (auto it = out.begin() + static_cast<int64_t>(prompt_len); it != out.end(); ++it) {
+      if (*it < moxie::ByteTokenizer::kVocabSize) gen_ids.push_back(static_cast<int32_t>(*it));
+    }
     std::cout << "text: " << valid_utf8(moxie::ByteTokenizer().decode(gen_ids)) << "\n";
   }
   return 0;

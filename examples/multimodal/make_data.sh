@@ -8,6 +8,9 @@
 # needs the medium. Training data is a WebDataset tar (key.png|key.wav +
 # key.txt); the held-out evaluation set uses renderings and voices the
 # training set never has.
+# Also caption_train/ and caption_eval/: each picture with the instruction
+# record {"prompt": "Read the picture.", "response": WORD} (SFT: only the
+# word is a target), for configs/recipes/caption-lora.yaml.
 # Usage: examples/multimodal/make_data.sh OUT_DIR [WORDS]   (default 32 words)
 set -euo pipefail
 export LC_ALL=C
@@ -22,7 +25,7 @@ for tool in convert espeak-ng tar "$moxie"; do
 done
 
 rm -rf "$out"
-mkdir -p "$out/raw/train" "$out/raw/eval"
+mkdir -p "$out/raw/train" "$out/raw/eval" "$out/raw/caption_train" "$out/raw/caption_eval"
 # Distinct lower-case words of 4 to 7 letters, most frequent first.
 find -L "$docs" -name '*.txt' -print0 | sort -z | xargs -0 cat | tr -cs 'A-Za-z' '\n' |
   grep -E "^[a-z]{4,7}$" | sort | uniq -c | sort -k1,1nr -k2 | sed -n "1,${n_words}p" |
@@ -41,6 +44,9 @@ while read -r word; do
     convert -size 96x48 xc:white -font DejaVu-Sans -pointsize "$size" -fill black \
       -gravity center -annotate "+$dx+$dy" "$word" "$out/raw/$split/$k.png"
     printf '%s\n' "$word" >"$out/raw/$split/$k.txt"
+    # The same picture as a captioning record (configs/recipes/caption-lora.yaml).
+    cp "$out/raw/$split/$k.png" "$out/raw/caption_$split/$k.png"
+    printf '{"prompt": "Read the picture.", "response": "%s"}\n' "$word" >"$out/raw/caption_$split/$k.json"
     k=$(printf '%06d' $key); key=$((key + 1))
     espeak-ng -s "$speed" -p "$pitch" -w "$out/raw/$split/$k.wav" "$word"
     printf '%s\n' "$word" >"$out/raw/$split/$k.txt"
@@ -59,3 +65,5 @@ YAML
 opts=(--sources "$out/sources.yaml" --image-size 48 --image-patch 12 --audio-frame 512 --samples-per-shard 128)
 "$moxie" data build "$out/train.tar" "$out/train" "${opts[@]}"
 "$moxie" data build "$out/raw/eval" "$out/eval" "${opts[@]}"
+"$moxie" data build "$out/raw/caption_train" "$out/caption_train" "${opts[@]}"
+"$moxie" data build "$out/raw/caption_eval" "$out/caption_eval" "${opts[@]}"
