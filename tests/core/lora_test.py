@@ -198,6 +198,17 @@ try:
         expect(got.keys() == ref.keys() and worst < 2e-5,
                f"LoRA at {name}: losses of {len(ref)} steps match one process (worst relative {worst:.1e})")
 
+    # The base held in bfloat16 (train.dtype): adapters train, the base stays frozen.
+    bf_run = os.path.join(tmp, "lora_bf16")
+    out = finetune(bf_run, COMMON + data + lora + ["train.dtype=bfloat16", "train.steps=40", "train.eval_every=20",
+                                                  "train.checkpoint_every=40", "train.micro_batch_size=8"])
+    e = [float(x) for x in re.findall(r"eval\s+step \d+\s+loss ([0-9.]+)", out)]
+    bf = load_file(os.path.join(bf_run, "checkpoints", "step-00000040", "rank-00000.safetensors"))
+    bf_model = {k: v for k, v in bf.items() if k.startswith("model/")}
+    expect(len(e) == 2 and e[1] < e[0] and e[0] < before and
+           all("lora_" in k and v.dtype == torch.bfloat16 for k, v in bf_model.items()),
+           f"LoRA over a bfloat16 base: eval loss {before:.3f} -> {e}, checkpoint holds {len(bf_model)} bf16 adapters only")
+
     # 4. Full fine-tuning options.
     def exported(run, step):
         out_dir = os.path.join(tmp, os.path.basename(run) + "_hf")
