@@ -490,6 +490,15 @@ TrainSummary Trainer::run() {
     if (text_source) s["source"] = text_source->state();
     return s;
   };
+  // After loading weights only: the fp32 master copies follow the parameters.
+  auto masters_follow_parameters = [&] {
+    torch::NoGradGuard no_grad;
+    for (size_t g = 0; g < optimizer.groups().size(); ++g)
+      for (size_t i = 0; i < optimizer.groups()[g].params.size(); ++i) {
+        const auto& st = optimizer.state(g, i);
+        if (st.master.defined()) st.master.copy_(optimizer.groups()[g].params[i]);
+      }
+  };
   // Fine-tuning: the base checkpoint's weights (any layout) first; a
   // checkpoint of this run, if any, then replaces what it holds.
   if (!config_.finetune.base.empty()) {
@@ -508,13 +517,7 @@ TrainSummary Trainer::run() {
       throw std::runtime_error("cannot load finetune.base=" + config_.finetune.base + ": " +
                                (error.empty() ? "another rank could not load its part" : error));
     }
-    // Master weights follow the loaded parameters.
-    torch::NoGradGuard no_grad;
-    for (size_t g = 0; g < optimizer.groups().size(); ++g)
-      for (size_t i = 0; i < optimizer.groups()[g].params.size(); ++i) {
-        const auto& st = optimizer.state(g, i);
-        if (st.master.defined()) st.master.copy_(optimizer.groups()[g].params[i]);
-      }
+    masters_follow_parameters();
     log_ << "fine-tuning from " << config_.finetune.base << " (weights; rank 0 loaded in " << seconds_since(load_start)
          << " s)\n";
   }
@@ -571,13 +574,7 @@ TrainSummary Trainer::run() {
     summary.skipped_steps = number("skipped_steps");
     optimizer.set_steps_taken(number("optimizer_steps"));
     if (weights_only) {
-      // Master weights follow the loaded parameters.
-      torch::NoGradGuard no_grad;
-      for (size_t g = 0; g < optimizer.groups().size(); ++g)
-        for (size_t i = 0; i < optimizer.groups()[g].params.size(); ++i) {
-          const auto& st = optimizer.state(g, i);
-          if (st.master.defined()) st.master.copy_(optimizer.groups()[g].params[i]);
-        }
+      masters_follow_parameters();
       log_ << "weights-only checkpoint: the optimizer starts fresh\n";
     }
     if (state.count("torch_rng")) {

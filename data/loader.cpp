@@ -130,7 +130,7 @@ struct DatasetLoader::Impl {
   std::vector<std::unique_ptr<ShardReader>> readers;  // null: unreadable (skipped)
   std::vector<uint64_t> shard_first;                  // first sample id of each shard
   std::vector<uint32_t> positions;                    // per sample
-  std::vector<uint8_t> media;                         // per sample
+  std::vector<uint8_t> whole;                         // per sample: starts a fresh row when it fits one
   std::unique_ptr<SampleOrder> order;
   int64_t row_len = 0;
 
@@ -323,7 +323,7 @@ struct DatasetLoader::Impl {
       }
       for (uint64_t i = 0; i < shard.samples(); ++i) {
         positions.push_back(reader ? reader->positions(i) : 0);
-        media.push_back(reader ? reader->keep_whole(i) : 0);
+        whole.push_back(reader ? reader->keep_whole(i) : 0);
       }
       info.samples += shard.samples();
       info.bytes += shard.bytes();
@@ -385,7 +385,7 @@ struct DatasetLoader::Impl {
           advance();
           continue;
         }
-        if (cursor.offset == 0 && col > 0 && media[id] && static_cast<int64_t>(len) <= row_len &&
+        if (cursor.offset == 0 && col > 0 && whole[id] && static_cast<int64_t>(len) <= row_len &&
             static_cast<int64_t>(len) > row_len - col) {
           break;  // samples with media or an SFT prompt start on a fresh row
         }

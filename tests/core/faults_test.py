@@ -19,38 +19,32 @@ import os
 import resource
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 
 from safetensors.numpy import load_file
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import moxie_testing as mt  # noqa: E402
+from moxie_testing import expect  # noqa: E402
+
 MOXIE, ROOT, MPIEXEC = sys.argv[1:4]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-ENV.pop("MOXIE_FAULT_NONFINITE", None)
+mt.ENV.pop("MOXIE_FAULT_NONFINITE", None)
 BASE = ["model.d_model=32", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=2", "model.vocab_size=260",
         "moe.expert_hidden=32", "moe.num_experts=4", "data.seq_len=16", "schedule.warmup_steps=1",
         "train.eval_every=0", "train.eval_batches=1", "train.log_every=1", "train.threads=1",
         "train.checkpoint_every=2", "train.keep_checkpoints=10", "train.micro_batch_size=2",
         f"data.path={os.path.join(ROOT, '.data/text')}"]
-failures = []
-
-
-def expect(ok, what):
-    print(("ok:   " if ok else "FAIL: ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def train(run_dir, steps, ranks=1, extra=(), env=None, resume=None, preexec=None):
-    cmd = ([MPIEXEC, "--oversubscribe", "--bind-to", "none", "-n", str(ranks)] if ranks > 1 else []) + \
-          [MOXIE, "train", os.path.join(ROOT, "configs/tiny.yaml")]
+    args = ["train", os.path.join(ROOT, "configs/tiny.yaml")]
     for s in BASE + [f"train.run_dir={run_dir}", f"train.steps={steps}", f"parallel.dp={ranks}"] + list(extra):
-        cmd += ["--set", s]
+        args += ["--set", s]
     if resume:
-        cmd += ["--resume", resume]
-    return subprocess.run(cmd, capture_output=True, text=True, env=dict(ENV, **(env or {})), timeout=300,
-                          preexec_fn=preexec)
+        args += ["--resume", resume]
+    return mt.moxie(MOXIE, *args, ranks=ranks, mpiexec=MPIEXEC, check=False, env=env, preexec_fn=preexec,
+                    timeout=300)
 
 
 def ckpt(run_dir, step):
@@ -139,7 +133,4 @@ try:
         print("note: running as root, which may write anywhere: the permission case is not run")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-
-if failures:
-    sys.exit(f"{len(failures)} check(s) failed")
-print("all fault checks passed")
+mt.finish()

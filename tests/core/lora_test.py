@@ -29,9 +29,12 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import moxie_testing as mt  # noqa: E402
+from moxie_testing import expect  # noqa: E402
 
 MOXIE, ROOT, MPIEXEC = sys.argv[1:4]
 try:
@@ -43,21 +46,15 @@ except ImportError as e:
     print(f"skipped: {e}")
     sys.exit(77)
 
-ENV = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 MODEL = ["model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=2", "model.vocab_size=264",
          "moe.expert_hidden=48", "moe.num_experts=4"]
 COMMON = ["train.eval_batches=4", "train.log_every=1", "train.threads=1", "optim.lr=3e-3",
           "schedule.warmup_steps=5"]
 PROMPT = [256] + list(b"<|user|>\nsay function\n<|assistant|>\n")
-failures = []
 
 
 def moxie(*args, ranks=1, check=True):
-    cmd = ([MPIEXEC, "--oversubscribe", "--bind-to", "none", "-n", str(ranks)] if ranks > 1 else []) + [MOXIE, *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
-    if check and out.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out
+    return mt.moxie(MOXIE, *args, ranks=ranks, mpiexec=MPIEXEC, check=check)
 
 
 def train(run, sets, ranks=1, config=None):
@@ -70,12 +67,6 @@ def train(run, sets, ranks=1, config=None):
 def finetune(run, sets, ranks=1):
     """A fine-tuning config has no model or moe section: finetune.base gives them."""
     return train(run, sets, ranks, config=FT_CONFIG)
-
-
-def expect(ok, what):
-    print(("ok:   " if ok else "FAIL: ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def losses(run):
@@ -240,5 +231,4 @@ try:
            "(evaluations at 2 and 4)")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-print(f"{len(failures)} failed")
-sys.exit(1 if failures else 0)
+mt.finish()

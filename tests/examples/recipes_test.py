@@ -10,20 +10,18 @@ Usage: recipes_test.py MOXIE REPO_ROOT MULTIMODAL_DATA
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import moxie_testing as mt  # noqa: E402
+from moxie_testing import expect  # noqa: E402
+
 MOXIE, ROOT, MM = sys.argv[1:4]
-ENV = dict(os.environ, OMP_NUM_THREADS="1")
-failures = []
 
 
-def run(*args):
-    out = subprocess.run(list(args), capture_output=True, text=True, env=ENV, timeout=600, cwd=ROOT)
-    if out.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(args)} exited {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out.stdout
+def run(program, *args):
+    return mt.moxie(program, *args, cwd=ROOT).stdout
 
 
 def train(config, *sets):
@@ -35,12 +33,6 @@ def train(config, *sets):
 
 def evals(stdout):
     return [float(x) for x in re.findall(r"eval\s+step \d+\s+loss ([0-9.]+)", stdout)]
-
-
-def expect(ok, what):
-    print(("ok:   " if ok else "FAIL: ") + what)
-    if not ok:
-        failures.append(what)
 
 
 tmp = tempfile.mkdtemp(prefix="moxie-recipes-")
@@ -74,5 +66,4 @@ try:
     expect(len(e) >= 2 and e[-1] < e[0] - 0.1, f"caption-lora: held-out eval loss falls: {e}")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-print(f"{len(failures)} failed")
-sys.exit(1 if failures else 0)
+mt.finish()

@@ -14,9 +14,12 @@ Usage: roundtrip_test.py MOXIE REPO_ROOT MPIEXEC
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import moxie_testing as mt  # noqa: E402
+from moxie_testing import expect  # noqa: E402
 
 MOXIE, ROOT, MPIEXEC = sys.argv[1:4]
 try:
@@ -27,27 +30,15 @@ except ImportError as e:
     print(f"skipped: {e}")
     sys.exit(77)
 
-ENV = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 SETS = ["model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=2", "model.vocab_size=260",
         "moe.expert_hidden=48", "moe.num_experts=4", "data.seq_len=64", "train.steps=200", "train.eval_every=0",
         "train.eval_batches=1", "train.log_every=50", "train.threads=1", "train.checkpoint_every=200",
         "optim.lr=3e-3", f"data.path={os.path.join(ROOT, '.data/text')}"]
 PROMPT = [256] + list(b"The function returns the ")
-failures = []
 
 
 def moxie(*args, ranks=1):
-    cmd = ([MPIEXEC, "--oversubscribe", "--bind-to", "none", "-n", str(ranks)] if ranks > 1 else []) + [MOXIE, *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
-    if out.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    return out.stdout
-
-
-def expect(ok, what):
-    print(("ok:   " if ok else "FAIL: ") + what)
-    if not ok:
-        failures.append(what)
+    return mt.moxie(MOXIE, *args, ranks=ranks, mpiexec=MPIEXEC).stdout
 
 
 def moxie_logits(checkpoint, path):
@@ -142,5 +133,4 @@ try:
         qkv_bias=True, norm_topk_prob=True)))
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-print(f"{len(failures)} failed")
-sys.exit(1 if failures else 0)
+mt.finish()
