@@ -399,12 +399,37 @@ TEST_CASE("load_config reads a file, applies overrides and names the file in err
   }
   CHECK_THROWS_WITH(load_config(path), Contains(path + ":3:3: unknown key 'model.dmodel'") &&
                                            Contains("did you mean 'model.d_model'"));
+  // kFullYaml fine-tunes runs/pre/checkpoints/step-00000100: a base run
+  // whose config.yaml has the same model and moe sections.
+  std::string full = kFullYaml;
+  const auto base_run = std::filesystem::temp_directory_path() / ("moxie_test_base_" + std::to_string(::getpid()));
+  const std::string base_ckpt = (base_run / "checkpoints" / "step-00000100").string();
+  full.replace(full.find("runs/pre/checkpoints/step-00000100"), std::string("runs/pre/checkpoints/step-00000100").size(),
+               base_ckpt);
+  std::filesystem::create_directories(base_ckpt);
+  {
+    std::ofstream out(base_run / "config.yaml");
+    out << "model: {d_model: 96, n_layers: 3}\n";
+  }
   {
     std::ofstream out(path);
-    out << kFullYaml;
+    out << full;
+  }
+  CHECK_THROWS_WITH(load_config(path), Contains("finetune.base=" + base_ckpt + " fixes them") &&
+                                           Contains("remove the model and moe sections"));
+  {
+    std::ofstream out(path);
+    out << "finetune: {base: " << base_ckpt << "}\n";
   }
   const auto c = load_config(path, {"train.steps=3"});
   CHECK(c.train.steps == 3);
-  CHECK(c.model.d_model == 96);
+  CHECK(c.model.d_model == 96);  // from the base run
+  CHECK(c.model.n_layers == 3);
+  std::filesystem::remove_all(base_run);
+  {
+    std::ofstream out(path);
+    out << "finetune: {base: /nonexistent/checkpoints/step-1}\n";
+  }
+  CHECK_THROWS_WITH(load_config(path), Contains("has no run config /nonexistent/config.yaml"));
   std::remove(path.c_str());
 }
