@@ -22,37 +22,12 @@
 #include <set>
 #include <nlohmann/json.hpp>
 
+#include "core/hf_interop.h"
 #include "core/safetensors.h"
 
 namespace moxie {
 namespace fs = std::filesystem;
 namespace {
-
-safetensors::DType to_st(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat: return safetensors::DType::F32;
-    case torch::kDouble: return safetensors::DType::F64;
-    case torch::kBFloat16: return safetensors::DType::BF16;
-    case torch::kHalf: return safetensors::DType::F16;
-    case torch::kLong: return safetensors::DType::I64;
-    case torch::kInt: return safetensors::DType::I32;
-    case torch::kByte: return safetensors::DType::U8;
-    default: throw CheckpointError(std::string("cannot checkpoint a tensor of type ") + c10::toString(t));
-  }
-}
-
-torch::ScalarType from_st(safetensors::DType t) {
-  switch (t) {
-    case safetensors::DType::F32: return torch::kFloat;
-    case safetensors::DType::F64: return torch::kDouble;
-    case safetensors::DType::BF16: return torch::kBFloat16;
-    case safetensors::DType::F16: return torch::kHalf;
-    case safetensors::DType::I64: return torch::kLong;
-    case safetensors::DType::I32: return torch::kInt;
-    case safetensors::DType::U8: return torch::kByte;
-    default: throw CheckpointError("unsupported dtype in a checkpoint file");
-  }
-}
 
 std::string rank_file(int rank) {
   char name[40];
@@ -84,7 +59,7 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
   for (const auto& e : entries) {
     if (!e.write) continue;
     saved.push_back(&e);
-    views.push_back({e.name, to_st(e.tensor.scalar_type()), e.tensor.sizes().vec(), nullptr,
+    views.push_back({e.name, safetensors_dtype(e.tensor.scalar_type()), e.tensor.sizes().vec(), nullptr,
                      static_cast<uint64_t>(e.tensor.numel() * e.tensor.element_size())});
     pieces[e.name] = {{"start", e.start}, {"global", e.global_shape}, {"crc32c", kWidestChecksum}};
   }
@@ -265,7 +240,7 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
         throw CheckpointError("checkpoint " + dir + ": " + p.file + " lacks its piece of " + e.name);
       }
       const bool whole = p.start == e.start && p.shape == e.tensor.sizes().vec() &&
-                         from_st(info->dtype) == e.tensor.scalar_type() && e.tensor.is_contiguous() &&
+                         torch_dtype(info->dtype) == e.tensor.scalar_type() && e.tensor.is_contiguous() &&
                          e.tensor.device().is_cpu();
       work.push_back({&e, &p, info, &reader, std::move(lo), std::move(hi), whole, {}});
     }
@@ -304,7 +279,7 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
           open_reader = w.reader;
         }
         auto data = w.whole ? w.entry->tensor
-                            : torch::empty(w.piece->shape, torch::TensorOptions().dtype(from_st(w.info->dtype)));
+                            : torch::empty(w.piece->shape, torch::TensorOptions().dtype(torch_dtype(w.info->dtype)));
         auto* out = static_cast<char*>(data.data_ptr());
         uint64_t done = 0;
         while (done < w.info->nbytes) {
@@ -340,7 +315,6 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
   };
 
   torch::NoGradGuard no_grad;
-  std::map<std::pair<std::string, std::string>, bool> checked;
   try {
     for (; used_count < work.size(); ++used_count) {
       auto& w = work[used_count];
@@ -349,13 +323,10 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
         cv.wait(lock, [&] { return read_count > used_count || !read_error.empty(); });
         if (read_count <= used_count) throw CheckpointError(read_error);
       }
-      auto& ok = checked[{w.piece->file, w.piece->name}];
-      if (!ok) {
-        if (checksum(w.data.data_ptr(), w.info->nbytes) != w.piece->crc32c) {
-          throw CheckpointError("checkpoint " + dir + ": " + w.piece->file + ": the bytes of " + w.entry->name +
-                                " do not match their checksum (the file is damaged)");
-        }
-        ok = true;
+      // Each piece is read once (one box per tensor per rank), so checked once.
+      if (checksum(w.data.data_ptr(), w.info->nbytes) != w.piece->crc32c) {
+        throw CheckpointError("checkpoint " + dir + ": " + w.piece->file + ": the bytes of " + w.entry->name +
+                              " do not match their checksum (the file is damaged)");
       }
       const auto& p = *w.piece;
       auto& e = *w.entry;

@@ -17,7 +17,22 @@ namespace {
 
 namespace st = safetensors;
 
-st::DType to_st_dtype(torch::ScalarType t) {
+// Writes named tensors (contiguous copies where needed) to one file.
+void write_named(const std::string& path, const std::map<std::string, torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> keep;  // contiguous copies outlive the views
+  std::vector<st::TensorView> views;
+  for (const auto& [name, t] : tensors) {
+    keep.push_back(t.detach().contiguous());
+    const auto& c = keep.back();
+    views.push_back({name, safetensors_dtype(c.scalar_type()), c.sizes().vec(), c.data_ptr(),
+                     static_cast<uint64_t>(c.nbytes())});
+  }
+  st::write(path, views, {{"format", "pt"}});
+}
+
+}  // namespace
+
+st::DType safetensors_dtype(torch::ScalarType t) {
   switch (t) {
     case torch::kFloat: return st::DType::F32;
     case torch::kDouble: return st::DType::F64;
@@ -25,11 +40,12 @@ st::DType to_st_dtype(torch::ScalarType t) {
     case torch::kHalf: return st::DType::F16;
     case torch::kLong: return st::DType::I64;
     case torch::kInt: return st::DType::I32;
-    default: throw std::runtime_error(std::string("no safetensors dtype for ") + c10::toString(t));
+    case torch::kByte: return st::DType::U8;
+    default: throw std::runtime_error(std::string("no safetensors dtype for a tensor of type ") + c10::toString(t));
   }
 }
 
-torch::ScalarType to_torch_dtype(st::DType t) {
+torch::ScalarType torch_dtype(st::DType t) {
   switch (t) {
     case st::DType::F32: return torch::kFloat;
     case st::DType::F64: return torch::kDouble;
@@ -45,11 +61,9 @@ torch::ScalarType to_torch_dtype(st::DType t) {
   throw std::runtime_error("unknown safetensors dtype");
 }
 
-}  // namespace
-
 torch::Tensor read_safetensor(const safetensors::Reader& reader, const std::string& name) {
   const auto& info = reader.at(name);
-  auto out = torch::empty(info.shape, torch::TensorOptions().dtype(to_torch_dtype(info.dtype)));
+  auto out = torch::empty(info.shape, torch::TensorOptions().dtype(torch_dtype(info.dtype)));
   if (info.nbytes > 0) std::memcpy(out.data_ptr(), reader.data(info), info.nbytes);
   return out;
 }
@@ -298,17 +312,7 @@ void load_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) 
 }
 
 void save_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) {
-  auto state = to_hf_state(model, false, arch);
-  std::vector<torch::Tensor> keep;  // contiguous copies outlive the views
-  std::vector<st::TensorView> views;
-  for (auto& [name, t] : state) {
-    keep.push_back(t.detach().contiguous());
-    const auto& c = keep.back();
-    views.push_back({name, to_st_dtype(c.scalar_type()),
-                     std::vector<int64_t>(c.sizes().begin(), c.sizes().end()), c.data_ptr(),
-                     static_cast<uint64_t>(c.nbytes())});
-  }
-  st::write(path, views, {{"format", "pt"}});
+  write_named(path, to_hf_state(model, false, arch));
 }
 
 void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::string& base_model_path,
@@ -334,7 +338,7 @@ void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::st
     }
     std::string module = hf_module(name.substr(0, at - 1));  // without ".lora_A"
     const std::string factor = name.substr(at + 5);          // "A" or "B"
-    tensors["base_model.model." + module + ".lora_" + factor + ".weight"] = item.value().detach().contiguous();
+    tensors["base_model.model." + module + ".lora_" + factor + ".weight"] = item.value();
     if (module.size() >= 9 && module.compare(module.size() - 9, 9, ".mlp.gate") == 0) {
       router = true;
     } else if (factor == "A") {
@@ -344,11 +348,7 @@ void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::st
   if (tensors.empty()) throw std::runtime_error("this model has no LoRA adapters to write (lora.rank is 0)");
   namespace fs = std::filesystem;
   fs::create_directories(dir);
-  std::vector<st::TensorView> views;
-  for (auto& [name, t] : tensors) {
-    views.push_back({name, to_st_dtype(t.scalar_type()), t.sizes().vec(), t.data_ptr(), static_cast<uint64_t>(t.nbytes())});
-  }
-  st::write((fs::path(dir) / "adapter_model.safetensors").string(), views, {{"format", "pt"}});
+  write_named((fs::path(dir) / "adapter_model.safetensors").string(), tensors);
   nlohmann::json c = {{"peft_type", "LORA"},
                       {"task_type", "CAUSAL_LM"},
                       {"base_model_name_or_path", base_model_path},

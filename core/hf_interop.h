@@ -31,6 +31,11 @@ struct HfModelConfig {
   MoEOptions moe;
 };
 
+// safetensors' dtype for a torch dtype (std::runtime_error naming one it has
+// none for), and back.
+safetensors::DType safetensors_dtype(torch::ScalarType t);
+torch::ScalarType torch_dtype(safetensors::DType t);
+
 // One tensor of a safetensors file as a fresh torch tensor of its own dtype.
 // Copied with memcpy: tensor data in the format is not aligned to its dtype.
 torch::Tensor read_safetensor(const safetensors::Reader& reader, const std::string& name);

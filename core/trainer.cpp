@@ -29,7 +29,6 @@ namespace {
 
 bool is_router_param(const std::string& name) { return name.find("block_sparse_moe.gate.") != std::string::npos; }
 
-
 using Clock = std::chrono::steady_clock;
 
 // Fault injection for tests of the non-finite-step path:
@@ -490,6 +489,12 @@ TrainSummary Trainer::run() {
     if (text_source) s["source"] = text_source->state();
     return s;
   };
+  // Whether `error` is set on any rank: every rank takes the same branch.
+  auto any_rank_failed = [&](const std::string& error) {
+    auto failed = torch::tensor({error.empty() ? 0.0 : 1.0}, torch::kDouble);
+    if (dims_.world() > 1) groups_.world->all_reduce(failed, ReduceOp::kMax);
+    return failed.item<double>() > 0;
+  };
   // After loading weights only: the fp32 master copies follow the parameters.
   auto masters_follow_parameters = [&] {
     torch::NoGradGuard no_grad;
@@ -511,9 +516,7 @@ TrainSummary Trainer::run() {
     } catch (const std::exception& e) {
       error = e.what();
     }
-    auto failed = torch::tensor({error.empty() ? 0.0 : 1.0}, torch::kDouble);
-    if (dims_.world() > 1) groups_.world->all_reduce(failed, ReduceOp::kMax);
-    if (failed.item<double>() > 0) {
+    if (any_rank_failed(error)) {
       throw std::runtime_error("cannot load finetune.base=" + config_.finetune.base + ": " +
                                (error.empty() ? "another rank could not load its part" : error));
     }
@@ -556,9 +559,7 @@ TrainSummary Trainer::run() {
       error = e.what();
     }
     // Every rank loads the same checkpoint or none.
-    auto failed = torch::tensor({error.empty() ? 0.0 : 1.0}, torch::kDouble);
-    if (dims_.world() > 1) groups_.world->all_reduce(failed, ReduceOp::kMax);
-    if (failed.item<double>() > 0) {
+    if (any_rank_failed(error)) {
       const std::string why = error.empty() ? "another rank could not load its part" : error;
       if (candidates.size() == 1 || k + 1 == candidates.size()) {
         throw std::runtime_error("cannot resume from " + candidates[k] + ": " + why);
@@ -604,9 +605,7 @@ TrainSummary Trainer::run() {
     const int64_t step = writer.pending();
     if (step < 0) return;
     const std::string error = writer.finish();
-    auto failed = torch::tensor({error.empty() ? 0.0 : 1.0}, torch::kDouble);
-    if (dims_.world() > 1) groups_.world->all_reduce(failed, ReduceOp::kMax);
-    if (failed.item<double>() > 0) {
+    if (any_rank_failed(error)) {
       throw std::runtime_error("saving the checkpoint of step " + std::to_string(step) + " failed: " +
                                (error.empty() ? "on another rank" : error) +
                                "; every earlier committed checkpoint is intact");
