@@ -1,6 +1,8 @@
 // RMSNorm, rotary embeddings, masked cross-entropy.
 #include "core/layers.h"
 
+#include "core/fused.h"
+
 namespace moxie {
 namespace {
 torch::ScalarType at_least_float(torch::ScalarType t) {
@@ -13,6 +15,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  if (fused_rms_norm_applies(x, weight)) return fused_rms_norm(x, weight, eps_);
   auto xf = x.to(at_least_float(x.scalar_type()));
   auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps_);
   return weight * normed.to(x.scalar_type());
@@ -34,8 +37,12 @@ torch::Tensor RotaryEmbeddingImpl::forward(const torch::Tensor& x, int64_t offse
   const int64_t half = x.size(3) / 2;
   TORCH_CHECK(offset + S <= cos_.size(0), "sequence length ", offset + S, " exceeds model.max_seq_len ",
               cos_.size(0));
-  auto cos = cos_.narrow(0, offset, S).to(x.device(), x.scalar_type());
-  auto sin = sin_.narrow(0, offset, S).to(x.device(), x.scalar_type());
+  if (!cos_cast_.defined() || cos_cast_.device() != x.device() || cos_cast_.scalar_type() != x.scalar_type()) {
+    cos_cast_ = cos_.to(x.device(), x.scalar_type());
+    sin_cast_ = sin_.to(x.device(), x.scalar_type());
+  }
+  auto cos = cos_cast_.narrow(0, offset, S);
+  auto sin = sin_cast_.narrow(0, offset, S);
   auto rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
   return x * cos + rotated * sin;
 }
@@ -43,10 +50,15 @@ torch::Tensor RotaryEmbeddingImpl::forward(const torch::Tensor& x, int64_t offse
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                    const torch::Tensor& loss_mask) {
   const int64_t V = logits.size(-1);
-  auto flat = logits.reshape({-1, V}).to(at_least_float(logits.scalar_type()));
-  auto per_token = torch::nn::functional::cross_entropy(
-      flat, targets.reshape({-1}),
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  torch::Tensor per_token;
+  if (fused_cross_entropy_applies(logits)) {
+    // No float32 copy of the [tokens, vocabulary] logits (core/fused.h).
+    per_token = fused_cross_entropy(logits.reshape({-1, V}), targets.reshape({-1}));
+  } else {
+    auto flat = logits.reshape({-1, V}).to(at_least_float(logits.scalar_type()));
+    per_token = torch::nn::functional::cross_entropy(
+        flat, targets.reshape({-1}), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  }
   auto mask = loss_mask.reshape({-1}).to(per_token.scalar_type());
   return (per_token * mask).sum() / mask.sum().clamp_min(1.0);
 }

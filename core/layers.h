@@ -30,6 +30,9 @@ class RotaryEmbeddingImpl : public torch::nn::Module {
 
  private:
   torch::Tensor cos_, sin_;  // [max_seq_len, hd] float64
+  // The table in the input's device and dtype, made on first use there (not
+  // copied to a GPU on every call).
+  torch::Tensor cos_cast_, sin_cast_;
 };
 TORCH_MODULE(RotaryEmbedding);
 

@@ -67,7 +67,7 @@ Dispatched AllToAllTokenDispatcher::dispatch(const torch::Tensor& x_TD,
   }
   out.tokens_ND = differentiable_all_to_all(ep_group_, permuted_ND, out.send_rows, out.recv_rows);
   // Rows arrive grouped by source rank, then local expert.
-  auto recv = counts_recv.contiguous();
+  auto recv = counts_recv.to(torch::kCPU).contiguous();
   const int64_t* c = recv.data_ptr<int64_t>();
   out.segment_rows.assign(c, c + ep * local);
   for (int p = 0; p < ep; ++p) {

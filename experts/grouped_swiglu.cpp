@@ -1,6 +1,8 @@
 // Grouped SwiGLU: forward and hand-written backward over expert segments.
 #include "experts/grouped_swiglu.h"
 
+#include "experts/fused.h"
+
 namespace moxie {
 namespace {
 
@@ -149,9 +151,76 @@ std::vector<int64_t> check_segments(const torch::Tensor& x_ND, const torch::Tens
 
 }  // namespace
 
+bool grouped_gemm_applies(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD, const torch::Tensor& w2_EDH) {
+  return fused_moe_applies(x_ND) && x_ND.scalar_type() == torch::kBFloat16 && w13_EFD.scalar_type() == torch::kBFloat16 &&
+         w2_EDH.scalar_type() == torch::kBFloat16 && x_ND.size(1) % 8 == 0 && w2_EDH.size(2) % 8 == 0;
+}
+
+torch::Tensor grouped_swiglu_gemm(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
+                                  const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts,
+                                  const std::vector<int64_t>& segment_experts) {
+  const auto experts = check_segments(x_ND, w13_EFD, w2_EDH, counts, segment_experts);
+  const int64_t E = w13_EFD.size(0), H = w2_EDH.size(2), N = x_ND.size(0);
+  // Each expert's group starts at a multiple of 8 rows: the weight gradient
+  // contracts over rows, and the grouped kernel's 16-byte (TMA) alignment
+  // then holds for every group's first row.
+  constexpr int64_t kAlign = 8;
+  std::vector<int64_t> per_expert(static_cast<size_t>(E), 0);
+  bool as_is = true;  // one segment per expert, in expert order, aligned sizes
+  for (size_t s = 0; s < experts.size(); ++s) {
+    per_expert[static_cast<size_t>(experts[s])] += counts[s];
+    as_is = as_is && experts[s] == static_cast<int64_t>(s) && (counts[s] % kAlign == 0 || s + 1 == experts.size());
+  }
+  const auto on = x_ND.device();
+  auto x = x_ND.contiguous();
+  torch::Tensor back;  // rows of the grouped layout back into segment order
+  std::vector<int32_t> ends(per_expert.size());
+  if (as_is) {
+    int64_t total = 0;
+    for (size_t e = 0; e < per_expert.size(); ++e) ends[e] = static_cast<int32_t>(total += per_expert[e]);
+  } else {
+    // Grouped layout: expert by expert, each group padded to kAlign rows
+    // with a zero row (index N of x with a zero row appended).
+    std::vector<int64_t> start(counts.size(), 0);
+    for (size_t s = 1; s < counts.size(); ++s) start[s] = start[s - 1] + counts[s - 1];
+    std::vector<int64_t> order, where(static_cast<size_t>(N));
+    order.reserve(static_cast<size_t>(N + E * kAlign));
+    for (int64_t e = 0; e < E; ++e) {
+      for (size_t s = 0; s < experts.size(); ++s) {
+        if (experts[s] != e) continue;
+        for (int64_t r = 0; r < counts[s]; ++r) {
+          where[static_cast<size_t>(start[s] + r)] = static_cast<int64_t>(order.size());
+          order.push_back(start[s] + r);
+        }
+      }
+      while (order.size() % kAlign != 0) order.push_back(N);
+      ends[static_cast<size_t>(e)] = static_cast<int32_t>(order.size());
+    }
+    TORCH_CHECK(static_cast<int64_t>(order.size()) < (int64_t{1} << 31), "grouped_swiglu_gemm: ", order.size(),
+                " rows exceed int32 offsets");
+    x = torch::cat({x, torch::zeros({1, x.size(1)}, x.options())}).index_select(0, torch::tensor(order).to(on));
+    back = torch::tensor(where).to(on);
+  }
+  auto offs = torch::tensor(ends, torch::kInt).to(on);
+  auto h_N2H = at::_grouped_mm(x, w13_EFD.transpose(1, 2), offs);
+  auto a_NH = fused_moe_applies(h_N2H) ? fused_swiglu_packed(h_N2H)
+                                       : torch::silu(h_N2H.narrow(1, 0, H)) * h_N2H.narrow(1, H, H);
+  auto y_ND = at::_grouped_mm(a_NH, w2_EDH.transpose(1, 2), offs);
+  return back.defined() ? y_ND.index_select(0, back) : y_ND;
+}
+
 torch::Tensor grouped_swiglu(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
                              const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts,
                              const std::vector<int64_t>& segment_experts) {
+  if (grouped_gemm_applies(x_ND, w13_EFD, w2_EDH)) {
+    return grouped_swiglu_gemm(x_ND, w13_EFD, w2_EDH, counts, segment_experts);
+  }
+  return grouped_swiglu_loop(x_ND, w13_EFD, w2_EDH, counts, segment_experts);
+}
+
+torch::Tensor grouped_swiglu_loop(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
+                                  const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts,
+                                  const std::vector<int64_t>& segment_experts) {
   auto experts = check_segments(x_ND, w13_EFD, w2_EDH, counts, segment_experts);
   return GroupedSwiGLUFn::apply(x_ND, w13_EFD, w2_EDH, counts, experts);
 }

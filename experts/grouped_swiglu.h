@@ -20,6 +20,23 @@ torch::Tensor grouped_swiglu(const torch::Tensor& x_ND, const torch::Tensor& w13
                              const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts,
                              const std::vector<int64_t>& segment_experts = {});
 
+// The same as grouped GEMMs (at::_grouped_mm, CUTLASS on Hopper): x @ w13^T
+// for all experts in one call, SwiGLU (fused on CUDA, experts/fused.h), then
+// @ w2^T in another; rows are regrouped by expert first when an expert has
+// several segments (expert parallelism), and put back after. Needs
+// bfloat16 (float32 works on CPU only) and D, H multiples of 8 (16-byte
+// strides). grouped_swiglu takes this path itself where grouped_gemm_applies.
+torch::Tensor grouped_swiglu_gemm(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
+                                  const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts,
+                                  const std::vector<int64_t>& segment_experts = {});
+// CUDA, bfloat16, D and H multiples of 8, MOXIE_FUSED_KERNELS not 0.
+bool grouped_gemm_applies(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD, const torch::Tensor& w2_EDH);
+// The CPU path: one matmul per segment, hand-written backward. grouped_swiglu
+// takes it where grouped_gemm_applies is false.
+torch::Tensor grouped_swiglu_loop(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
+                                  const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts,
+                                  const std::vector<int64_t>& segment_experts = {});
+
 // The same computed naively, one token at a time with autograd: the reference
 // the tests hold the grouped op to.
 torch::Tensor grouped_swiglu_reference(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "experts/fused.h"
+
 namespace moxie {
 
 int64_t expert_capacity(double capacity_factor, int64_t num_tokens, int64_t top_k,
@@ -54,18 +56,28 @@ PermutePlan make_permute_plan(const torch::Tensor& expert_idx_TK, const torch::T
     plan.source_token_N = order_N.div(K, "floor");
     plan.tokens_per_expert_E =
         torch::bincount(expert_A.index_select(0, order_N), {}, num_experts);
-    auto counts = plan.tokens_per_expert_E.contiguous();
+    auto counts = plan.tokens_per_expert_E.to(torch::kCPU).contiguous();
     plan.counts.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + num_experts);
   }
   plan.weight_N = weight_TK.flatten().index_select(0, order_N);
+  if (fused_moe_applies(weight_TK)) {
+    torch::NoGradGuard no_grad;
+    plan.pos_TK = torch::full({T * K}, -1, order_N.options());
+    plan.pos_TK.index_put_({order_N}, torch::arange(order_N.size(0), order_N.options()));
+    plan.pos_TK = plan.pos_TK.view({T, K});
+  }
   return plan;
 }
 
 torch::Tensor permute_tokens(const torch::Tensor& x_TD, const PermutePlan& plan) {
+  if (plan.pos_TK.defined() && fused_moe_applies(x_TD)) return fused_permute(x_TD, plan.source_token_N, plan.pos_TK);
   return x_TD.index_select(0, plan.source_token_N);
 }
 
 torch::Tensor unpermute_tokens(const torch::Tensor& y_ND, const PermutePlan& plan) {
+  if (plan.pos_TK.defined() && fused_moe_applies(y_ND)) {
+    return fused_unpermute(y_ND, plan.weight_N, plan.source_token_N, plan.pos_TK);
+  }
   auto weighted_ND = y_ND * plan.weight_N.to(y_ND.scalar_type()).unsqueeze(1);
   return torch::zeros({plan.num_tokens, y_ND.size(1)}, y_ND.options())
       .index_add(0, plan.source_token_N, weighted_ND);

@@ -20,6 +20,9 @@ struct PermutePlan {
   torch::Tensor weight_N;              // [N] combine weight of each row (keeps the router's graph)
   torch::Tensor tokens_per_expert_E;   // int64 [E] rows per expert, after dropping
   std::vector<int64_t> counts;         // the same, on the host (segment sizes)
+  // int64 [T, K]: the row of each (token, choice) assignment, -1 where
+  // dropped; set where the fused kernels take the tensors (experts/fused.h).
+  torch::Tensor pos_TK;
   int64_t num_tokens = 0;              // T
   int64_t dropped = 0;                 // assignments removed by capacity
 };

@@ -1,6 +1,8 @@
 // Router: scores, top-k selection, combine weights and balancing losses.
 #include "experts/router.h"
 
+#include "experts/fused.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
@@ -58,7 +60,18 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
 
   torch::Tensor scores_TE;
   torch::Tensor probs_TE;  // rows sum to one, for the balance loss
-  if (options_.score_func == "sigmoid") {
+  torch::Tensor lse_T;     // logsumexp of the logits, for the z-loss
+  RouterOutput out;
+  if (fused_moe_applies(logits_TE) && options_.top_k <= 16) {
+    // Scores, top-k, weights, probabilities and logsumexp in one pass (experts/fused.h).
+    auto fused = fused_route(logits_TE, options_.bias_update_rate > 0 ? bias_E : torch::Tensor(), options_.top_k,
+                             options_.score_func == "sigmoid", options_.renormalize);
+    out.expert_idx_TK = fused.idx_TK;
+    out.weight_TK = fused.weight_TK;
+    probs_TE = fused.probs_TE;
+    lse_T = fused.lse_T;
+    out.tokens_per_expert_E = torch::bincount(out.expert_idx_TK.flatten(), {}, options_.num_experts);
+  } else if (options_.score_func == "sigmoid") {
     scores_TE = torch::sigmoid(logits_TE);
     probs_TE = scores_TE / (scores_TE.sum(-1, true) + 1e-20);
   } else {
@@ -66,24 +79,23 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
     probs_TE = scores_TE;
   }
 
-  RouterOutput out;
-  {
+  if (!out.weight_TK.defined()) {
     torch::NoGradGuard no_grad;
     auto selection_TE = scores_TE;
     if (options_.bias_update_rate > 0) selection_TE = scores_TE + bias_E.to(score_dtype);
     out.expert_idx_TK = std::get<1>(selection_TE.topk(options_.top_k, -1));
     out.tokens_per_expert_E =
         torch::bincount(out.expert_idx_TK.flatten(), {}, options_.num_experts);
+    auto weight_TK = scores_TE.gather(1, out.expert_idx_TK);
+    if (options_.renormalize) weight_TK = weight_TK / (weight_TK.sum(-1, true) + 1e-20);
+    out.weight_TK = weight_TK;
   }
-  auto weight_TK = scores_TE.gather(1, out.expert_idx_TK);
-  if (options_.renormalize) weight_TK = weight_TK / (weight_TK.sum(-1, true) + 1e-20);
-  out.weight_TK = weight_TK;
 
   torch::Tensor balance;
   if (balance_group_ && balance_group_->size() > 1 && options_.aux_loss_coef > 0) {
     // Expert fractions over the whole data-parallel batch (counts carry no gradient).
     auto counts = torch::cat({out.tokens_per_expert_E,
-                              torch::tensor({x_TD.size(0)}, torch::kLong)});
+                              torch::tensor({x_TD.size(0)}, torch::kLong).to(x_TD.device())});
     balance_group_->all_reduce(counts, ReduceOp::kSum);
     const int64_t E = options_.num_experts;
     balance = switch_balance_loss(probs_TE, counts.narrow(0, 0, E), options_.top_k,
@@ -94,7 +106,8 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
   out.balance_loss = balance.detach();
   out.aux_loss = balance * options_.aux_loss_coef;
   if (options_.z_loss_coef > 0) {
-    out.aux_loss = out.aux_loss + torch::logsumexp(logits_TE, -1).pow(2).mean() * options_.z_loss_coef;
+    if (!lse_T.defined()) lse_T = torch::logsumexp(logits_TE, -1);
+    out.aux_loss = out.aux_loss + lse_T.pow(2).mean() * options_.z_loss_coef;
   }
   return out;
 }

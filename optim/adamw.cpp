@@ -1,9 +1,22 @@
-// AdamW step through ATen's fused kernel (_fused_adamw_): one pass over each
-// parameter's weight, grad and moments, on CPU (vectorised, multi-threaded)
-// and CUDA (multi-tensor) alike, instead of ~8 separate elementwise ops.
+// AdamW step. CPU: ATen's fused kernel (_fused_adamw_), one vectorised,
+// multi-threaded pass over each parameter's weight, grad and moments. CUDA:
+// moxie's multi-tensor kernel (optim/cuda), one launch per group that also
+// reads bfloat16 grads as they are and rounds the fp32 master into the
+// bfloat16 parameter in the same pass (ATen's needs float32 grads, a copy of
+// every grad, and a second pass for the rounding).
 #include "optim/adamw.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <stdexcept>
+
+#include "core/cuda/host.h"
+#include "optim/cuda/adamw_rows.cuh"
+
+#ifdef MOXIE_HAVE_CUDA
+#include "optim/cuda/adamw_kernels.h"
+#endif
 
 namespace moxie {
 namespace {
@@ -72,11 +85,91 @@ void AdamW::set_step(size_t group, size_t index, int64_t step) {
   step_tensors_.at(group).at(index).fill_(static_cast<double>(step));
 }
 
+void multi_tensor_adamw(const std::vector<torch::Tensor>& weights, const std::vector<torch::Tensor>& grads,
+                        const std::vector<torch::Tensor>& exp_avgs, const std::vector<torch::Tensor>& exp_avg_sqs,
+                        const std::vector<torch::Tensor>& lowps, const std::vector<int64_t>& steps, double lr,
+                        double weight_decay, const OptimOptions& options) {
+  const size_t n = weights.size();
+  TORCH_CHECK(grads.size() == n && exp_avgs.size() == n && exp_avg_sqs.size() == n && lowps.size() == n &&
+                  steps.size() == n,
+              "multi_tensor_adamw: lists of different lengths");
+  if (n == 0) return;
+  const bool cuda = weights[0].is_cuda();
+  std::vector<kernels::AdamWTensor> table(n);
+  std::vector<kernels::AdamWChunk> chunks;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& w = weights[i];
+    TORCH_CHECK(w.scalar_type() == torch::kFloat && w.is_contiguous() && w.is_cuda() == cuda,
+                "multi_tensor_adamw: weight ", i, " must be contiguous float32 on the first weight's device");
+    for (const auto* t : {&exp_avgs[i], &exp_avg_sqs[i]}) {
+      TORCH_CHECK(t->scalar_type() == torch::kFloat && t->is_contiguous() && t->numel() == w.numel(),
+                  "multi_tensor_adamw: moments of weight ", i, " must be contiguous float32 like it");
+    }
+    TORCH_CHECK(grads[i].numel() == w.numel() && grads[i].is_contiguous() && kernels::kernel_dtype(grads[i]),
+                "multi_tensor_adamw: grad ", i, " must be contiguous float32 or bfloat16 of the weight's size");
+    TORCH_CHECK(!lowps[i].defined() || (lowps[i].scalar_type() == torch::kBFloat16 && lowps[i].is_contiguous() &&
+                                        lowps[i].numel() == w.numel()),
+                "multi_tensor_adamw: low-precision copy ", i, " must be contiguous bfloat16 of the weight's size");
+    TORCH_CHECK(steps[i] >= 1, "multi_tensor_adamw: step ", steps[i], " of weight ", i, " must be >= 1");
+    auto& t = table[i];
+    t.weight = w.data_ptr<float>();
+    t.exp_avg = exp_avgs[i].data_ptr<float>();
+    t.exp_avg_sq = exp_avg_sqs[i].data_ptr<float>();
+    t.grad = grads[i].data_ptr();
+    t.grad_bf16 = grads[i].scalar_type() == torch::kBFloat16;
+    t.lowp = lowps[i].defined() ? lowps[i].data_ptr() : nullptr;
+    t.numel = w.numel();
+    const double step = static_cast<double>(steps[i]);
+    t.decay = static_cast<float>(1.0 - lr * weight_decay);
+    t.step_size = static_cast<float>(lr / (1.0 - std::pow(options.beta1, step)));
+    t.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(options.beta2, step)));
+    for (int64_t start = 0; start < t.numel; start += kernels::kAdamWChunkElements) {
+      chunks.push_back({static_cast<int64_t>(i), start});
+    }
+  }
+  kernels::AdamWHyper hyper;
+  hyper.beta1 = static_cast<float>(options.beta1);
+  hyper.beta2 = static_cast<float>(options.beta2);
+  hyper.eps = static_cast<float>(options.eps);
+  if (cuda) {
+#ifdef MOXIE_HAVE_CUDA
+    c10::cuda::CUDAGuard guard(weights[0].device());
+    // The table travels as one small host-to-device copy; the caching
+    // allocator keeps it until the kernel on this stream is done.
+    const size_t table_bytes = table.size() * sizeof(table[0]);
+    auto host = torch::empty({static_cast<int64_t>(table_bytes + chunks.size() * sizeof(chunks[0]))}, torch::kByte);
+    std::memcpy(host.data_ptr(), table.data(), table_bytes);
+    std::memcpy(host.data_ptr<uint8_t>() + table_bytes, chunks.data(), chunks.size() * sizeof(chunks[0]));
+    auto device = host.to(weights[0].device());
+    const auto* base = device.data_ptr<uint8_t>();
+    kernels::launch_adamw(reinterpret_cast<const kernels::AdamWTensor*>(base),
+                          reinterpret_cast<const kernels::AdamWChunk*>(base + table_bytes),
+                          static_cast<int64_t>(chunks.size()), hyper, kernels::current_stream());
+#else
+    TORCH_CHECK(false, "multi_tensor_adamw: this build has no CUDA");
+#endif
+    return;
+  }
+  for (const auto& c : chunks) {
+    const auto& t = table[static_cast<size_t>(c.tensor)];
+    const int64_t end = std::min(c.start + kernels::kAdamWChunkElements, t.numel);
+    for (int64_t i = c.start; i < end; ++i) {
+      const float g = t.grad_bf16 ? static_cast<float>(static_cast<const c10::BFloat16*>(t.grad)[i])
+                                  : static_cast<const float*>(t.grad)[i];
+      kernels::adamw_element(t.weight[i], t.exp_avg[i], t.exp_avg_sq[i], g, t, hyper);
+      if (t.lowp) static_cast<c10::BFloat16*>(t.lowp)[i] = c10::BFloat16(t.weight[i]);
+    }
+  }
+}
+
 void AdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   for (size_t g = 0; g < groups_.size(); ++g) {
     const auto& group = groups_[g];
     std::vector<Bucket> buckets;
+    // CUDA parameters of float32 or bfloat16: moxie's multi-tensor kernel.
+    std::vector<torch::Tensor> k_weights, k_grads, k_avgs, k_sqs, k_lowps;
+    std::vector<int64_t> k_steps;
     for (size_t i = 0; i < group.params.size(); ++i) {
       const auto& p = group.params[i];
       const auto& grad = p.grad();
@@ -88,6 +181,17 @@ void AdamW::step(double lr) {
       auto& s = state_[g][i];
       ++s.step;
       const auto& weight = s.master.defined() ? s.master : p;
+      if (weight.is_cuda() && weight.scalar_type() == torch::kFloat && kernels::kernel_dtype(grad) &&
+          (!s.master.defined() || p.scalar_type() == torch::kBFloat16) && kernels::fused_kernels_enabled()) {
+        k_weights.push_back(weight);
+        k_grads.push_back(grad.contiguous());
+        k_avgs.push_back(s.exp_avg);
+        k_sqs.push_back(s.exp_avg_sq);
+        k_lowps.push_back(s.master.defined() ? p : torch::Tensor());
+        k_steps.push_back(s.step);
+        step_tensors_[g][i].fill_(static_cast<double>(s.step));
+        continue;
+      }
       auto& b = bucket_for(buckets, weight);
       b.weights.push_back(weight);
       // The kernel reads the grad's raw memory in the weight's dtype and
@@ -111,6 +215,8 @@ void AdamW::step(double lr) {
                         /*grad_scale=*/std::nullopt, /*found_inf=*/std::nullopt);
       if (!b.masters.empty()) torch::_foreach_copy_(b.params_lowp, b.masters);
     }
+    multi_tensor_adamw(k_weights, k_grads, k_avgs, k_sqs, k_lowps, k_steps, lr * group.lr_scale,
+                       group.weight_decay, options_);
   }
   ++steps_taken_;
 }

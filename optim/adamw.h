@@ -64,4 +64,16 @@ class AdamW {
   int64_t steps_taken_ = 0;
 };
 
+// One multi-tensor AdamW update (PyTorch's formula) of float32 `weights`,
+// in place, with their moments, from `grads` of float32 or bfloat16 (read in
+// their dtype, never copied); where lowps[i] is defined, the updated weight is
+// also rounded into it (a bfloat16 parameter of an fp32 master). steps[i]:
+// that parameter's step count after this update (>= 1). CUDA tensors: one
+// launch of moxie's kernel (optim/cuda); CPU tensors: its host form, the same
+// arithmetic, which the tests hold to ATen's _fused_adamw_.
+void multi_tensor_adamw(const std::vector<torch::Tensor>& weights, const std::vector<torch::Tensor>& grads,
+                        const std::vector<torch::Tensor>& exp_avgs, const std::vector<torch::Tensor>& exp_avg_sqs,
+                        const std::vector<torch::Tensor>& lowps, const std::vector<int64_t>& steps, double lr,
+                        double weight_decay, const OptimOptions& options);
+
 }  // namespace moxie

@@ -1,4 +1,5 @@
 // AdamW, schedules and clipping against naive scalar references.
+#include "tests/kernel_checks.h"
 #include <catch2/catch.hpp>
 #include <cmath>
 
@@ -214,4 +215,8 @@ TEST_CASE("gradient norm is accumulated in float64 for any grad dtype") {
 
   scale_grads({a, b, d}, 0.5);
   CHECK(grad_norm_squared({a, b, d}) == Approx(naive / 4).epsilon(1e-10));  // 0.5 is exact in bf16
+}
+
+TEST_CASE("multi-tensor AdamW (host form of the CUDA kernel) matches ATen's fused AdamW") {
+  moxie::testing::check_multi_tensor_adamw(torch::kCPU);
 }

@@ -1,0 +1,24 @@
+// Num<__nv_bfloat16>: bfloat16 loads and stores (round to nearest even, as
+// c10::BFloat16), for the .cu files.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include "core/cuda/lanes.cuh"
+
+namespace moxie::kernels {
+
+template <>
+struct Num<__nv_bfloat16> {
+  static __host__ __device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __host__ __device__ __forceinline__ __nv_bfloat16 store(float v) { return __float2bfloat16(v); }
+};
+
+// A warp per row, kWarps rows per block of 32 * kWarps threads.
+constexpr int kWarps = 8;
+__device__ __forceinline__ int64_t warp_row() {
+  return static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+}
+inline unsigned int row_blocks(int64_t rows) { return static_cast<unsigned int>((rows + kWarps - 1) / kWarps); }
+
+}  // namespace moxie::kernels
