@@ -618,8 +618,7 @@ void validate(const Config& c) {
           "train.stop_at needs train.checkpoint_every > 0 (the run saves a checkpoint to resume from)");
   require(!t.resume.empty(), "train.resume is empty; use auto, latest, none or a checkpoint folder");
   require(!t.run_dir.empty(), "train.run_dir is empty; name a folder for the run's outputs");
-  require(t.device == "cpu",
-          "train.device='" + t.device + "' is not supported by this build yet; use cpu");
+  one_of("train.device", t.device, {"cpu", "cuda"});
   one_of("train.dtype", t.dtype, {"float32", "bfloat16"});
 
   const auto& p = c.parallel;

@@ -40,7 +40,7 @@ struct TrainOptions {
   int64_t log_every = 10;
   int64_t seed = 1234;
   std::string run_dir = "runs/tiny";
-  std::string device = "cpu";     // cpu (cuda arrives with the GPU work)
+  std::string device = "cpu";     // cpu | cuda: one GPU per rank, device = the rank's local rank
   std::string dtype = "float32";  // float32 | bfloat16: parameters and compute; master weights stay fp32
   int64_t threads = 0;            // intra-op threads; 0: all cores
   // Checkpoints in run_dir/checkpoints (core/checkpoint.h): every N steps,

@@ -81,6 +81,24 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// A batch's tensors on the model's device (a copy only when it differs).
+Batch on_device(const Batch& b, const torch::Device& device) {
+  if (device.is_cpu()) return b;
+  auto to = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  Batch out;
+  out.tokens = to(b.tokens);
+  out.targets = to(b.targets);
+  out.loss_mask = to(b.loss_mask);
+  out.doc = to(b.doc);
+  out.patches = to(b.patches);
+  out.patch_slot = to(b.patch_slot);
+  out.patch_index = to(b.patch_index);
+  out.frames = to(b.frames);
+  out.frame_slot = to(b.frame_slot);
+  out.frame_index = to(b.frame_index);
+  return out;
+}
+
 ModelInputs inputs_of(const Batch& b, bool blank_media = false) {
   ModelInputs in;
   in.tokens = b.tokens;
@@ -161,6 +179,24 @@ ParallelDims checked_dims(const Config& c, const ProcessGroups& g) {
   return layout_of(c, g.world->size());
 }
 
+// train.device: the CPU, or this rank's GPU (device = local rank; the
+// launcher's process groups have made it current).
+torch::Device device_of(const Config& c, const ProcessGroups& g) {
+  if (c.train.device == "cpu") return torch::kCPU;
+  const int64_t visible = static_cast<int64_t>(torch::cuda::device_count());
+  if (visible == 0) {
+    throw ConfigError("train.device=cuda, but no CUDA device is visible to rank " + std::to_string(g.world->rank()) +
+                      (torch::cuda::is_available() ? "" : " (this LibTorch or driver has no CUDA)") +
+                      "; set train.device=cpu, or run where a GPU is");
+  }
+  if (g.local_rank >= visible) {
+    throw ConfigError("train.device=cuda: rank " + std::to_string(g.world->rank()) + " is local rank " +
+                      std::to_string(g.local_rank) + " but this node has " + std::to_string(visible) +
+                      " visible GPU(s); launch at most that many ranks per node");
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(g.local_rank));
+}
+
 // finetune.freeze: "router", "experts", or any part of a name.
 bool frozen_by(const std::vector<std::string>& patterns, const std::string& name) {
   for (const auto& p : patterns) {
@@ -182,7 +218,8 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
       groups_(std::move(groups)),
       dims_(checked_dims(config_, groups_)),
       rank0_(groups_.world->rank() == 0),
-      log_(rank0_ ? log : null_stream()) {
+      log_(rank0_ ? log : null_stream()),
+      device_(device_of(config_, groups_)) {
   const auto& train = config_.train;
   if (rank0_) {
     std::filesystem::create_directories(train.run_dir);
@@ -233,7 +270,14 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
   // replica, and under sequence parallelism every TP rank's slice.
   moe_parallel.balance_group = groups_.dp_tp.get();
   if (dims_.tp() > 1) moe_parallel.tp.group = groups_.tp.get();
+  // Initialised on the CPU from layout-independent generators, so a GPU run
+  // starts from exactly the weights of a CPU run with the same seed.
   model_ = CausalLM(config_.model, config_.moe, moe_parallel);
+  if (!device_.is_cpu()) {
+    model_->to(device_);
+    log_ << "device: " << device_ << " on every rank (device = local rank), " << train.dtype
+         << " parameters and activations, float32 master weights and gradient reduction\n";
+  }
   if (train.dtype == "bfloat16") {
     torch::NoGradGuard no_grad;
     for (auto& p : model_->parameters()) p.set_data(p.to(torch::kBFloat16));
@@ -634,17 +678,19 @@ TrainSummary Trainer::run() {
     // set: all text, then the text of samples with an image, with audio,
     // each with the media present and blanked.
     auto sums = torch::zeros({8}, torch::kDouble);
-    for (const auto& b : eval_batches) {
+    for (const auto& host : eval_batches) {
+      const auto b = on_device(host, device_);
       auto out = model_->forward_inputs(inputs_of(b));
-      const double n = b.loss_mask.sum().item<double>();
+      const double n = host.loss_mask.sum().item<double>();
       sums[0] += model_->cross_entropy(out.logits, b.targets, b.loss_mask).item<double>() * n;
       sums[1] += n;
       torch::Tensor blank_logits;
-      const torch::Tensor* slots[2] = {&b.patch_slot, &b.frame_slot};
+      const torch::Tensor* slots[2] = {&host.patch_slot, &host.frame_slot};
       for (int k = 0; k < 2; ++k) {
-        const auto mask = media_loss_mask(b, *slots[k]);
-        const double m = mask.sum().item<double>();
+        const auto mask_host = media_loss_mask(host, *slots[k]);
+        const double m = mask_host.sum().item<double>();
         if (m == 0) continue;
+        const auto mask = mask_host.to(device_);
         if (!blank_logits.defined()) blank_logits = model_->forward_inputs(inputs_of(b, /*blank_media=*/true)).logits;
         sums[2 + 3 * k] += model_->cross_entropy(out.logits, b.targets, mask).item<double>() * m;
         sums[3 + 3 * k] += model_->cross_entropy(blank_logits, b.targets, mask).item<double>() * m;
@@ -695,9 +741,14 @@ TrainSummary Trainer::run() {
     auto count = torch::tensor({local_targets}, torch::kDouble);
     if (dims_.dp() > 1) groups_.dp->all_reduce(count, ReduceOp::kSum);
     const double global_targets = std::max(1.0, count.item<double>());
+    // Per-step sums stay on the device until the step's end: one host sync
+    // for the metrics instead of one per micro-batch and layer.
+    const auto on = torch::TensorOptions().dtype(torch::kDouble).device(device_);
+    auto loss_sum_t = torch::zeros({}, on), aux_sum_t = torch::zeros({}, on), balance_sum_t = torch::zeros({}, on);
     for (int64_t micro = 0; micro < train.grad_accum; ++micro) {
-      const auto& batch = micro_batches[static_cast<size_t>(micro)];
-      const double targets = batch.loss_mask.sum().item<double>();
+      const auto& host_batch = micro_batches[static_cast<size_t>(micro)];
+      const double targets = host_batch.loss_mask.sum().item<double>();
+      const auto batch = on_device(host_batch, device_);
       auto out = model_->forward_inputs(inputs_of(batch));
       auto ce = model_->cross_entropy(out.logits, batch.targets, batch.loss_mask);
       auto loss = ce * (targets * n_dp / global_targets) + out.aux_loss / static_cast<double>(train.grad_accum);
@@ -709,14 +760,14 @@ TrainSummary Trainer::run() {
         for (auto& set : param_sets_) set.sync->arm();
       }
       loss.backward();
-      loss_sum += ce.item<double>() * targets;
-      aux_sum += out.aux_loss.item<double>();
+      loss_sum_t += ce.detach().to(torch::kDouble) * targets;
+      aux_sum_t += out.aux_loss.detach().to(torch::kDouble);
       tokens += batch.num_tokens();
       for (size_t l = 0; l < out.moe_stats.size(); ++l) {
         const auto& s = out.moe_stats[l];
         load_LE[l] = load_LE[l].defined() ? load_LE[l] + s.tokens_per_expert_E
                                           : s.tokens_per_expert_E.clone();
-        balance_sum += s.balance_loss.item<double>();
+        balance_sum_t += s.balance_loss.to(torch::kDouble);
         assignments += s.assignments;
         dropped += s.dropped;
       }
@@ -728,6 +779,10 @@ TrainSummary Trainer::run() {
     // Over the global batch, in one all-reduce: the cross-entropy is equal on
     // a replica's TP ranks, the aux loss is split into TP shares, the
     // balance and drop counts are per rank.
+    const auto device_sums = torch::stack({loss_sum_t, aux_sum_t, balance_sum_t}).cpu();
+    loss_sum = device_sums[0].item<double>();
+    aux_sum = device_sums[1].item<double>();
+    balance_sum = device_sums[2].item<double>();
     auto sums = torch::tensor({loss_sum, aux_sum, balance_sum, static_cast<double>(dropped),
                                static_cast<double>(assignments)},
                               torch::kDouble);

@@ -64,6 +64,7 @@ class Trainer {
   ParallelDims dims_;
   bool rank0_;
   std::ostream& log_;
+  torch::Device device_;  // train.device: CPU, or this rank's GPU
   CausalLM model_{nullptr};
 
   // Parameters by how they are laid out over ranks, each set with the group

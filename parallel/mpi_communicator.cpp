@@ -104,6 +104,12 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color, int key) cons
   return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(out, Adopt{}));
 }
 
+bool MpiCommunicator::same_ranks(const MpiCommunicator& other) const {
+  int result = MPI_UNEQUAL;
+  MOXIE_MPI_CHECK(MPI_Comm_compare(comm_, other.comm_, &result));
+  return result == MPI_IDENT || result == MPI_CONGRUENT;
+}
+
 namespace {
 // MPI_Iallreduce in flight on `t` (kept alive until waited).
 class MpiPendingOp : public PendingOp {

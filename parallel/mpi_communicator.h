@@ -38,6 +38,8 @@ class MpiCommunicator : public Communicator {
 
   // Ranks with the same color form one new communicator, ordered by key.
   std::unique_ptr<MpiCommunicator> split(int color, int key) const;
+  // Whether `other` holds the same ranks in the same order.
+  bool same_ranks(const MpiCommunicator& other) const;
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }

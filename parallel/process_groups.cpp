@@ -2,12 +2,45 @@
 #include "parallel/process_groups.h"
 
 #include <stdexcept>
+#include <vector>
 
 #include "parallel/mpi_communicator.h"
+#include "parallel/nccl_communicator.h"
+#include "parallel/routed_communicator.h"
 
 namespace moxie {
 
-ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicator& world) {
+namespace {
+// NCCL beside MPI in every group of more than one rank, one NCCL
+// communicator per distinct set of ranks (made in the same order on every
+// rank: NCCL's initialisation is collective).
+void add_nccl(ProcessGroups& g) {
+  std::shared_ptr<Communicator> world = g.world;  // MPI: every rank takes every decision alike
+  auto everywhere = [&](bool mine) {
+    auto flag = torch::tensor({mine ? 1 : 0}, torch::kInt);
+    world->all_reduce(flag, ReduceOp::kSum);
+    return flag.item<int>() == world->size();
+  };
+  std::vector<std::pair<MpiCommunicator*, std::shared_ptr<Communicator>>> made;
+  for (auto* group : {&g.world, &g.dp, &g.tp, &g.dp_tp, &g.ep, &g.expert_dp}) {
+    auto* mpi = dynamic_cast<MpiCommunicator*>(group->get());
+    std::shared_ptr<Communicator> device;
+    if (everywhere(mpi->size() == 1)) {
+      device = std::make_shared<SelfCommunicator>();
+    } else {
+      for (const auto& [other, nccl] : made)
+        if (!device && everywhere(other->same_ranks(*mpi))) device = nccl;
+      if (!device) {
+        device = make_nccl_communicator(*mpi);
+        made.emplace_back(mpi, device);
+      }
+    }
+    *group = std::make_shared<RoutedCommunicator>(*group, device);
+  }
+}
+}  // namespace
+
+ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicator& world, GroupDevice device) {
   if (world.size() != dims.world()) {
     throw LayoutError("the job has " + std::to_string(world.size()) + " ranks but the layout needs " +
                       std::to_string(dims.world()) + " (" + dims.describe() + ")");
@@ -30,6 +63,10 @@ ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicato
   MPI_Comm_rank(node, &g.local_rank);
   MPI_Comm_size(node, &g.local_size);
   MPI_Comm_free(&node);
+  if (device == GroupDevice::kCuda) {
+    use_gpu_of_local_rank(g.local_rank, g.local_size);
+    add_nccl(g);
+  }
   return g;
 }
 

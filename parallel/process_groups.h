@@ -32,8 +32,17 @@ struct ProcessGroups {
   int local_rank = 0, local_size = 1;
 };
 
+// Where the model's tensors live, which decides the collectives' backend.
+enum class GroupDevice { kCpu, kCuda };
+
 // Splits `world` (which must have dims.world() ranks) into the groups above.
-ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicator& world);
+// kCpu: MPI carries everything. kCuda: each rank first takes GPU local_rank
+// (use_gpu_of_local_rank: throws naming the fix when a node has more ranks
+// than GPUs), then every group of more than one rank gets an NCCL
+// communicator for CUDA tensors beside MPI for CPU tensors
+// (RoutedCommunicator); groups with the same ranks share one.
+ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicator& world,
+                                  GroupDevice device = GroupDevice::kCpu);
 
 // One process: every group is a SelfCommunicator.
 ProcessGroups single_process_groups();

@@ -35,6 +35,12 @@ expect 2 "unknown option '--steps'" -- train "$root/configs/tiny.yaml" --steps 3
 expect 2 "model.d_modle.*did you mean" -- config "$root/configs/tiny.yaml" --set model.d_modle=3
 expect 2 "--set needs a value" -- config "$root/configs/tiny.yaml" --set
 expect 0 "d_model: 256" -- config "$root/configs/tiny.yaml" --set model.d_model=256
+expect 2 "train.device.*one of: cpu, cuda" -- config "$root/configs/tiny.yaml" --set train.device=gpu
+# A GPU run where none is visible (CI): one clear error naming the key, no crash.
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  expect 2 "train.device=cuda, but no CUDA device is visible.*train.device=cpu" -- \
+    train "$root/configs/tiny.yaml" --set train.device=cuda --set train.run_dir="$tmp/cuda-run"
+fi
 # A data path that does not exist: a runtime error naming it, exit 1, no crash.
 expect 1 "$tmp/no-corpus" -- train "$root/configs/tiny.yaml" --set data.path="$tmp/no-corpus" --set train.run_dir="$tmp/run"
 
