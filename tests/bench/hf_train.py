@@ -3,9 +3,11 @@
 
 Builds transformers' MixtralForCausalLM equivalent to a moxie config (same
 widths, experts, top-k, router aux loss; sdpa attention; fp32) and trains it
-eagerly with torch.optim.AdamW and clip_grad_norm_ on random tokens. W untimed
-warm-up steps, then N timed steps (whole step: forward, backward, clip,
-optimizer). Prints one JSON line.
+eagerly with torch.optim.AdamW and clip_grad_norm_ on random tokens, on the
+config's train.device and train.dtype (a GPU run: bf16 parameters, eager
+experts; the optimizer is PyTorch's default foreach AdamW). W untimed warm-up
+steps, then N timed steps (whole step: forward, backward, clip, optimizer;
+synchronised with the GPU). Prints one JSON line.
 
 Usage: hf_train.py RESOLVED_CONFIG --steps N --warmup W [--threads T]
 RESOLVED_CONFIG: every key present, as `moxie config CONFIG` prints it.
@@ -24,6 +26,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--experts", default="eager", choices=["eager", "grouped_mm", "batched_mm"])
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,26 +53,34 @@ def main():
         max_position_embeddings=m["max_seq_len"], tie_word_embeddings=m["tie_embeddings"],
         sliding_window=None, output_router_logits=True, router_aux_loss_coef=moe["aux_loss_coef"])
     hf_config._attn_implementation = "sdpa"
+    if hasattr(hf_config, "_experts_implementation"):
+        # eager: the loop over experts; grouped_mm: transformers' own grouped GEMMs.
+        hf_config._experts_implementation = args.experts
+    device = cfg["train"]["device"]
+    dtype = torch.bfloat16 if cfg["train"]["dtype"] == "bfloat16" else torch.float32
     torch.manual_seed(0)
-    model = transformers.MixtralForCausalLM(hf_config).float().train()
+    model = transformers.MixtralForCausalLM(hf_config).to(device=device, dtype=dtype).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=(o["beta1"], o["beta2"]),
                                   eps=o["eps"], weight_decay=o["weight_decay"])
     batch, seq = cfg["train"]["micro_batch_size"], cfg["data"]["seq_len"]
     gen = torch.Generator().manual_seed(1)
 
     def step():
-        ids = torch.randint(0, m["vocab_size"], (batch, seq + 1), generator=gen)
+        ids = torch.randint(0, m["vocab_size"], (batch, seq + 1), generator=gen).to(device)
         out = model(input_ids=ids[:, :-1], labels=ids[:, :-1], output_router_logits=True)
         out.loss.backward()  # cross-entropy + router_aux_loss_coef * load-balancing loss
         torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(args.warmup):
         step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(args.steps):
         step()
+    sync()
     step_time = (time.perf_counter() - t0) / args.steps
 
     total = sum(p.numel() for p in model.parameters())
@@ -77,6 +88,7 @@ def main():
     active = total - experts + experts * moe["top_k"] // moe["num_experts"]
     print(json.dumps({
         "impl": "hf-transformers-eager", "transformers": transformers.__version__,
+        "device": device, "dtype": str(dtype).replace("torch.", ""), "experts": args.experts,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "tokens_per_step": batch * seq, "step_time_s": step_time,
         "tokens_per_s": batch * seq / step_time, "params_total": total, "params_active": active}))

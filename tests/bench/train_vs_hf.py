@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""CPU training throughput: moxie against Hugging Face's MixtralForCausalLM.
+"""Training throughput: moxie against Hugging Face's MixtralForCausalLM.
 
-Runs, in one invocation on the same machine: this machine's fp32 matmul peak
-(torch.mm, the same library LibTorch uses), `moxie train` on the config, and
-hf_train.py on the same config. Prints tokens/s for both, the ratio, and
-moxie's achieved FLOP/s as a fraction of the measured matmul peak.
+Runs, in one invocation on the same machine: the matmul peak (torch.mm, the
+same library LibTorch uses: fp32 on CPU, bf16 on a GPU), `moxie train` on the
+config, and hf_train.py on the same config, on the config's train.device and
+train.dtype. Prints tokens/s for both, the ratio, and moxie's achieved FLOP/s
+(model FLOPs utilisation) over the measured matmul peak and, on a GPU the
+script knows, over the datasheet's peak.
 
 Usage: tests/bench/train_vs_hf.py [--config configs/bench-cpu.yaml]
          [--steps 10] [--warmup 3] [--threads N] [--moxie build/moxie]
+         [--set key.path=value]...   (applied to both; e.g. moe.z_loss_coef=0,
+                                      which Mixtral does not have)
+GPU: tests/bench/train_vs_hf.py --config configs/gpu-1b.yaml --set moe.z_loss_coef=0
 """
 import argparse
 import json
@@ -22,13 +27,13 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-def resolved_config(binary, path):
+def resolved_config(binary, path, overrides):
     """The config with every default filled in, as `moxie config` resolves it.
 
     Writes it to a temporary file too, so that hf_train.py reads exactly the
     values moxie trains with.
     """
-    text = subprocess.run([binary, "config", path], check=True, capture_output=True,
+    text = subprocess.run([binary, "config", path] + overrides, check=True, capture_output=True,
                           text=True).stdout
     out = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     out.write(text)
@@ -58,11 +63,12 @@ def run_json(cmd):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_moxie(binary, config, steps, warmup, threads):
+def run_moxie(binary, config, steps, warmup, threads, overrides):
     run_dir = tempfile.mkdtemp(prefix="moxie-bench-")
-    cmd = [binary, "train", config, "--set", f"train.steps={steps + warmup}",
+    cmd = [binary, "train", config] + overrides + ["--set", f"train.steps={steps + warmup}",
            "--set", f"train.run_dir={run_dir}", "--set", "train.eval_every=0",
-           "--set", "train.eval_batches=1", "--set", f"train.log_every={steps + warmup}"]
+           "--set", "train.eval_batches=1", "--set", f"train.log_every={steps + warmup}",
+           "--set", "train.checkpoint_every=0"]
     if threads:
         cmd += ["--set", f"train.threads={threads}"]
     subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
@@ -84,20 +90,27 @@ def main():
     ap.add_argument("--repeats", type=int, default=3,
                     help="alternate moxie and HF this many times; report medians")
     ap.add_argument("--moxie", default=os.path.join(ROOT, "build/moxie"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--hf-experts", default="eager", choices=["eager", "grouped_mm", "batched_mm"],
+                    help="transformers' expert implementation (eager: its loop over experts)")
     args = ap.parse_args()
+    overrides = [x for kv in args.set for x in ("--set", kv)]
 
-    cfg, resolved_path = resolved_config(args.moxie, args.config)
+    cfg, resolved_path = resolved_config(args.moxie, args.config, overrides)
+    device = cfg["train"]["device"]
     tokens_per_step = cfg["train"]["micro_batch_size"] * cfg["data"]["seq_len"]
     thread_args = ["--threads", str(args.threads)] if args.threads else []
 
-    peak = run_json([sys.executable, os.path.join(HERE, "matmul_peak.py")] + thread_args)
+    peak = run_json([sys.executable, os.path.join(HERE, "matmul_peak.py"), "--device", device,
+                     "--dtype", cfg["train"]["dtype"]] + thread_args)
     # Alternate the two so that machine noise hits both alike; report medians.
     moxie_runs, hf_runs = [], []
     for _ in range(args.repeats):
-        step = run_moxie(args.moxie, args.config, args.steps, args.warmup, args.threads)
+        step = run_moxie(args.moxie, args.config, args.steps, args.warmup, args.threads, overrides)
         moxie_runs.append(tokens_per_step / step)
         hf_runs.append(run_json([sys.executable, os.path.join(HERE, "hf_train.py"), resolved_path,
-                                 "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                                 "--steps", str(args.steps), "--warmup", str(args.warmup),
+                                 "--experts", args.hf_experts]
                                 + thread_args))
     moxie_tps = statistics.median(moxie_runs)
     hf = dict(hf_runs[0])
@@ -115,6 +128,12 @@ def main():
         "moxie_achieved_flops": round(fpt * moxie_tps),
         "moxie_fraction_of_matmul_peak": round(fpt * moxie_tps / peak["matmul_flops"], 3),
         "hf_fraction_of_matmul_peak": round(fpt * hf["tokens_per_s"] / peak["matmul_flops"], 3),
+        "device": device,
+        "dtype": cfg["train"]["dtype"],
+        "gpu": peak.get("gpu"),
+        "datasheet_peak_flops": peak.get("datasheet_flops"),
+        "moxie_fraction_of_datasheet_peak": (round(fpt * moxie_tps / peak["datasheet_flops"], 3)
+                                             if peak.get("datasheet_flops") else None),
         "moxie_runs_tokens_per_s": [round(x) for x in moxie_runs],
         "hf_runs_tokens_per_s": [round(r["tokens_per_s"]) for r in hf_runs],
         "hf": hf,
@@ -123,7 +142,9 @@ def main():
           f"ratio {result['ratio_moxie_over_hf']:.2f}x")
     print(f"moxie achieved {fpt * moxie_tps / 1e9:.2f} GFLOP/s = "
           f"{result['moxie_fraction_of_matmul_peak']:.1%} of measured matmul peak "
-          f"{peak['matmul_flops'] / 1e9:.1f} GFLOP/s")
+          f"{peak['matmul_flops'] / 1e9:.1f} GFLOP/s"
+          + (f", {result['moxie_fraction_of_datasheet_peak']:.1%} of the datasheet's "
+             f"{peak['datasheet_flops'] / 1e12:.0f} TFLOP/s" if peak.get("datasheet_flops") else ""))
     print(json.dumps(result))
 
 
