@@ -80,12 +80,14 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
   }
 
   if (!out.weight_TK.defined()) {
-    torch::NoGradGuard no_grad;
-    auto selection_TE = scores_TE;
-    if (options_.bias_update_rate > 0) selection_TE = scores_TE + bias_E.to(score_dtype);
-    out.expert_idx_TK = std::get<1>(selection_TE.topk(options_.top_k, -1));
-    out.tokens_per_expert_E =
-        torch::bincount(out.expert_idx_TK.flatten(), {}, options_.num_experts);
+    {
+      torch::NoGradGuard no_grad;
+      auto selection_TE = scores_TE;
+      if (options_.bias_update_rate > 0) selection_TE = scores_TE + bias_E.to(score_dtype);
+      out.expert_idx_TK = std::get<1>(selection_TE.topk(options_.top_k, -1));
+      out.tokens_per_expert_E =
+          torch::bincount(out.expert_idx_TK.flatten(), {}, options_.num_experts);
+    }
     auto weight_TK = scores_TE.gather(1, out.expert_idx_TK);
     if (options_.renormalize) weight_TK = weight_TK / (weight_TK.sum(-1, true) + 1e-20);
     out.weight_TK = weight_TK;

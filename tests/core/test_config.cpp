@@ -312,7 +312,7 @@ TEST_CASE("impossible values are refused with the rule that failed") {
   refuses("data: {eval_fraction: 0}", "data.eval_fraction");
   refuses("data: {extensions: []}", "data.extensions is empty");
   refuses("model: {vocab_size: 100}", "smaller than the byte tokenizer's 259");
-  refuses("train: {device: cuda}", "train.device='cuda' is not supported");
+  refuses("train: {device: tpu}", "train.device='tpu' is not one of: cpu, cuda");
   refuses("train: {dtype: float16}", "train.dtype='float16'");
   refuses("parallel: {pp: 2}", "pipeline parallelism is not implemented");
   refuses("parallel: {dp: 0}", "parallel.dp=0 must be at least 1");
