@@ -4,6 +4,7 @@
 
 #include <cuda_bf16.h>
 
+#include "core/cuda/dtype.h"
 #include "core/cuda/lanes.cuh"
 
 namespace moxie::kernels {
@@ -13,6 +14,16 @@ struct Num<__nv_bfloat16> {
   static __host__ __device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
   static __host__ __device__ __forceinline__ __nv_bfloat16 store(float v) { return __float2bfloat16(v); }
 };
+
+// Calls f with a null pointer of the element type `dtype` names.
+template <class F>
+void by_dtype(DType dtype, F&& f) {
+  if (dtype == DType::kBFloat16) {
+    f(static_cast<__nv_bfloat16*>(nullptr));
+  } else {
+    f(static_cast<float*>(nullptr));
+  }
+}
 
 // A warp per row, kWarps rows per block of 32 * kWarps threads.
 constexpr int kWarps = 8;

@@ -59,15 +59,6 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* ta
   cross_entropy_backward_row(WarpLanes{}, logits + r * V, V, targets[r], lse[r], grad[r], dlogits + r * V);
 }
 
-template <class F>
-void by_dtype(DType dtype, F&& f) {
-  if (dtype == DType::kBFloat16) {
-    f(static_cast<__nv_bfloat16*>(nullptr));
-  } else {
-    f(static_cast<float*>(nullptr));
-  }
-}
-
 }  // namespace
 
 // --- launchers -------------------------------------------------------------

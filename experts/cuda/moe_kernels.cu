@@ -70,15 +70,6 @@ __global__ void swiglu_backward_kernel(const T* g, const T* u, int64_t stride, c
   }
 }
 
-template <class F>
-void by_dtype(DType dtype, F&& f) {
-  if (dtype == DType::kBFloat16) {
-    f(static_cast<__nv_bfloat16*>(nullptr));
-  } else {
-    f(static_cast<float*>(nullptr));
-  }
-}
-
 unsigned int elementwise_blocks(int64_t total) {
   const int64_t blocks = (total + 255) / 256;
   return static_cast<unsigned int>(blocks < 65535 * 8 ? blocks : 65535 * 8);
