@@ -81,24 +81,6 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// A batch's tensors on the model's device (a copy only when it differs).
-Batch on_device(const Batch& b, const torch::Device& device) {
-  if (device.is_cpu()) return b;
-  auto to = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
-  Batch out;
-  out.tokens = to(b.tokens);
-  out.targets = to(b.targets);
-  out.loss_mask = to(b.loss_mask);
-  out.doc = to(b.doc);
-  out.patches = to(b.patches);
-  out.patch_slot = to(b.patch_slot);
-  out.patch_index = to(b.patch_index);
-  out.frames = to(b.frames);
-  out.frame_slot = to(b.frame_slot);
-  out.frame_index = to(b.frame_index);
-  return out;
-}
-
 ModelInputs inputs_of(const Batch& b, bool blank_media = false) {
   ModelInputs in;
   in.tokens = b.tokens;
@@ -679,7 +661,7 @@ TrainSummary Trainer::run() {
     // each with the media present and blanked.
     auto sums = torch::zeros({8}, torch::kDouble);
     for (const auto& host : eval_batches) {
-      const auto b = on_device(host, device_);
+      const auto b = host.to(device_);
       auto out = model_->forward_inputs(inputs_of(b));
       const double n = host.loss_mask.sum().item<double>();
       sums[0] += model_->cross_entropy(out.logits, b.targets, b.loss_mask).item<double>() * n;
@@ -717,7 +699,7 @@ TrainSummary Trainer::run() {
   for (int64_t step = first_step; step < train.steps; ++step) {
     const auto t0 = Clock::now();
     const double lr = lr_at(config_.optim, config_.schedule, step, train.steps);
-    double loss_sum = 0, aux_sum = 0, balance_sum = 0;
+    double balance_sum = 0;
     int64_t tokens = 0, assignments = 0, dropped = 0;
     std::vector<torch::Tensor> load_LE(moe_layers.size());
 
@@ -748,7 +730,7 @@ TrainSummary Trainer::run() {
     for (int64_t micro = 0; micro < train.grad_accum; ++micro) {
       const auto& host_batch = micro_batches[static_cast<size_t>(micro)];
       const double targets = host_batch.loss_mask.sum().item<double>();
-      const auto batch = on_device(host_batch, device_);
+      const auto batch = host_batch.to(device_);
       auto out = model_->forward_inputs(inputs_of(batch));
       auto ce = model_->cross_entropy(out.logits, batch.targets, batch.loss_mask);
       auto loss = ce * (targets * n_dp / global_targets) + out.aux_loss / static_cast<double>(train.grad_accum);
@@ -779,13 +761,9 @@ TrainSummary Trainer::run() {
     // Over the global batch, in one all-reduce: the cross-entropy is equal on
     // a replica's TP ranks, the aux loss is split into TP shares, the
     // balance and drop counts are per rank.
-    const auto device_sums = torch::stack({loss_sum_t, aux_sum_t, balance_sum_t}).cpu();
-    loss_sum = device_sums[0].item<double>();
-    aux_sum = device_sums[1].item<double>();
-    balance_sum = device_sums[2].item<double>();
-    auto sums = torch::tensor({loss_sum, aux_sum, balance_sum, static_cast<double>(dropped),
-                               static_cast<double>(assignments)},
-                              torch::kDouble);
+    auto sums = torch::cat({torch::stack({loss_sum_t, aux_sum_t, balance_sum_t}).cpu(),
+                            torch::tensor({static_cast<double>(dropped), static_cast<double>(assignments)},
+                                          torch::kDouble)});
     groups_.dp_tp->all_reduce(sums, ReduceOp::kSum);
     m.loss = sums[0].item<double>() / (n_tp * global_targets);
     m.aux_loss = sums[1].item<double>() / (n_dp * train.grad_accum);

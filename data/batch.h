@@ -14,6 +14,14 @@ struct Batch {
   torch::Tensor patches, patch_slot, patch_index;  // see core/transformer.h ModelInputs
   torch::Tensor frames, frame_slot, frame_index;
   int64_t num_tokens() const { return tokens.numel(); }
+
+  // The same batch on `device` (itself when it is there already).
+  Batch to(const torch::Device& device) const {
+    if (tokens.device() == device) return *this;
+    auto on = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+    return {on(tokens), on(targets),     on(loss_mask),   on(doc),          on(patches),
+            on(patch_slot), on(patch_index), on(frames), on(frame_slot), on(frame_index)};
+  }
 };
 
 class BatchSource {

@@ -18,13 +18,6 @@ using namespace kernels;
 
 const float* ptr_or_null(const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
-#ifdef MOXIE_HAVE_CUDA
-struct Guard {
-  explicit Guard(const torch::Tensor& t) : g(t.device()) {}
-  c10::cuda::CUDAGuard g;
-};
-#endif
-
 RouterRowOptions router_options(int64_t E, int64_t K, bool sigmoid, bool renormalize) {
   RouterRowOptions o;
   o.E = E;
@@ -47,7 +40,7 @@ struct RouteFn : public torch::autograd::Function<RouteFn> {
     auto idx = torch::empty({T, K}, f.dtype(torch::kLong));
     if (l.is_cuda()) {
 #ifdef MOXIE_HAVE_CUDA
-      Guard guard(l);
+      c10::cuda::CUDAGuard guard(l.device());
       launch_router_forward(l.data_ptr<float>(), ptr_or_null(b), o, T, probs.data_ptr<float>(),
                             weight.data_ptr<float>(), idx.data_ptr<int64_t>(), lse.data_ptr<float>(),
                             current_stream());
@@ -78,7 +71,7 @@ struct RouteFn : public torch::autograd::Function<RouteFn> {
     auto dl = torch::empty_like(l);
     if (l.is_cuda()) {
 #ifdef MOXIE_HAVE_CUDA
-      Guard guard(l);
+      c10::cuda::CUDAGuard guard(l.device());
       launch_router_backward(l.data_ptr<float>(), idx.data_ptr<int64_t>(), ptr_or_null(gw), ptr_or_null(gp),
                              ptr_or_null(gl), o, T, dl.data_ptr<float>(), current_stream());
 #endif
@@ -102,7 +95,7 @@ torch::Tensor gather_sum(const torch::Tensor& rows_ND, const torch::Tensor& pos_
   auto out = torch::empty({T, D}, rows_ND.options());
   if (rows_ND.is_cuda()) {
 #ifdef MOXIE_HAVE_CUDA
-    Guard guard(rows_ND);
+    c10::cuda::CUDAGuard guard(rows_ND.device());
     launch_gather_sum(dtype_of(rows_ND), rows_ND.data_ptr(), pos_TK.data_ptr<int64_t>(), ptr_or_null(w_N),
                       out.data_ptr(), T, static_cast<int>(K), D, current_stream());
 #endif
@@ -128,7 +121,7 @@ torch::Tensor scale_rows(const torch::Tensor& in_TD, const torch::Tensor& src_N,
   const void* with = dot_with_ND.defined() ? dot_with_ND.data_ptr() : nullptr;
   if (in_TD.is_cuda()) {
 #ifdef MOXIE_HAVE_CUDA
-    Guard guard(in_TD);
+    c10::cuda::CUDAGuard guard(in_TD.device());
     launch_scale_rows(dtype_of(in_TD), in_TD.data_ptr(), src_N.data_ptr<int64_t>(), ptr_or_null(w_N), out.data_ptr(),
                       with, dot, N, D, current_stream());
 #endif
@@ -184,7 +177,7 @@ torch::Tensor swiglu_rows(const torch::Tensor& base_g, const torch::Tensor& base
   auto* u = static_cast<const char*>(base_u.data_ptr()) + u_off * base_u.element_size();
   if (base_g.is_cuda()) {
 #ifdef MOXIE_HAVE_CUDA
-    Guard guard(base_g);
+    c10::cuda::CUDAGuard guard(base_g.device());
     launch_swiglu_forward(dtype_of(base_g), g, u, stride, a.data_ptr(), N, H, current_stream());
 #endif
     return a;
@@ -211,7 +204,7 @@ void swiglu_rows_backward(const torch::Tensor& base_g, const torch::Tensor& base
   auto* du = static_cast<char*>(base_du.data_ptr()) + u_off * es;
   if (base_g.is_cuda()) {
 #ifdef MOXIE_HAVE_CUDA
-    Guard guard(base_g);
+    c10::cuda::CUDAGuard guard(base_g.device());
     launch_swiglu_backward(dtype_of(base_g), g, u, stride, da.data_ptr(), dg, du, N, H, current_stream());
 #endif
     return;
@@ -280,6 +273,7 @@ FusedRouting fused_route(const torch::Tensor& logits_TE, const torch::Tensor& bi
                          bool renormalize) {
   TORCH_CHECK(logits_TE.dim() == 2 && logits_TE.scalar_type() == torch::kFloat,
               "fused_route: logits must be float32 [T, E], got ", logits_TE.scalar_type(), " ", logits_TE.sizes());
+  static_assert(kFusedRouteMaxTopK == kMaxTopK, "one top-k limit for the kernel and its callers");
   TORCH_CHECK(K >= 1 && K <= kMaxTopK && K <= logits_TE.size(1), "fused_route: top_k=", K,
               " must be between 1 and min(", kMaxTopK, ", the number of experts)");
   auto out = RouteFn::apply(logits_TE, bias_E.defined() ? bias_E : torch::empty({0}, logits_TE.options()), K,

@@ -19,7 +19,8 @@ struct FusedRouting {
 // One pass over float32 logits [T, E]: scores (softmax, or sigmoid when
 // `sigmoid`), top-k selection by score + bias_E (undefined: no bias;
 // selection only), combine weights (renormalised to sum to one if asked),
-// probabilities and log-sum-exp. K <= 16. Differentiable in the logits.
+// probabilities and log-sum-exp. K <= kFusedRouteMaxTopK. Differentiable in the logits.
+constexpr int64_t kFusedRouteMaxTopK = 16;  // experts/cuda/moe_rows.cuh kMaxTopK
 FusedRouting fused_route(const torch::Tensor& logits_TE, const torch::Tensor& bias_E, int64_t K, bool sigmoid,
                          bool renormalize);
 

@@ -62,7 +62,7 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
   torch::Tensor probs_TE;  // rows sum to one, for the balance loss
   torch::Tensor lse_T;     // logsumexp of the logits, for the z-loss
   RouterOutput out;
-  if (fused_moe_applies(logits_TE) && options_.top_k <= 16) {
+  if (fused_moe_applies(logits_TE) && options_.top_k <= kFusedRouteMaxTopK) {
     // Scores, top-k, weights, probabilities and logsumexp in one pass (experts/fused.h).
     auto fused = fused_route(logits_TE, options_.bias_update_rate > 0 ? bias_E : torch::Tensor(), options_.top_k,
                              options_.score_func == "sigmoid", options_.renormalize);

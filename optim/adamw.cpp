@@ -188,8 +188,10 @@ void AdamW::step(double lr) {
         k_avgs.push_back(s.exp_avg);
         k_sqs.push_back(s.exp_avg_sq);
         k_lowps.push_back(s.master.defined() ? p : torch::Tensor());
+        // The kernel takes the host count; step_tensors_ serve the ATen path
+        // only, and a parameter's path is fixed for the process (device,
+        // dtype, MOXIE_FUSED_KERNELS read once).
         k_steps.push_back(s.step);
-        step_tensors_[g][i].fill_(static_cast<double>(s.step));
         continue;
       }
       auto& b = bucket_for(buckets, weight);
