@@ -140,7 +140,7 @@ MaterializeReport materialize_rank(const Config& c, const PlanOptions& o, std::o
       head->to(dtype);
       head_weight = head->weight;
     }
-    auto logits = torch::nn::functional::linear(x, head_weight).reshape({S, -1});
+    auto logits = linear_product(x, head_weight).reshape({S, -1});
     auto targets = tokens.reshape({S});
     auto ce = dims.tp() > 1 ? vocab_parallel_cross_entropy(tp, logits, targets,
                                                            (R % dims.tp()) * logits.size(1))

@@ -138,7 +138,7 @@ ModelOutput CausalLMImpl::forward_inputs(const ModelInputs& in) {
     // the replica's (mean) aux loss is 1/tp of them.
     out.aux_loss = out.aux_loss / static_cast<double>(tp_.size());
   }
-  out.logits = lm_head ? lm_head(x) : torch::nn::functional::linear(x, model->embed_tokens->weight);
+  out.logits = lm_head ? lm_head(x) : linear_product(x, model->embed_tokens->weight);
   return out;
 }
 
@@ -150,7 +150,7 @@ torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& tokens, std::vec
     x = model->layers[l]->as<BlockImpl>()->forward(x, {}, &cache[l]).x;
   }
   x = model->norm(x);
-  return lm_head ? lm_head(x) : torch::nn::functional::linear(x, model->embed_tokens->weight);
+  return lm_head ? lm_head(x) : linear_product(x, model->embed_tokens->weight);
 }
 
 torch::Tensor CausalLMImpl::cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,

@@ -15,6 +15,20 @@ struct Segments {
   std::vector<int64_t> expert;
 };
 
+// out = a @ b, or out += a @ b; on the CPU, bfloat16 in float32 and rounded
+// once, for the reason moxie::linear_product gives (parallel/tensor_parallel.h).
+void mm_into(torch::Tensor out, const torch::Tensor& a, const torch::Tensor& b, bool accumulate = false) {
+  if (out.is_cpu() && out.scalar_type() == torch::kBFloat16) {
+    auto product = torch::mm(a.to(torch::kFloat), b.to(torch::kFloat));
+    if (accumulate) product += out.to(torch::kFloat);
+    out.copy_(product);
+  } else if (accumulate) {
+    out.addmm_(a, b);
+  } else {
+    torch::mm_out(out, a, b);
+  }
+}
+
 // Per-segment matmul: out[rows of segment i] = in[rows of segment i] @ w(expert of i).
 template <class WeightOf>
 void segment_mm(torch::Tensor& out, const torch::Tensor& in, const Segments& seg,
@@ -23,7 +37,7 @@ void segment_mm(torch::Tensor& out, const torch::Tensor& in, const Segments& seg
   for (size_t i = 0; i < seg.rows.size(); ++i) {
     if (seg.rows[i] == 0) continue;
     auto rows = out.narrow(0, offset, seg.rows[i]);
-    torch::mm_out(rows, in.narrow(0, offset, seg.rows[i]), weight_of(seg.expert[i]));
+    mm_into(rows, in.narrow(0, offset, seg.rows[i]), weight_of(seg.expert[i]));
     offset += seg.rows[i];
   }
 }
@@ -41,12 +55,8 @@ void segment_weight_grad(torch::Tensor& grad, const torch::Tensor& lhs, const to
     auto out = grad[e].narrow(0, row0, nrows);
     auto a = lhs.narrow(0, offset, seg.rows[i]).t();
     auto b = rhs.narrow(0, offset, seg.rows[i]);
-    if (written[e]) {
-      out.addmm_(a, b);
-    } else {
-      torch::mm_out(out, a, b);
-      written[e] = true;
-    }
+    mm_into(out, a, b, /*accumulate=*/written[e]);
+    written[e] = true;
     offset += seg.rows[i];
   }
   for (int64_t e = 0; e < grad.size(0); ++e) {
@@ -114,7 +124,8 @@ struct GroupedSwiGLUFn : public torch::autograd::Function<GroupedSwiGLUFn> {
     for (size_t i = 0; i < seg.rows.size(); ++i) {
       if (seg.rows[i] == 0) continue;
       auto rows = grad_x.narrow(0, offset, seg.rows[i]);
-      rows.addmm_(dup_NH.narrow(0, offset, seg.rows[i]), w13_EFD[seg.expert[i]].narrow(0, H, H));
+      mm_into(rows, dup_NH.narrow(0, offset, seg.rows[i]), w13_EFD[seg.expert[i]].narrow(0, H, H),
+              /*accumulate=*/true);
       offset += seg.rows[i];
     }
     return {grad_x, grad_w13, grad_w2, torch::Tensor(), torch::Tensor()};

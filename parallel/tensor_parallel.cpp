@@ -45,11 +45,19 @@ ParallelLinearImpl::ParallelLinearImpl(int64_t in, int64_t out, Split split,
   if (bias) this->bias = register_parameter("bias", torch::zeros({local_out}));
 }
 
+torch::Tensor linear_product(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (x.is_cpu() && x.scalar_type() == torch::kBFloat16) {
+    const auto f = [](const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; };
+    return torch::nn::functional::linear(f(x), f(weight), f(bias)).to(torch::kBFloat16);
+  }
+  return torch::nn::functional::linear(x, weight, bias);
+}
+
 torch::Tensor ParallelLinearImpl::forward(const torch::Tensor& x) {
-  auto y = torch::nn::functional::linear(x, weight, bias);
+  auto y = linear_product(x, weight, bias);
   if (!lora_A.defined()) return y;
   auto h = lora_dropout_ > 0 ? torch::dropout(x, lora_dropout_, is_training()) : x;
-  return y + torch::nn::functional::linear(torch::nn::functional::linear(h, lora_A), lora_B) * lora_scale_;
+  return y + linear_product(linear_product(h, lora_A), lora_B) * lora_scale_;
 }
 
 void ParallelLinearImpl::add_lora(int64_t rank, double alpha, double dropout) {
