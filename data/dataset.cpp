@@ -16,8 +16,8 @@
 #include <sstream>
 
 #include "data/tokenizer.h"
-#include "data/crc32c.h"
-#include "data/framed_file.h"
+#include "core/common/crc32c.h"
+#include "core/common/framed_file.h"
 #include "data/manifest.h"
 #include "data/shard_io.h"
 

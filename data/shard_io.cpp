@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "data/crc32c.h"
+#include "core/common/crc32c.h"
 
 namespace moxie {
 namespace {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "core/common/env.h"
 #include "data/byte_tokenizer.h"
 #include "data/dataset.h"
 
@@ -54,7 +55,7 @@ const Plugin& plugin() {
   static std::string problem;
   static std::once_flag once;
   std::call_once(once, [] {
-    const char* env = std::getenv("MOXIE_SENTENCEPIECE_PLUGIN");
+    const char* env = std::getenv(env::kSentencePiecePlugin);
     const std::string path = env && *env ? env : MOXIE_SENTENCEPIECE_PLUGIN;
     void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
     if (!h) {

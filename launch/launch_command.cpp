@@ -1,5 +1,6 @@
 // moxie launch: build the mpirun line and exec it.
 #include "launch/launch_command.h"
+#include "core/common/env.h"
 
 #include <unistd.h>
 
@@ -33,7 +34,7 @@ LaunchPlan plan_launch(const std::vector<std::string>& args, const std::string& 
   if (ranks == 0) throw std::invalid_argument("'moxie launch' needs -n N, e.g. moxie launch -n 4 configs/tiny.yaml");
   if (rest.empty()) throw std::invalid_argument("'moxie launch' needs a CONFIG file after -n N");
 
-  const char* mpirun = std::getenv("MOXIE_MPIRUN");
+  const char* mpirun = std::getenv(env::kMpirun);
   LaunchPlan plan;
   plan.argv = {mpirun ? mpirun : "mpirun", "-n", std::to_string(ranks)};
   if (as_root) plan.argv.push_back("--allow-run-as-root");

@@ -14,18 +14,19 @@
 #include <string>
 #include <vector>
 
-#include "core/allocator.h"
-#include "core/checkpoint.h"
-#include "core/hf_interop.h"
+#include "core/common/allocator.h"
+#include "core/checkpoint/checkpoint.h"
+#include "core/model/generate.h"
+#include "core/checkpoint/hf_interop.h"
 #include "data/byte_tokenizer.h"
-#include "core/config.h"
-#include "core/materialize.h"
+#include "core/config/config.h"
+#include "core/plan/materialize.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/provenance.h"
 #include "data/tokenizer.h"
-#include "core/plan.h"
-#include "core/trainer.h"
+#include "core/plan/plan.h"
+#include "core/train/trainer.h"
 #include "launch/launch_command.h"
 #include "parallel/mpi_communicator.h"
 

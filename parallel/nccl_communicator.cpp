@@ -12,6 +12,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 #include <nccl.h>
+
+#include "core/common/cuda_check.h"
 #endif
 
 namespace moxie {
@@ -38,14 +40,7 @@ void nccl_check(ncclResult_t r, const char* call, const char* file, int line) {
                              ":" + std::to_string(line) + ")");
   }
 }
-void cuda_check(cudaError_t r, const char* call, const char* file, int line) {
-  if (r != cudaSuccess) {
-    throw std::runtime_error(std::string(call) + " failed: " + cudaGetErrorString(r) + " (" + file +
-                             ":" + std::to_string(line) + ")");
-  }
-}
 #define MOXIE_NCCL_CHECK(call) nccl_check((call), #call, __FILE__, __LINE__)
-#define MOXIE_CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
 
 ncclDataType_t nccl_type(const torch::Tensor& t) {
   switch (t.scalar_type()) {

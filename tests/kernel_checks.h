@@ -18,7 +18,7 @@
 
 #include "experts/fused.h"
 #include "experts/grouped_swiglu.h"
-#include "core/fused.h"
+#include "core/model/fused.h"
 #include "optim/adamw.h"
 
 namespace moxie::testing {

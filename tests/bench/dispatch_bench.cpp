@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "core/allocator.h"
+#include "core/common/allocator.h"
 #include "experts/dispatcher.h"
 #include "parallel/mpi_communicator.h"
 

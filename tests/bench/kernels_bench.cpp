@@ -15,7 +15,7 @@
 #include <sstream>
 #include <vector>
 
-#include "core/fused.h"
+#include "core/model/fused.h"
 #include "experts/fused.h"
 #include "experts/grouped_swiglu.h"
 #include "optim/adamw.h"

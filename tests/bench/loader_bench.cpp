@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "core/allocator.h"
+#include "core/common/allocator.h"
 #include "data/loader.h"
 
 namespace fs = std::filesystem;

@@ -7,10 +7,10 @@
 #include <cstring>
 #include <iostream>
 
-#include "core/allocator.h"
-#include "core/config.h"
-#include "core/layers.h"
-#include "core/trainer.h"
+#include "core/common/allocator.h"
+#include "core/config/config.h"
+#include "core/model/layers.h"
+#include "core/train/trainer.h"
 #include "optim/clip.h"
 
 using namespace moxie;

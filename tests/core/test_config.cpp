@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/config.h"
+#include "core/config/config.h"
 
 using namespace moxie;
 using Catch::Contains;

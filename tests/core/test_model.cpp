@@ -6,10 +6,11 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/checkpoint.h"
-#include "core/hf_interop.h"
-#include "core/layers.h"
-#include "core/transformer.h"
+#include "core/checkpoint/checkpoint.h"
+#include "core/model/generate.h"
+#include "core/checkpoint/hf_interop.h"
+#include "core/model/layers.h"
+#include "core/model/transformer.h"
 
 using namespace moxie;
 

@@ -2,8 +2,8 @@
 // a whole model and of one expert-parallel rank's shard, and FLOPs by hand.
 #include <catch2/catch.hpp>
 
-#include "core/plan.h"
-#include "core/transformer.h"
+#include "core/plan/plan.h"
+#include "core/model/transformer.h"
 #include "parallel/simulated_communicator.h"
 #include "parallel/zero.h"
 

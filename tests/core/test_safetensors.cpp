@@ -11,7 +11,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "core/safetensors.h"
+#include "core/checkpoint/safetensors.h"
 
 using namespace moxie::safetensors;
 namespace fs = std::filesystem;

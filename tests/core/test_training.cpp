@@ -6,8 +6,8 @@
 #include <numeric>
 #include <sstream>
 
-#include "core/config.h"
-#include "core/trainer.h"
+#include "core/config/config.h"
+#include "core/train/trainer.h"
 
 using namespace moxie;
 namespace fs = std::filesystem;

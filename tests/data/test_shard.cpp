@@ -5,7 +5,7 @@
 #include <fstream>
 #include <random>
 
-#include "data/crc32c.h"
+#include "core/common/crc32c.h"
 #include "data/manifest.h"
 #include "data/shard_io.h"
 

@@ -7,7 +7,7 @@
 
 #include <iostream>
 
-#include "core/layers.h"
+#include "core/model/layers.h"
 #include "experts/router.h"
 
 using namespace moxie;

@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "core/hf_interop.h"
-#include "core/layers.h"
-#include "core/safetensors.h"
+#include "core/checkpoint/hf_interop.h"
+#include "core/model/layers.h"
+#include "core/checkpoint/safetensors.h"
 
 using namespace moxie;
 

@@ -3,7 +3,7 @@
 // computes, and holds exactly its slice of the unsplit layer's weights.
 #include <catch2/catch.hpp>
 
-#include "core/attention.h"
+#include "core/model/attention.h"
 #include "experts/experts.h"
 #include "parallel/differentiable.h"
 #include "parallel/mpi_communicator.h"

@@ -1,0 +1,435 @@
+// Hugging Face interchange: Mixtral and Qwen2-MoE.
+#include "core/checkpoint/hf_interop.h"
+
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/checkpoint/safetensors.h"
+
+namespace moxie {
+namespace {
+
+namespace st = safetensors;
+
+// Writes named tensors (contiguous copies where needed) to one file.
+void write_named(const std::string& path, const std::map<std::string, torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> keep;  // contiguous copies outlive the views
+  std::vector<st::TensorView> views;
+  for (const auto& [name, t] : tensors) {
+    keep.push_back(t.detach().contiguous());
+    const auto& c = keep.back();
+    views.push_back({name, safetensors_dtype(c.scalar_type()), c.sizes().vec(), c.data_ptr(),
+                     static_cast<uint64_t>(c.nbytes())});
+  }
+  st::write(path, views, {{"format", "pt"}});
+}
+
+}  // namespace
+
+st::DType safetensors_dtype(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat: return st::DType::F32;
+    case torch::kDouble: return st::DType::F64;
+    case torch::kBFloat16: return st::DType::BF16;
+    case torch::kHalf: return st::DType::F16;
+    case torch::kLong: return st::DType::I64;
+    case torch::kInt: return st::DType::I32;
+    case torch::kByte: return st::DType::U8;
+    default: throw std::runtime_error(std::string("no safetensors dtype for a tensor of type ") + c10::toString(t));
+  }
+}
+
+torch::ScalarType torch_dtype(st::DType t) {
+  switch (t) {
+    case st::DType::F32: return torch::kFloat;
+    case st::DType::F64: return torch::kDouble;
+    case st::DType::BF16: return torch::kBFloat16;
+    case st::DType::F16: return torch::kHalf;
+    case st::DType::I64: return torch::kLong;
+    case st::DType::I32: return torch::kInt;
+    case st::DType::I16: return torch::kShort;
+    case st::DType::I8: return torch::kChar;
+    case st::DType::U8: return torch::kByte;
+    case st::DType::BOOL: return torch::kBool;
+  }
+  throw std::runtime_error("unknown safetensors dtype");
+}
+
+torch::Tensor read_safetensor(const safetensors::Reader& reader, const std::string& name) {
+  const auto& info = reader.at(name);
+  auto out = torch::empty(info.shape, torch::TensorOptions().dtype(torch_dtype(info.dtype)));
+  if (info.nbytes > 0) std::memcpy(out.data_ptr(), reader.data(info), info.nbytes);
+  return out;
+}
+
+const char* hf_class_name(HfArch arch) {
+  return arch == HfArch::kMixtral ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM";
+}
+
+HfArch hf_arch_for(const ModelOptions& model, const MoEOptions& moe) {
+  return moe.num_shared_experts > 0 || model.qkv_bias || model.first_k_dense > 0 || model.moe_every != 1 ||
+                 !moe.renormalize
+             ? HfArch::kQwen2Moe
+             : HfArch::kMixtral;
+}
+
+HfModelConfig read_hf_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open Hugging Face config " + path);
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + " is not valid JSON: " + e.what());
+  }
+  const std::string type = j.value("model_type", "");
+  HfModelConfig c;
+  if (type == "mixtral") {
+    c.arch = HfArch::kMixtral;
+  } else if (type == "qwen2_moe") {
+    c.arch = HfArch::kQwen2Moe;
+  } else {
+    throw std::runtime_error(path + ": model_type '" + type +
+                             "' is not one moxie imports; it reads mixtral and qwen2_moe folders");
+  }
+  const std::string what = std::string(" for a ") + hf_class_name(c.arch) + " config";
+  auto need = [&](const char* key) -> const nlohmann::json& {
+    if (!j.contains(key) || j[key].is_null()) throw std::runtime_error(path + ": missing key '" + key + "'" + what);
+    return j[key];
+  };
+  const bool sliding = c.arch == HfArch::kMixtral ? j.contains("sliding_window") && !j["sliding_window"].is_null()
+                                                  : j.value("use_sliding_window", false);
+  if (sliding) {
+    throw std::runtime_error(path + ": sliding-window attention is not supported (moxie attends to the whole "
+                             "context); set " + std::string(c.arch == HfArch::kMixtral ? "sliding_window to null"
+                                                                                         : "use_sliding_window to false"));
+  }
+  if (j.value("hidden_act", "silu") != "silu") {
+    throw std::runtime_error(path + ": hidden_act '" + j.value("hidden_act", "") + "' is not supported (moxie's "
+                             "FFNs are SwiGLU: silu)");
+  }
+  c.model.vocab_size = need("vocab_size").get<int64_t>();
+  c.model.d_model = need("hidden_size").get<int64_t>();
+  c.model.n_layers = need("num_hidden_layers").get<int64_t>();
+  c.model.n_heads = need("num_attention_heads").get<int64_t>();
+  c.model.n_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
+                           ? j["num_key_value_heads"].get<int64_t>()
+                           : c.model.n_heads;
+  if (j.contains("head_dim") && !j["head_dim"].is_null()) c.model.head_dim = j["head_dim"].get<int64_t>();
+  c.model.max_seq_len = need("max_position_embeddings").get<int64_t>();
+  c.model.norm_eps = need("rms_norm_eps").get<double>();
+  c.model.tie_embeddings = j.value("tie_word_embeddings", false);
+  // transformers 5 nests rope_theta in rope_parameters; 4.x had it at top level.
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    const auto& rope = j["rope_parameters"];
+    const std::string rope_type = rope.value("rope_type", "default");
+    if (rope_type != "default") {
+      throw std::runtime_error(path + ": rope_type '" + rope_type + "' is not supported (moxie has plain RoPE)");
+    }
+    c.model.rope_theta = rope.contains("rope_theta") ? rope["rope_theta"].get<double>() : need("rope_theta").get<double>();
+  } else {
+    if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+      throw std::runtime_error(path + ": rope_scaling is not supported (moxie has plain RoPE)");
+    }
+    c.model.rope_theta = need("rope_theta").get<double>();
+  }
+  c.moe.score_func = "softmax";
+  c.moe.capacity_factor = 0.0;
+  c.moe.aux_loss_coef = j.value("router_aux_loss_coef", 0.0);
+  if (c.arch == HfArch::kMixtral) {
+    c.model.first_k_dense = 0;
+    c.model.moe_every = 1;
+    c.moe.num_experts = need("num_local_experts").get<int64_t>();
+    c.moe.top_k = need("num_experts_per_tok").get<int64_t>();
+    c.moe.expert_hidden = need("intermediate_size").get<int64_t>();
+    c.moe.renormalize = true;
+    return c;
+  }
+  c.model.qkv_bias = j.value("qkv_bias", true);  // the class's default
+  c.model.ffn_hidden = need("intermediate_size").get<int64_t>();
+  c.moe.num_experts = need("num_experts").get<int64_t>();
+  c.moe.top_k = need("num_experts_per_tok").get<int64_t>();
+  c.moe.expert_hidden = need("moe_intermediate_size").get<int64_t>();
+  c.moe.renormalize = j.value("norm_topk_prob", false);
+  c.moe.num_shared_experts = 1;
+  c.moe.shared_expert_hidden = need("shared_expert_intermediate_size").get<int64_t>();
+  // Which layers are sparse, and the moxie layout (first_k_dense, moe_every)
+  // that gives the same ones.
+  const int64_t step = j.value("decoder_sparse_step", int64_t{1});
+  std::set<int64_t> dense_only;
+  if (j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array()) {
+    for (const auto& l : j["mlp_only_layers"]) dense_only.insert(l.get<int64_t>());
+  }
+  std::vector<bool> sparse(static_cast<size_t>(c.model.n_layers));
+  for (int64_t i = 0; i < c.model.n_layers; ++i) {
+    sparse[static_cast<size_t>(i)] = !dense_only.count(i) && c.moe.num_experts > 0 && step > 0 && (i + 1) % step == 0;
+  }
+  for (int64_t k = 0; k <= c.model.n_layers; ++k) {
+    for (int64_t every = 1; every <= std::max<int64_t>(1, c.model.n_layers); ++every) {
+      bool same = true;
+      for (int64_t i = 0; i < c.model.n_layers && same; ++i) {
+        same = sparse[static_cast<size_t>(i)] == (i >= k && (i - k) % every == 0);
+      }
+      if (same) {
+        c.model.first_k_dense = k;
+        c.model.moe_every = every;
+        return c;
+      }
+    }
+  }
+  throw std::runtime_error(path + ": its sparse layers (decoder_sparse_step, mlp_only_layers) are not dense "
+                           "layers first and then every k-th layer, the only pattern moxie lays out "
+                           "(model.first_k_dense, model.moe_every)");
+}
+
+std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads, HfArch arch) {
+  if (model->tensor_parallel().on()) {
+    throw std::runtime_error(
+        "to_hf_state: this model is split over " + std::to_string(model->tensor_parallel().size()) +
+        " tensor-parallel ranks; Hugging Face export needs the whole model (parallel.tp=1)");
+  }
+  const std::string moe_block = arch == HfArch::kMixtral ? ".block_sparse_moe." : ".mlp.";
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& item : model->named_parameters()) {
+    std::string name = item.key();
+    if (name.find("lora_") != std::string::npos) continue;  // adapters: merge them, or write_peft_adapters()
+    const torch::Tensor w = grads ? item.value().grad() : item.value();
+    if (!w.defined()) throw std::runtime_error("to_hf_state: " + name + " has no gradient");
+    if (const auto b = name.find(".block_sparse_moe."); b != std::string::npos) {
+      name.replace(b, std::string(".block_sparse_moe.").size(), moe_block);
+    }
+    const auto pos = name.find(moe_block + "experts.");
+    if (pos == std::string::npos) {
+      state[name] = w;
+      continue;
+    }
+    const std::string prefix = name.substr(0, pos + moe_block.size()) + "experts.";
+    const std::string which = name.substr(prefix.size());
+    const bool mixtral = arch == HfArch::kMixtral;
+    for (int64_t e = 0; e < w.size(0); ++e) {
+      const std::string base = prefix + std::to_string(e) + ".";
+      if (which == "w13") {
+        const int64_t H = w.size(1) / 2;
+        state[base + (mixtral ? "w1" : "gate_proj") + ".weight"] = w[e].narrow(0, 0, H);
+        state[base + (mixtral ? "w3" : "up_proj") + ".weight"] = w[e].narrow(0, H, H);
+      } else {
+        state[base + (mixtral ? "w2" : "down_proj") + ".weight"] = w[e];
+      }
+    }
+  }
+  if (model->model_options().tie_embeddings) state.erase("lm_head.weight");
+  return state;
+}
+
+namespace {
+// The safetensors files of a Hugging Face folder (or one file): the
+// model.safetensors.index.json's weight_map, or model.safetensors.
+std::vector<std::string> hf_weight_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return {path};
+  const auto single = fs::path(path) / "model.safetensors";
+  const auto index = fs::path(path) / "model.safetensors.index.json";
+  if (fs::exists(single)) return {single.string()};
+  if (!fs::exists(index)) {
+    throw std::runtime_error(path + " has neither model.safetensors nor model.safetensors.index.json");
+  }
+  std::ifstream in(index);
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(index.string() + " is not valid JSON: " + e.what());
+  }
+  if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
+    throw std::runtime_error(index.string() + " has no weight_map");
+  }
+  std::set<std::string> files;
+  for (const auto& [name, file] : j["weight_map"].items()) {
+    const auto f = file.get<std::string>();
+    if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..") {
+      throw std::runtime_error(index.string() + ": weight_map names the file '" + f +
+                               "'; only files beside the index are read");
+    }
+    files.insert(f);
+  }
+  std::vector<std::string> out;
+  for (const auto& f : files) out.push_back((fs::path(path) / f).string());
+  return out;
+}
+}  // namespace
+
+void load_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) {
+  std::vector<std::unique_ptr<st::Reader>> readers;
+  std::map<std::string, std::pair<const st::Reader*, const st::TensorInfo*>> found;
+  for (const auto& file : hf_weight_files(path)) {
+    readers.push_back(std::make_unique<st::Reader>(file));
+    for (const auto& t : readers.back()->tensors()) found[t.name] = {readers.back().get(), &t};
+  }
+  auto state = to_hf_state(model, false, arch);
+  std::set<std::string> unused;
+  for (const auto& [name, _] : found) unused.insert(name);
+
+  std::vector<std::string> missing, mismatched;
+  torch::NoGradGuard no_grad;
+  for (auto& [name, dst] : state) {
+    const auto it = found.find(name);
+    if (it == found.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    unused.erase(name);
+    const auto* info = it->second.second;
+    if (std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end()) != info->shape) {
+      std::ostringstream msg;
+      msg << name << " (file " << c10::IntArrayRef(info->shape) << ", model " << dst.sizes() << ")";
+      mismatched.push_back(msg.str());
+      continue;
+    }
+    dst.copy_(read_safetensor(*it->second.first, name));
+  }
+  auto list = [](const auto& names) {
+    std::string s;
+    size_t shown = 0;
+    for (const auto& n : names) {
+      if (shown++ == 5) return s + ", ...";
+      s += (s.empty() ? "" : ", ") + n;
+    }
+    return s;
+  };
+  if (!missing.empty() || !mismatched.empty() || !unused.empty()) {
+    std::string msg = "cannot load " + path + " into this model:";
+    if (!missing.empty()) msg += " " + std::to_string(missing.size()) + " tensors missing (" + list(missing) + ");";
+    if (!mismatched.empty()) msg += " shape mismatch for " + list(mismatched) + ";";
+    if (!unused.empty()) msg += " " + std::to_string(unused.size()) + " tensors not in the model (" + list(unused) + ");";
+    throw std::runtime_error(msg + " check that the config matches the checkpoint");
+  }
+}
+
+void save_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) {
+  write_named(path, to_hf_state(model, false, arch));
+}
+
+void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::string& base_model_path,
+                         const std::string& dir) {
+  if (model->tensor_parallel().on()) throw std::runtime_error("write_peft_adapters needs the whole model (parallel.tp=1)");
+  // transformers 5 names the MoE block "mlp" at run time in both classes.
+  auto hf_module = [](std::string name) {
+    if (const auto b = name.find(".block_sparse_moe."); b != std::string::npos) {
+      name.replace(b, std::string(".block_sparse_moe.").size(), ".mlp.");
+    }
+    return name;
+  };
+  std::map<std::string, torch::Tensor> tensors;
+  nlohmann::json modules = nlohmann::json::array();
+  bool router = false;
+  for (const auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    const auto at = name.find("lora_");
+    if (at == std::string::npos) continue;
+    if (name.find(".experts.") != std::string::npos) {
+      throw std::runtime_error("the routed experts' adapters (lora.targets: experts) have no peft layout here; "
+                               "export them folded into the weights with --merge-lora");
+    }
+    std::string module = hf_module(name.substr(0, at - 1));  // without ".lora_A"
+    const std::string factor = name.substr(at + 5);          // "A" or "B"
+    tensors["base_model.model." + module + ".lora_" + factor + ".weight"] = item.value();
+    if (module.size() >= 9 && module.compare(module.size() - 9, 9, ".mlp.gate") == 0) {
+      router = true;
+    } else if (factor == "A") {
+      modules.push_back(module);
+    }
+  }
+  if (tensors.empty()) throw std::runtime_error("this model has no LoRA adapters to write (lora.rank is 0)");
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  write_named((fs::path(dir) / "adapter_model.safetensors").string(), tensors);
+  nlohmann::json c = {{"peft_type", "LORA"},
+                      {"task_type", "CAUSAL_LM"},
+                      {"base_model_name_or_path", base_model_path},
+                      {"r", lora.rank},
+                      {"lora_alpha", lora.alpha},
+                      {"lora_dropout", lora.dropout},
+                      {"target_modules", modules},
+                      {"bias", "none"},
+                      {"fan_in_fan_out", false},
+                      {"use_rslora", false},
+                      {"use_dora", false},
+                      {"init_lora_weights", true},
+                      {"inference_mode", true}};
+  if (router) c["target_parameters"] = {"mlp.gate.weight"};
+  std::ofstream out(fs::path(dir) / "adapter_config.json");
+  out << c.dump(2) << "\n";
+  if (!out) throw std::runtime_error("cannot write " + (fs::path(dir) / "adapter_config.json").string());
+}
+
+void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch, const std::string& path) {
+  const std::string cls = hf_class_name(arch);
+  auto refuse = [&](bool bad, const std::string& what) {
+    if (bad) throw std::runtime_error("cannot export as " + cls + ": " + what);
+  };
+  refuse(e.score_func != "softmax", "it routes by softmax (moe.score_func)");
+  refuse(e.bias_update_rate != 0, "it has no balancing bias (moe.bias_update_rate)");
+  refuse(e.capacity_factor != 0, "it is dropless (moe.capacity_factor)");
+  refuse(m.image_patch_dim != 0 || m.audio_frame != 0, "the image and audio encoders have no counterpart in it");
+  nlohmann::json j = {
+      {"architectures", {cls}},
+      {"vocab_size", m.vocab_size},
+      {"hidden_size", m.d_model},
+      {"num_hidden_layers", m.n_layers},
+      {"num_attention_heads", m.n_heads},
+      {"num_key_value_heads", m.n_kv_heads},
+      {"head_dim", head_dim_of(m)},
+      {"max_position_embeddings", m.max_seq_len},
+      {"rms_norm_eps", m.norm_eps},
+      {"rope_theta", m.rope_theta},
+      {"num_experts_per_tok", e.top_k},
+      {"router_aux_loss_coef", e.aux_loss_coef},
+      {"output_router_logits", false},
+      {"tie_word_embeddings", m.tie_embeddings},
+      {"hidden_act", "silu"},
+      {"attention_dropout", 0.0},
+      {"initializer_range", m.init_std},
+      {"torch_dtype", "float32"},
+      {"use_cache", true},
+  };
+  if (arch == HfArch::kMixtral) {
+    refuse(m.first_k_dense != 0 || m.moe_every != 1,
+           "it has an MoE FFN in every layer (model.first_k_dense, model.moe_every); Qwen2MoeForCausalLM has dense layers");
+    refuse(e.num_shared_experts != 0, "it has no shared experts (moe.num_shared_experts); Qwen2MoeForCausalLM has them");
+    refuse(!e.renormalize, "it renormalises the top-k weights (moe.renormalize); Qwen2MoeForCausalLM need not");
+    refuse(m.qkv_bias, "it has no q/k/v biases (model.qkv_bias); Qwen2MoeForCausalLM has them");
+    j["model_type"] = "mixtral";
+    j["intermediate_size"] = e.expert_hidden;
+    j["num_local_experts"] = e.num_experts;
+    j["sliding_window"] = nullptr;
+  } else {
+    refuse(e.num_shared_experts == 0, "every sparse layer has a shared expert (moe.num_shared_experts=0)");
+    nlohmann::json dense = nlohmann::json::array();
+    for (int64_t i = 0; i < m.n_layers; ++i) {
+      if (i < m.first_k_dense || (i - m.first_k_dense) % m.moe_every != 0) dense.push_back(i);
+    }
+    j["model_type"] = "qwen2_moe";
+    j["intermediate_size"] = m.ffn_hidden;
+    j["moe_intermediate_size"] = e.expert_hidden;
+    j["shared_expert_intermediate_size"] =
+        e.shared_expert_hidden > 0 ? e.shared_expert_hidden : e.expert_hidden * e.num_shared_experts;
+    j["num_experts"] = e.num_experts;
+    j["norm_topk_prob"] = e.renormalize;
+    j["decoder_sparse_step"] = 1;
+    j["mlp_only_layers"] = dense;
+    j["qkv_bias"] = m.qkv_bias;
+    j["use_sliding_window"] = false;
+    j["sliding_window"] = nullptr;
+  }
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+}  // namespace moxie
