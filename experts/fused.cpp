@@ -2,7 +2,7 @@
 // kernels' host form for CPU tensors.
 #include "experts/fused.h"
 
-#include "core/cuda/host.h"
+#include "core/common/host.h"
 #include "experts/cuda/moe_rows.cuh"
 
 #ifdef MOXIE_HAVE_CUDA

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "core/cuda/host.h"
+#include "core/common/host.h"
 #include "optim/cuda/adamw_rows.cuh"
 
 #ifdef MOXIE_HAVE_CUDA

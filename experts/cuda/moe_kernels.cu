@@ -4,8 +4,8 @@
 
 #include <type_traits>
 
-#include "core/cuda/bf16.cuh"
-#include "core/cuda/check.h"
+#include "core/common/bf16.cuh"
+#include "core/common/cuda_check.h"
 
 namespace moxie::kernels {
 namespace {

@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "core/cuda/dtype.h"
+#include "core/common/dtype.h"
 #include "experts/cuda/moe_rows.cuh"
 
 namespace moxie::kernels {

@@ -6,7 +6,7 @@
 
 #include <climits>
 
-#include "core/cuda/lanes.cuh"
+#include "core/common/lanes.cuh"
 
 namespace moxie::kernels {
 

@@ -1,8 +1,8 @@
 // The multi-tensor AdamW kernel, then its launcher.
 #include "optim/cuda/adamw_kernels.h"
 
-#include "core/cuda/bf16.cuh"
-#include "core/cuda/check.h"
+#include "core/common/bf16.cuh"
+#include "core/common/cuda_check.h"
 
 namespace moxie::kernels {
 namespace {

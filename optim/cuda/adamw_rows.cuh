@@ -3,7 +3,7 @@
 // and the table both walk: one entry per tensor, one chunk per block.
 #pragma once
 
-#include "core/cuda/lanes.cuh"
+#include "core/common/lanes.cuh"
 
 namespace moxie::kernels {
 
