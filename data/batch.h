@@ -3,6 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <cstdint>
+#include <string>
+
 namespace moxie {
 
 struct Batch {
@@ -24,10 +27,21 @@ struct Batch {
   }
 };
 
+// A stream of batches for one rank. Every source can say where it is and
+// continue from there, so the trainer checkpoints any source the same way.
 class BatchSource {
  public:
   virtual ~BatchSource() = default;
   virtual Batch next() = 0;
+  // Where the stream is, as one line of text for a checkpoint; restore()
+  // continues from such a line (throws naming what does not parse).
+  virtual std::string state() const = 0;
+  virtual void restore(const std::string& state) = 0;
+  // The batches of training step `step` (1-based) have all been taken:
+  // e.g. the step's place in the stream is recorded as its provenance.
+  virtual void step_done(int64_t step) {}
+  // Damaged samples skipped so far by this rank's reader.
+  virtual uint64_t skipped() const { return 0; }
 };
 
 }  // namespace moxie

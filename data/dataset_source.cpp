@@ -46,8 +46,28 @@ Batch to_batch(const PackedBatch& p) {
   return b;
 }
 
+DatasetSource::DatasetSource(LoaderOptions options, const std::string& provenance_run_dir)
+    : options_(options), loader_(std::make_unique<DatasetLoader>(std::move(options))) {
+  if (!provenance_run_dir.empty()) {
+    provenance_ = std::make_unique<ProvenanceLog>(provenance_run_dir, options_.path, loader_->state(),
+                                                  options_.shuffle_block);
+  }
+}
+
+void DatasetSource::restore(const std::string& state) {
+  const auto resume = LoaderState::parse(state);
+  auto restored = std::make_unique<DatasetLoader>(options_, &resume);
+  loader_ = std::move(restored);
+}
+
+void DatasetSource::step_done(int64_t step) {
+  if (provenance_) provenance_->step(step, step_before_, last_.after, step_skipped_);
+  step_open_ = false;
+  step_skipped_.clear();
+}
+
 Batch DatasetSource::next() {
-  auto packed = loader_.next();
+  auto packed = loader_->next();
   auto batch = to_batch(packed);
   last_ = PackedBatch{};
   last_.rows = packed.rows;
@@ -56,6 +76,11 @@ Batch DatasetSource::next() {
   last_.skipped_ids = std::move(packed.skipped_ids);
   last_.before = packed.before;
   last_.after = packed.after;
+  if (!step_open_) {
+    step_before_ = last_.before;
+    step_open_ = true;
+  }
+  step_skipped_.insert(step_skipped_.end(), last_.skipped_ids.begin(), last_.skipped_ids.end());
   return batch;
 }
 

@@ -9,6 +9,7 @@
 
 #include "data/batch.h"
 #include "data/loader.h"
+#include "data/provenance.h"
 
 namespace moxie {
 
@@ -17,18 +18,30 @@ namespace moxie {
 // as its input (so never a pad, a patch, a frame, or the next document's BOS).
 Batch to_batch(const PackedBatch& packed);
 
+// provenance_run_dir: where each step's samples came from is logged to that
+// run folder's provenance log (rank 0's source; "": not logged).
 class DatasetSource : public BatchSource {
  public:
-  DatasetSource(LoaderOptions options, const LoaderState* resume = nullptr)
-      : loader_(std::move(options), resume) {}
+  explicit DatasetSource(LoaderOptions options, const std::string& provenance_run_dir = "");
   Batch next() override;
-  DatasetLoader& loader() { return loader_; }
+  std::string state() const override { return loader_->state().to_string(); }
+  // A new loader at that place (LoaderState::to_string's text).
+  void restore(const std::string& state) override;
+  void step_done(int64_t step) override;
+  uint64_t skipped() const override { return loader_->skipped(); }
+  DatasetLoader& loader() { return *loader_; }
   // The last batch's place in the stream and its damaged samples.
   const PackedBatch& last() const { return last_; }
 
  private:
-  DatasetLoader loader_;
+  LoaderOptions options_;
+  std::unique_ptr<DatasetLoader> loader_;
+  std::unique_ptr<ProvenanceLog> provenance_;
   PackedBatch last_;  // without its bulk (tokens, media)
+  // The step in progress: the stream before its first batch, its damaged samples.
+  bool step_open_ = false;
+  LoaderState step_before_;
+  std::vector<uint64_t> step_skipped_;
 };
 
 }  // namespace moxie

@@ -45,8 +45,8 @@ class RandomWindowSource : public BatchSource {
                      int64_t seq_len, uint64_t seed, int64_t dp_rank = 0, int64_t dp_size = 1);
   Batch next() override;
   // The generator's state, for checkpoints (text, as std::mt19937_64 prints it).
-  std::string state() const;
-  void restore(const std::string& state);
+  std::string state() const override;
+  void restore(const std::string& state) override;
 
  private:
   std::shared_ptr<const std::vector<int32_t>> stream_;

@@ -76,6 +76,10 @@ class AllToAllTokenDispatcher : public TokenDispatcher {
   Communicator& ep_group_;
 };
 
+// The dispatcher for an EP group: all-to-all over ep_group when it has more
+// than one rank, else local. ep_group must outlive the dispatcher.
+std::shared_ptr<TokenDispatcher> make_dispatcher(const MoEOptions& options, Communicator* ep_group);
+
 DropPolicy parse_drop_policy(const std::string& name);
 
 // The permutation both dispatchers start from: capacity per group, drop policy.

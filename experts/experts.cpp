@@ -91,4 +91,19 @@ torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
   return reduce_scatter_along(*tp_.group, y_TD, 0).reshape(shape);
 }
 
+void ExpertsImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  add_spec(out, prefix, "w13", w13, -1, ParamRole::kExpert);
+  add_spec(out, prefix, "w2", w2, -1, ParamRole::kExpert);
+  add_spec(out, prefix, "w13_lora_A", w13_lora_A, -1, ParamRole::kExpert, /*adapter=*/true);
+  add_spec(out, prefix, "w13_lora_B", w13_lora_B, -1, ParamRole::kExpert, /*adapter=*/true);
+  add_spec(out, prefix, "w2_lora_A", w2_lora_A, -1, ParamRole::kExpert, /*adapter=*/true);
+  add_spec(out, prefix, "w2_lora_B", w2_lora_B, -1, ParamRole::kExpert, /*adapter=*/true);
+}
+
+void SwiGLUImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  gate_proj->describe(prefix + "gate_proj.", out);
+  up_proj->describe(prefix + "up_proj.", out);
+  down_proj->describe(prefix + "down_proj.", out);
+}
+
 }  // namespace moxie

@@ -41,6 +41,8 @@ class ExpertsImpl : public torch::nn::Module {
   void add_lora(bool w13_on, bool w2_on, int64_t rank, double alpha);
   void merge_lora();  // folds them into w13/w2 and zeroes B, for export
   torch::Tensor w13_lora_A, w13_lora_B, w2_lora_A, w2_lora_B;
+  // Every parameter is an expert's, stacked on dim 0 (split over EP).
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 
  private:
   int64_t first_expert_ = 0;
@@ -61,6 +63,8 @@ class SwiGLUImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   ParallelLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  // Appends what this layer says of each of its parameters (named prefix + name).
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 
  private:
   TensorParallel tp_;

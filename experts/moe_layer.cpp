@@ -3,11 +3,10 @@
 
 namespace moxie {
 
-MoELayerImpl::MoELayerImpl(int64_t d_model, const MoEOptions& options, MoEParallel parallel,
+MoELayerImpl::MoELayerImpl(int64_t d_model, const MoEOptions& options, const ModelParallel& parallel,
                            double init_std)
-    : options_(options), dispatcher_(std::move(parallel.dispatcher)) {
-  if (!dispatcher_) dispatcher_ = std::make_shared<LocalTokenDispatcher>(options);
-  gate = register_module("gate", Router(d_model, options, parallel.balance_group, init_std));
+    : options_(options), dispatcher_(make_dispatcher(options, parallel.ep)) {
+  gate = register_module("gate", Router(d_model, options, parallel.batch, init_std));
   experts = register_module("experts", Experts(dispatcher_->num_local_experts(), d_model,
                                                options.expert_hidden,
                                                dispatcher_->first_local_expert(), init_std));
@@ -48,6 +47,15 @@ MoEOutput MoELayerImpl::forward(const torch::Tensor& x) {
   out.stats.assignments = routing.expert_idx_TK.numel();
   out.stats.dropped = dispatched.plan.dropped;
   return out;
+}
+
+void MoELayerImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  gate->describe(prefix + "gate.", out);
+  experts->describe(prefix + "experts.", out);
+  if (shared_expert) {
+    shared_expert->describe(prefix + "shared_expert.", out);
+    add_spec(out, prefix, "shared_expert_gate.weight", shared_expert_gate->weight);
+  }
 }
 
 }  // namespace moxie

@@ -10,6 +10,7 @@
 #include "experts/experts.h"
 #include "experts/options.h"
 #include "experts/router.h"
+#include "parallel/parallelize.h"
 
 namespace moxie {
 
@@ -27,24 +28,15 @@ struct MoEOutput {
   MoEStats stats;
 };
 
-// How an MoE layer is spread over ranks. Default: one process.
-struct MoEParallel {
-  // How tokens reach their experts; nullptr: every expert is local.
-  std::shared_ptr<TokenDispatcher> dispatcher;
-  // Ranks whose tokens form one batch (data parallel): the balance loss's
-  // expert fractions are counted over all of them. nullptr: this rank alone.
-  Communicator* balance_group = nullptr;
-  // Shared experts split their hidden width over this group (dense SwiGLU).
-  TensorParallel tp;
-};
-
 // Submodules: "gate" (Router), "experts" (Experts), and with shared experts
 // "shared_expert" (SwiGLU) and "shared_expert_gate" (Linear D -> 1, sigmoid),
 // as in Qwen-MoE.
 class MoELayerImpl : public torch::nn::Module {
  public:
   // init_std: standard deviation of every weight's initial values (model.init_std).
-  MoELayerImpl(int64_t d_model, const MoEOptions& options, MoEParallel parallel = {},
+  // parallel: experts over parallel.ep (make_dispatcher), balance statistics
+  // over parallel.batch, shared experts split over parallel.tp.
+  MoELayerImpl(int64_t d_model, const MoEOptions& options, const ModelParallel& parallel = {},
                double init_std = 0.02);
 
   // x: [..., D]; tokens are routed independently. With a capacity factor,
@@ -56,6 +48,8 @@ class MoELayerImpl : public torch::nn::Module {
   Experts experts{nullptr};
   SwiGLU shared_expert{nullptr};
   torch::nn::Linear shared_expert_gate{nullptr};
+  // Appends what this layer says of each of its parameters (named prefix + name).
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 
  private:
   MoEOptions options_;

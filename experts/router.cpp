@@ -1,6 +1,8 @@
 // Router: scores, top-k selection, combine weights and balancing losses.
 #include "experts/router.h"
 
+#include "parallel/tensor_parallel.h"
+
 #include "experts/fused.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -119,6 +121,12 @@ void RouterImpl::update_bias(const torch::Tensor& load_E) {
   torch::NoGradGuard no_grad;
   auto load = load_E.to(torch::kFloat);
   bias_E.add_(torch::sign(load.mean() - load) * options_.bias_update_rate);
+}
+
+void RouterImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  add_spec(out, prefix, "weight", weight, -1, ParamRole::kRouter);
+  add_spec(out, prefix, "lora_A", lora_A, -1, ParamRole::kRouter, /*adapter=*/true);
+  add_spec(out, prefix, "lora_B", lora_B, -1, ParamRole::kRouter, /*adapter=*/true);
 }
 
 }  // namespace moxie

@@ -6,6 +6,7 @@
 
 #include "experts/options.h"
 #include "parallel/communicator.h"
+#include "parallel/param_layout.h"
 
 namespace moxie {
 
@@ -44,6 +45,8 @@ class RouterImpl : public torch::nn::Module {
   void add_lora(int64_t rank, double alpha);
   void merge_lora();  // folds it into the weight and zeroes B, for export
   torch::Tensor lora_A, lora_B;
+  // The weight and its adapter, all replicated and of the router's role.
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 
  private:
   torch::Tensor effective_weight() const;

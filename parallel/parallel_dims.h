@@ -35,6 +35,8 @@ struct LayoutShape {
 
 class ParallelDims {
  public:
+  // One rank, no parallelism.
+  ParallelDims() : ParallelDims(ParallelOptions{}, 1, LayoutShape{}) {}
   // Throws LayoutError with one sentence naming what is wrong and how to fix it.
   ParallelDims(const ParallelOptions& options, int64_t world_size, const LayoutShape& shape);
   ParallelDims(const ParallelOptions& options, int64_t world_size, int64_t num_experts,

@@ -6,6 +6,7 @@
 
 #include "parallel/mpi_communicator.h"
 #include "parallel/nccl_communicator.h"
+#include "parallel/param_layout.h"
 #include "parallel/routed_communicator.h"
 
 namespace moxie {
@@ -46,18 +47,19 @@ ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicato
                       std::to_string(dims.world()) + " (" + dims.describe() + ")");
   }
   const int r = world.rank();
-  const int tp = static_cast<int>(dims.tp());
-  const int ep = static_cast<int>(dims.ep());
+  const auto at = coordinates_of(dims, r);
   ProcessGroups g;
-  g.tp_index = r % tp;
-  g.dp_index = r / tp;
-  g.ep_index = r % ep;
+  g.dims = dims;
+  g.tp_index = static_cast<int>(at.tp_index);
+  g.dp_index = static_cast<int>(at.dp_index);
+  g.ep_index = static_cast<int>(at.ep_index);
+  const int expert_dp_rank = static_cast<int>(at.expert_dp_rank);
   g.world = world.split(0, r);
   g.tp = world.split(g.dp_index, g.tp_index);
   g.dp = world.split(g.tp_index, g.dp_index);
   g.dp_tp = world.split(0, r);  // pp = 1: every rank is on the one stage
-  g.ep = world.split(r / ep, g.ep_index);
-  g.expert_dp = world.split(g.ep_index, r / ep);
+  g.ep = world.split(expert_dp_rank, g.ep_index);
+  g.expert_dp = world.split(g.ep_index, expert_dp_rank);
   MPI_Comm node = MPI_COMM_NULL;
   MOXIE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r, MPI_INFO_NULL, &node));
   MPI_Comm_rank(node, &g.local_rank);
@@ -70,8 +72,13 @@ ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicato
   return g;
 }
 
-ProcessGroups single_process_groups() {
+ProcessGroups single_process_groups(const ParallelDims& dims) {
+  if (dims.world() != 1) {
+    throw LayoutError("one process, but the layout needs " + std::to_string(dims.world()) + " ranks (" +
+                      dims.describe() + ")");
+  }
   ProcessGroups g;
+  g.dims = dims;
   g.world = g.dp = g.dp_tp = g.tp = g.ep = g.expert_dp = std::make_shared<SelfCommunicator>();
   return g;
 }

@@ -17,6 +17,9 @@ namespace moxie {
 class MpiCommunicator;
 
 struct ProcessGroups {
+  // The validated layout these groups were made for: the axis sizes every
+  // other part reads (nothing validates the layout again).
+  ParallelDims dims;
   std::shared_ptr<Communicator> world;
   std::shared_ptr<Communicator> dp;         // same tp index, across data-parallel replicas
   std::shared_ptr<Communicator> tp;         // the tensor-parallel ranks of one replica
@@ -44,7 +47,8 @@ enum class GroupDevice { kCpu, kCuda };
 ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicator& world,
                                   GroupDevice device = GroupDevice::kCpu);
 
-// One process: every group is a SelfCommunicator.
-ProcessGroups single_process_groups();
+// One process: every group is a SelfCommunicator; `dims` must be a layout of
+// one rank (default: no parallelism).
+ProcessGroups single_process_groups(const ParallelDims& dims = ParallelDims());
 
 }  // namespace moxie

@@ -75,11 +75,6 @@ void ParallelLinearImpl::add_lora(int64_t rank, double alpha, double dropout) {
   lora_dropout_ = dropout;
 }
 
-std::string ParallelLinearImpl::lora_split_name() const {
-  if (!lora_A.defined() || tp_size_ == 1) return "";
-  return split_ == Split::kColumn ? "lora_B" : "lora_A";
-}
-
 void ParallelLinearImpl::merge_lora() {
   if (!lora_A.defined()) return;
   torch::NoGradGuard no_grad;
@@ -151,6 +146,25 @@ struct VocabParallelCrossEntropyFn : public torch::autograd::Function<VocabParal
 torch::Tensor vocab_parallel_cross_entropy(Communicator& tp, const torch::Tensor& logits_NV,
                                            const torch::Tensor& targets_N, int64_t vocab_start) {
   return VocabParallelCrossEntropyFn::apply(logits_NV, targets_N, &tp, vocab_start);
+}
+
+void add_spec(std::vector<ParamSpec>& out, const std::string& prefix, const std::string& name,
+              const torch::Tensor& t, int tp_axis, ParamRole role, bool adapter) {
+  if (!t.defined()) return;
+  out.push_back({prefix + name, t.sizes().vec(), tp_axis, role, adapter});
+}
+
+void ParallelLinearImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out, ParamRole role) const {
+  const int axis = static_cast<int>(split_dim());
+  add_spec(out, prefix, "weight", weight, axis, role);
+  add_spec(out, prefix, "bias", bias, 0, role);
+  const bool column = split_ == Split::kColumn;
+  add_spec(out, prefix, "lora_A", lora_A, column ? -1 : 1, role, /*adapter=*/true);
+  add_spec(out, prefix, "lora_B", lora_B, column ? 0 : -1, role, /*adapter=*/true);
+}
+
+void VocabParallelEmbeddingImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  add_spec(out, prefix, "weight", weight, 0, ParamRole::kEmbedding);
 }
 
 }  // namespace moxie

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "parallel/communicator.h"
+#include "parallel/param_layout.h"
 
 namespace moxie {
 
@@ -20,6 +21,10 @@ struct TensorParallel {
   int64_t rank() const { return group ? group->rank() : 0; }
   bool on() const { return size() > 1; }
 };
+
+// Appends the spec of parameter prefix + name (nothing when t is undefined).
+void add_spec(std::vector<ParamSpec>& out, const std::string& prefix, const std::string& name,
+              const torch::Tensor& t, int tp_axis = -1, ParamRole role = ParamRole::kDense, bool adapter = false);
 
 // Fills `local` ([r, c]) with this rank's block, at (row_offset, col_offset),
 // of a full [full_rows, full_cols] matrix of normal(0, std) values. The full
@@ -64,10 +69,12 @@ class ParallelLinearImpl : public torch::nn::Module {
   // adapted layer starts equal to the base.
   void add_lora(int64_t rank, double alpha, double dropout);
   torch::Tensor lora_A, lora_B;  // undefined without an adapter
-  // Which of lora_A / lora_B this rank holds a slice of ("" without TP).
-  std::string lora_split_name() const;
   // Folds the adapter into the weight and zeroes B: for export.
   void merge_lora();
+  // weight (and bias) split along split_dim() under TP, and the adapter
+  // factor that splits with it (lora_B of a column-parallel layer, lora_A of
+  // a row-parallel one); `role` for all of them.
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out, ParamRole role = ParamRole::kDense) const;
 
  private:
   Split split_;
@@ -87,6 +94,8 @@ class VocabParallelEmbeddingImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens);
   int64_t vocab_start() const { return vocab_start_; }
   torch::Tensor weight;
+  // "weight": an embedding, its rows split over TP.
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 
  private:
   int64_t vocab_start_ = 0;

@@ -21,6 +21,9 @@ class Zero1Partition {
  public:
   // group must outlive this object.
   Zero1Partition(std::vector<torch::Tensor> params, Communicator& group);
+  // owners[i]: the group rank that owns params[i], as make_param_layouts
+  // assigned it (ParamLayout::zero_owner).
+  Zero1Partition(std::vector<torch::Tensor> params, std::vector<int> owners, Communicator& group);
   // The parameters this rank updates.
   std::vector<torch::Tensor> owned() const;
   bool owns(const torch::Tensor& param) const;

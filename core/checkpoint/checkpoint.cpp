@@ -404,9 +404,12 @@ LoadedModel load_model(const std::string& dir) {
       throw CheckpointError("checkpoint " + dir + " has no tensor " + from_base.front().name +
                             " (saved by another model or config?)");
     }
+    std::set<std::string> adapters;
+    for (const auto& spec : m.model->param_specs())
+      if (spec.adapter) adapters.insert("model/" + spec.name);
     std::vector<CheckpointEntry> base_entries;
     for (auto& e : from_base) {
-      if (e.name.find("lora_") != std::string::npos) {
+      if (adapters.count(e.name)) {
         throw CheckpointError("checkpoint " + dir + " has no adapter " + e.name);
       }
       base_entries.push_back(e);

@@ -196,20 +196,23 @@ std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads, Hf
   }
   const std::string moe_block = arch == HfArch::kMixtral ? ".block_sparse_moe." : ".mlp.";
   std::map<std::string, torch::Tensor> state;
-  for (const auto& item : model->named_parameters()) {
-    std::string name = item.key();
-    if (name.find("lora_") != std::string::npos) continue;  // adapters: merge them, or write_peft_adapters()
-    const torch::Tensor w = grads ? item.value().grad() : item.value();
+  const auto specs = model->param_specs();
+  const auto params = model->named_parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    std::string name = params[i].key();
+    if (specs[i].adapter) continue;  // adapters: merge them, or write_peft_adapters()
+    const torch::Tensor w = grads ? params[i].value().grad() : params[i].value();
     if (!w.defined()) throw std::runtime_error("to_hf_state: " + name + " has no gradient");
     if (const auto b = name.find(".block_sparse_moe."); b != std::string::npos) {
       name.replace(b, std::string(".block_sparse_moe.").size(), moe_block);
     }
-    const auto pos = name.find(moe_block + "experts.");
-    if (pos == std::string::npos) {
+    if (specs[i].role != ParamRole::kExpert) {
       state[name] = w;
       continue;
     }
-    const std::string prefix = name.substr(0, pos + moe_block.size()) + "experts.";
+    // Stacked experts ("...experts.w13" [E, 2H, D]) become one tensor per expert.
+    const auto pos = name.rfind("experts.");
+    const std::string prefix = name.substr(0, pos) + "experts.";
     const std::string which = name.substr(prefix.size());
     const bool mixtral = arch == HfArch::kMixtral;
     for (int64_t e = 0; e < w.size(0); ++e) {
@@ -328,18 +331,21 @@ void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::st
   std::map<std::string, torch::Tensor> tensors;
   nlohmann::json modules = nlohmann::json::array();
   bool router = false;
-  for (const auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    const auto at = name.find("lora_");
-    if (at == std::string::npos) continue;
-    if (name.find(".experts.") != std::string::npos) {
+  const auto specs = model->param_specs();
+  const auto params = model->named_parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!specs[i].adapter) continue;
+    if (specs[i].role == ParamRole::kExpert) {
       throw std::runtime_error("the routed experts' adapters (lora.targets: experts) have no peft layout here; "
                                "export them folded into the weights with --merge-lora");
     }
-    std::string module = hf_module(name.substr(0, at - 1));  // without ".lora_A"
-    const std::string factor = name.substr(at + 5);          // "A" or "B"
-    tensors["base_model.model." + module + ".lora_" + factor + ".weight"] = item.value();
-    if (module.size() >= 9 && module.compare(module.size() - 9, 9, ".mlp.gate") == 0) {
+    // "<module>.lora_A" -> peft's "base_model.model.<module>.lora_A.weight".
+    const std::string& name = params[i].key();
+    const auto at = name.rfind(".lora_");
+    std::string module = hf_module(name.substr(0, at));
+    const std::string factor = name.substr(at + 6);  // "A" or "B"
+    tensors["base_model.model." + module + ".lora_" + factor + ".weight"] = params[i].value();
+    if (specs[i].role == ParamRole::kRouter) {
       router = true;
     } else if (factor == "A") {
       modules.push_back(module);

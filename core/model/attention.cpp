@@ -71,4 +71,11 @@ torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, KVCacheLayer
   return o_proj(out.transpose(1, 2).reshape({B, S, n_heads_ * head_dim_}));
 }
 
+void AttentionImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  q_proj->describe(prefix + "q_proj.", out);
+  k_proj->describe(prefix + "k_proj.", out);
+  v_proj->describe(prefix + "v_proj.", out);
+  o_proj->describe(prefix + "o_proj.", out);
+}
+
 }  // namespace moxie

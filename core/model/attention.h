@@ -32,6 +32,8 @@ class AttentionImpl : public torch::nn::Module {
   torch::Tensor forward_cached(const torch::Tensor& x, KVCacheLayer& cache);
 
   ParallelLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  // Appends what this layer says of each of its parameters (named prefix + name).
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 
  private:
   TensorParallel tp_;

@@ -1,6 +1,8 @@
 // RMSNorm, rotary embeddings, masked cross-entropy.
 #include "core/model/layers.h"
 
+#include "parallel/tensor_parallel.h"
+
 #include "core/model/fused.h"
 
 namespace moxie {
@@ -102,6 +104,21 @@ torch::Tensor AudioEncoderImpl::forward(const torch::Tensor& frames, const torch
   if (pos.size(1) < d_model_) pos = torch::nn::functional::pad(pos, torch::nn::functional::PadFuncOptions({0, d_model_ - pos.size(1)}));
   const auto dtype = proj->weight.scalar_type();
   return proj(features.to(dtype)) + pos.to(dtype).to(frames.device());
+}
+
+void RMSNormImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  add_spec(out, prefix, "weight", weight);
+}
+
+void ImageEncoderImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  add_spec(out, prefix, "proj.weight", proj->weight);
+  add_spec(out, prefix, "proj.bias", proj->bias);
+  add_spec(out, prefix, "position", position);
+}
+
+void AudioEncoderImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  add_spec(out, prefix, "proj.weight", proj->weight);
+  add_spec(out, prefix, "proj.bias", proj->bias);
 }
 
 }  // namespace moxie

@@ -4,6 +4,11 @@
 
 #include <torch/torch.h>
 
+#include <string>
+#include <vector>
+
+#include "parallel/param_layout.h"
+
 namespace moxie {
 
 // x * rsqrt(mean(x^2) + eps) * weight, normalised in float32 (float64 stays
@@ -13,6 +18,8 @@ class RMSNormImpl : public torch::nn::Module {
   RMSNormImpl(int64_t dim, double eps);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
+  // Appends what this layer says of each of its parameters (named prefix + name).
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 
  private:
   double eps_;
@@ -51,6 +58,8 @@ class ImageEncoderImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& patches, const torch::Tensor& index);
   torch::nn::Linear proj{nullptr};
   torch::Tensor position;
+  // Appends what this layer says of each of its parameters (named prefix + name).
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 };
 TORCH_MODULE(ImageEncoder);
 
@@ -64,6 +73,8 @@ class AudioEncoderImpl : public torch::nn::Module {
   // frames: [N, frame] in [-1, 1]; index: int64 [N], the frame's number in its clip.
   torch::Tensor forward(const torch::Tensor& frames, const torch::Tensor& index);
   torch::nn::Linear proj{nullptr};
+  // Appends what this layer says of each of its parameters (named prefix + name).
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 
  private:
   torch::Tensor window_;

@@ -1,6 +1,9 @@
 // Transformer blocks and the causal LM.
 #include "core/model/transformer.h"
 
+#include <map>
+#include <stdexcept>
+
 #include "parallel/differentiable.h"
 
 namespace moxie {
@@ -11,7 +14,7 @@ bool is_moe_layer(const ModelOptions& options, int64_t layer) {
 }
 
 BlockImpl::BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer,
-                     const MoEParallel& parallel) {
+                     const ModelParallel& parallel) {
   self_attn = register_module("self_attn", Attention(model, parallel.tp));
   if (moe_layer) {
     block_sparse_moe =
@@ -41,7 +44,7 @@ BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& attn
 }
 
 DecoderImpl::DecoderImpl(const ModelOptions& model, const MoEOptions& moe,
-                         const MoEParallel& parallel) {
+                         const ModelParallel& parallel) {
   embed_tokens = register_module(
       "embed_tokens",
       VocabParallelEmbedding(model.vocab_size, model.d_model, parallel.tp, model.init_std));
@@ -53,7 +56,7 @@ DecoderImpl::DecoderImpl(const ModelOptions& model, const MoEOptions& moe,
 }
 
 CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe_opts,
-                           const MoEParallel& parallel)
+                           const ModelParallel& parallel)
     : model_options_(model_opts), moe_options_(moe_opts), tp_(parallel.tp) {
   model = register_module("model", Decoder(model_opts, moe_opts, parallel));
   // Tied: the head reuses the embedding, and no "lm_head.weight" exists (HF's
@@ -70,18 +73,6 @@ CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe
   if (model_opts.audio_frame > 0) {
     audio_encoder = register_module(
         "audio_encoder", AudioEncoder(model_opts.audio_frame, model_opts.d_model, model_opts.init_std));
-  }
-  if (tp_.on()) {
-    for (const auto& item : named_modules("", /*include_self=*/false)) {
-      const auto* m = item.value().get();
-      if (dynamic_cast<const ParallelLinearImpl*>(m) ||
-          dynamic_cast<const VocabParallelEmbeddingImpl*>(m)) {
-        tp_sharded_.insert(item.key() + ".weight");
-      }
-      if (const auto* l = dynamic_cast<const ParallelLinearImpl*>(m); l && l->bias.defined()) {
-        tp_sharded_.insert(item.key() + ".bias");
-      }
-    }
   }
 }
 
@@ -181,8 +172,6 @@ int64_t CausalLMImpl::add_lora(const LoraOptions& lora) {
         l->add_lora(lora.rank, lora.alpha, lora.dropout);
         ++n;
         ++adapted;
-        const auto split = l->lora_split_name();
-        if (!split.empty()) tp_sharded_.insert(item.key() + "." + split);
         break;
       }
     } else if (auto* r = dynamic_cast<RouterImpl*>(m)) {
@@ -219,8 +208,41 @@ void CausalLMImpl::merge_lora() {
   }
 }
 
-bool CausalLMImpl::is_tensor_parallel(const std::string& name) const {
-  return tp_sharded_.count(name) > 0;
+void BlockImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  self_attn->describe(prefix + "self_attn.", out);
+  if (block_sparse_moe) block_sparse_moe->describe(prefix + "block_sparse_moe.", out);
+  if (mlp) mlp->describe(prefix + "mlp.", out);
+  input_layernorm->describe(prefix + "input_layernorm.", out);
+  post_attention_layernorm->describe(prefix + "post_attention_layernorm.", out);
+}
+
+void DecoderImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+  embed_tokens->describe(prefix + "embed_tokens.", out);
+  size_t i = 0;
+  for (const auto& layer : *layers) layer->as<BlockImpl>()->describe(prefix + "layers." + std::to_string(i++) + ".", out);
+  norm->describe(prefix + "norm.", out);
+}
+
+std::vector<ParamSpec> CausalLMImpl::param_specs() const {
+  std::vector<ParamSpec> described;
+  model->describe("model.", described);
+  if (lm_head) lm_head->describe("lm_head.", described);
+  if (image_encoder) image_encoder->describe("image_encoder.", described);
+  if (audio_encoder) audio_encoder->describe("audio_encoder.", described);
+  std::map<std::string, size_t> at;
+  for (size_t i = 0; i < described.size(); ++i) at[described[i].name] = i;
+  std::vector<ParamSpec> out;
+  const auto params = named_parameters();
+  for (const auto& item : params) {
+    const auto it = at.find(item.key());
+    if (it == at.end()) throw std::logic_error("parameter " + item.key() + " has no ParamSpec: its layer must describe it");
+    out.push_back(described[it->second]);
+  }
+  if (out.size() != described.size()) {
+    throw std::logic_error("the model describes " + std::to_string(described.size()) + " parameters but has " +
+                           std::to_string(out.size()));
+  }
+  return out;
 }
 
 std::vector<MoELayer> CausalLMImpl::moe_layers() const {

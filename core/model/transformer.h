@@ -17,6 +17,7 @@
 #include "experts/experts.h"
 #include "experts/moe_layer.h"
 #include "experts/options.h"
+#include "parallel/parallelize.h"
 #include "parallel/tensor_parallel.h"
 
 namespace moxie {
@@ -33,7 +34,7 @@ struct BlockOutput {
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_layer,
-            const MoEParallel& parallel = {});
+            const ModelParallel& parallel = {});
   // attn_mask: bool [B, 1, S, S] (true: may attend), or undefined: causal.
   BlockOutput forward(const torch::Tensor& x, const torch::Tensor& attn_mask = {},
                       KVCacheLayer* cache = nullptr);
@@ -42,16 +43,18 @@ class BlockImpl : public torch::nn::Module {
   Attention self_attn{nullptr};
   MoELayer block_sparse_moe{nullptr};  // exactly one of these two is set
   SwiGLU mlp{nullptr};
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 };
 TORCH_MODULE(Block);
 
 // "model": embed_tokens, layers, norm.
 class DecoderImpl : public torch::nn::Module {
  public:
-  DecoderImpl(const ModelOptions& model, const MoEOptions& moe, const MoEParallel& parallel = {});
+  DecoderImpl(const ModelOptions& model, const MoEOptions& moe, const ModelParallel& parallel = {});
   VocabParallelEmbedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out) const;
 };
 TORCH_MODULE(Decoder);
 
@@ -78,11 +81,11 @@ struct ModelOutput {
 
 class CausalLMImpl : public torch::nn::Module {
  public:
-  // parallel: how the model is spread over ranks (default: one process):
-  // experts over parallel.dispatcher's EP group; with parallel.tp, attention
+  // parallel: how the model is spread over ranks (parallelize(), default:
+  // one process): experts over parallel.ep; with parallel.tp, attention
   // heads, FFN widths and the vocabulary split over TP, and the sequence split
   // between blocks (sequence parallelism).
-  CausalLMImpl(const ModelOptions& model, const MoEOptions& moe, const MoEParallel& parallel = {});
+  CausalLMImpl(const ModelOptions& model, const MoEOptions& moe, const ModelParallel& parallel = {});
   // tokens: int64 [B, S], the same on every TP rank.
   ModelOutput forward(const torch::Tensor& tokens);
   ModelOutput forward_inputs(const ModelInputs& inputs);  // packed, multimodal batches
@@ -95,9 +98,11 @@ class CausalLMImpl : public torch::nn::Module {
   torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                               const torch::Tensor& loss_mask) const;
 
-  // Parameters split over the tensor-parallel group (each rank holds a
-  // different slice); the others are replicated over it. Empty without TP.
-  bool is_tensor_parallel(const std::string& name) const;
+  // What the model's layers say of each parameter (the TP split axis,
+  // expert, router, embedding, adapter), in named_parameters() order; the
+  // input of make_param_layouts (parallel/param_layout.h). Throws
+  // std::logic_error if a layer leaves a parameter undescribed.
+  std::vector<ParamSpec> param_specs() const;
 
   // Low-rank adapters on the layers lora.targets names (see LoraOptions);
   // returns how many weights got one. Throws naming a target that matches
@@ -122,7 +127,6 @@ class CausalLMImpl : public torch::nn::Module {
   ModelOptions model_options_;
   MoEOptions moe_options_;
   TensorParallel tp_;
-  std::set<std::string> tp_sharded_;  // names of the parameters split over TP
 };
 TORCH_MODULE(CausalLM);
 

@@ -46,16 +46,17 @@ MaterializeReport materialize_rank(const Config& c, const PlanOptions& o, std::o
                                 std::to_string(o.world) + "-rank job");
   }
   const auto dtype = o.param_bytes == 2 ? torch::kBFloat16 : torch::kFloat;
-  std::map<std::string, PlannedParam> planned;
+  std::map<std::string, ParamLayout> planned;
   for (const auto& q : plan_rank_parameters(c, dims, R)) planned[q.name] = q;
+  const auto here = coordinates_of(dims, R);
 
   // This rank's place in each group; its peers are simulated.
   SimulatedCommunicator tp(static_cast<int>(R % dims.tp()), static_cast<int>(dims.tp()));
   SimulatedCommunicator ep(static_cast<int>(R % dims.ep()), static_cast<int>(dims.ep()));
   SimulatedCommunicator dp_tp(static_cast<int>(R), static_cast<int>(dims.dp() * dims.tp()));
-  MoEParallel parallel;
-  if (dims.ep() > 1) parallel.dispatcher = std::make_shared<AllToAllTokenDispatcher>(c.moe, ep);
-  parallel.balance_group = &dp_tp;
+  ModelParallel parallel;
+  if (dims.ep() > 1) parallel.ep = &ep;
+  parallel.batch = &dp_tp;
   if (dims.tp() > 1) parallel.tp.group = &tp;
 
   // A small batch: 16 positions per TP rank of one sequence.
@@ -72,11 +73,11 @@ MaterializeReport materialize_rank(const Config& c, const PlanOptions& o, std::o
       const auto& p = item.value();
       const std::string name = prefix + item.key();
       auto it = planned.find(name);
-      if (it == planned.end() || it->second.numel != p.numel()) {
+      if (it == planned.end() || it->second.numel() != p.numel()) {
         ++report.shape_mismatches;
         log << "  mismatch: " << name << " has " << p.numel() << " elements; the plan has "
             << (it == planned.end() ? std::string("no such parameter")
-                                    : std::to_string(it->second.numel))
+                                    : std::to_string(it->second.numel()))
             << "\n";
         continue;
       }
@@ -84,7 +85,7 @@ MaterializeReport materialize_rank(const Config& c, const PlanOptions& o, std::o
       report.params += p.numel();
       report.param_bytes += static_cast<double>(p.nbytes());
       if (p.grad().defined()) report.grad_bytes += static_cast<double>(p.grad().nbytes());
-      if (it->second.optimizer_here) {
+      if (keeps_optimizer_state(it->second, here)) {
         if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
         owned.push_back(p);
       }

@@ -1,8 +1,6 @@
 // Capacity planning arithmetic.
 #include "core/plan/plan.h"
 
-#include "parallel/zero_owners.h"
-
 #include <cstdio>
 #include <sstream>
 
@@ -32,88 +30,59 @@ std::string count(double n) {
 
 }  // namespace
 
-ParallelDims layout_of(const Config& c, int64_t world) {
-  LayoutShape shape;
-  shape.num_experts = c.moe.num_experts;
-  shape.n_heads = c.model.n_heads;
-  shape.n_kv_heads = c.model.n_kv_heads;
-  shape.vocab_size = c.model.vocab_size;
-  const bool dense_layers = c.model.first_k_dense > 0 || c.model.moe_every > 1;
-  shape.ffn_hidden = dense_layers ? c.model.ffn_hidden : 0;
-  if (c.moe.num_shared_experts > 0) {
-    shape.shared_expert_hidden = c.moe.shared_expert_hidden > 0
-                                     ? c.moe.shared_expert_hidden
-                                     : c.moe.expert_hidden * c.moe.num_shared_experts;
-  }
-  shape.seq_len = c.data.seq_len;
-  shape.capacity = c.moe.capacity_factor > 0;
-  shape.capacity_group = c.moe.capacity_group;
-  return ParallelDims(c.parallel, world, shape);
-}
 
-std::vector<PlannedParam> plan_rank_parameters(const Config& c, const ParallelDims& dims,
-                                               int64_t rank) {
+std::vector<ParamSpec> plan_param_specs(const Config& c, const ParallelDims& dims) {
   const auto& m = c.model;
   const auto& e = c.moe;
   const int64_t tp = dims.tp(), d = m.d_model;
   const int64_t hd = m.head_dim > 0 ? m.head_dim : d / m.n_heads;
-  const auto split = tp > 1 ? ParamLayout::kTensorParallel : ParamLayout::kReplicated;
-  std::vector<PlannedParam> params;
-  auto add = [&](std::string name, int64_t numel, ParamLayout layout) {
-    params.push_back({std::move(name), numel, layout, true});
+  std::vector<ParamSpec> specs;
+  auto add = [&](std::string name, std::vector<int64_t> shape, int tp_axis = -1, ParamRole role = ParamRole::kDense) {
+    specs.push_back({std::move(name), std::move(shape), tp_axis, role, false});
+  };
+  // Column-parallel: output rows split (axis 0); row-parallel: input columns (axis 1).
+  auto column = [&](const std::string& name, int64_t out, int64_t in) { add(name, {out / tp, in}, 0); };
+  auto row = [&](const std::string& name, int64_t out, int64_t in) { add(name, {out, in / tp}, 1); };
+  auto swiglu = [&](const std::string& prefix, int64_t hidden) {
+    column(prefix + "gate_proj.weight", hidden, d);
+    column(prefix + "up_proj.weight", hidden, d);
+    row(prefix + "down_proj.weight", d, hidden);
   };
   const int64_t shared_hidden = e.num_shared_experts == 0 ? 0
                                 : e.shared_expert_hidden > 0 ? e.shared_expert_hidden
                                                              : e.expert_hidden * e.num_shared_experts;
-  add("model.embed_tokens.weight", m.vocab_size / tp * d, split);
+  add("model.embed_tokens.weight", {m.vocab_size / tp, d}, 0, ParamRole::kEmbedding);
   for (int64_t i = 0; i < m.n_layers; ++i) {
     const std::string l = "model.layers." + std::to_string(i) + ".";
-    add(l + "self_attn.q_proj.weight", d * m.n_heads * hd / tp, split);
-    add(l + "self_attn.k_proj.weight", d * m.n_kv_heads * hd / tp, split);
-    add(l + "self_attn.v_proj.weight", d * m.n_kv_heads * hd / tp, split);
-    add(l + "self_attn.o_proj.weight", m.n_heads * hd * d / tp, split);
+    column(l + "self_attn.q_proj.weight", m.n_heads * hd, d);
+    column(l + "self_attn.k_proj.weight", m.n_kv_heads * hd, d);
+    column(l + "self_attn.v_proj.weight", m.n_kv_heads * hd, d);
+    row(l + "self_attn.o_proj.weight", d, m.n_heads * hd);
     if (moe_layer(m, i)) {
       const std::string b = l + "block_sparse_moe.";
-      add(b + "gate.weight", e.num_experts * d, ParamLayout::kReplicated);
-      add(b + "experts.w13", e.num_experts / dims.ep() * 2 * e.expert_hidden * d, ParamLayout::kExpert);
-      add(b + "experts.w2", e.num_experts / dims.ep() * d * e.expert_hidden, ParamLayout::kExpert);
+      const int64_t local = e.num_experts / dims.ep();
+      add(b + "gate.weight", {e.num_experts, d}, -1, ParamRole::kRouter);
+      add(b + "experts.w13", {local, 2 * e.expert_hidden, d}, -1, ParamRole::kExpert);
+      add(b + "experts.w2", {local, d, e.expert_hidden}, -1, ParamRole::kExpert);
       if (shared_hidden > 0) {
-        for (const char* w : {"gate_proj", "up_proj", "down_proj"}) {
-          add(b + "shared_expert." + w + ".weight", d * shared_hidden / tp, split);
-        }
-        add(b + "shared_expert_gate.weight", d, ParamLayout::kReplicated);
+        swiglu(b + "shared_expert.", shared_hidden);
+        add(b + "shared_expert_gate.weight", {1, d});
       }
     } else {
-      for (const char* w : {"gate_proj", "up_proj", "down_proj"}) {
-        add(l + "mlp." + w + ".weight", d * m.ffn_hidden / tp, split);
-      }
+      swiglu(l + "mlp.", m.ffn_hidden);
     }
-    add(l + "input_layernorm.weight", d, ParamLayout::kReplicated);
-    add(l + "post_attention_layernorm.weight", d, ParamLayout::kReplicated);
+    add(l + "input_layernorm.weight", {d});
+    add(l + "post_attention_layernorm.weight", {d});
   }
-  add("model.norm.weight", d, ParamLayout::kReplicated);
-  if (!m.tie_embeddings) add("lm_head.weight", d * m.vocab_size / tp, split);
+  add("model.norm.weight", {d});
+  if (!m.tie_embeddings) column("lm_head.weight", m.vocab_size, d);
+  return specs;
+}
 
-  if (c.parallel.zero1) {
-    // The trainer's three ZeRO-1 groups and this rank's index in each.
-    struct Group { ParamLayout layout; int64_t size, index; };
-    const Group groups[] = {{ParamLayout::kReplicated, dims.dp() * tp, rank},
-                            {ParamLayout::kTensorParallel, dims.dp(), rank / tp},
-                            {ParamLayout::kExpert, dims.expert_dp(), rank / dims.ep()}};
-    for (const auto& g : groups) {
-      std::vector<int64_t> numel;
-      std::vector<size_t> where;
-      for (size_t i = 0; i < params.size(); ++i) {
-        if (params[i].layout == g.layout) {
-          numel.push_back(params[i].numel);
-          where.push_back(i);
-        }
-      }
-      const auto owners = zero1_owners(numel, static_cast<int>(g.size));
-      for (size_t k = 0; k < where.size(); ++k) params[where[k]].optimizer_here = owners[k] == g.index;
-    }
-  }
-  return params;
+std::vector<ParamLayout> plan_rank_parameters(const Config& c, const ParallelDims& dims, int64_t rank) {
+  const auto specs = plan_param_specs(c, dims);
+  return make_param_layouts(specs, std::vector<bool>(specs.size(), true), dims, coordinates_of(dims, rank),
+                            c.parallel.zero1);
 }
 
 Plan make_plan(const Config& c, const PlanOptions& o) {
@@ -167,10 +136,11 @@ Plan make_plan(const Config& c, const PlanOptions& o) {
   // Exactly what rank `o.rank` builds, and the ZeRO-1 share it keeps; the
   // worst share over ranks decides whether the layout fits.
   int64_t owned = 0;
+  const auto here = coordinates_of(dims, o.rank);
   for (const auto& q : plan_rank_parameters(c, dims, o.rank)) {
-    p.rank_params += q.numel;
-    if (q.layout == ParamLayout::kExpert) p.rank_expert_params += q.numel;
-    if (q.optimizer_here) owned += q.numel;
+    p.rank_params += q.numel();
+    if (q.expert()) p.rank_expert_params += q.numel();
+    if (keeps_optimizer_state(q, here)) owned += q.numel();
   }
   p.rank_param_bytes = static_cast<double>(p.rank_params) * o.param_bytes;
   p.rank_grad_bytes = p.rank_param_bytes;
@@ -179,19 +149,17 @@ Plan make_plan(const Config& c, const PlanOptions& o) {
   if (c.parallel.zero1) {
     // Rank r keeps the shares of index r in the dp x tp group, r / tp in the
     // dp group and r / ep in the expert-dp group (the same shapes everywhere).
+    // Owners are the same on every rank: rank 0's layouts tell them all.
     const auto params = plan_rank_parameters(c, dims, 0);
-    auto loads = [&](ParamLayout layout, int64_t size) {
-      std::vector<int64_t> numel;
+    auto loads = [&](SyncAxis axis) {
+      std::vector<int64_t> load(static_cast<size_t>(sync_group_size(dims, axis)), 0);
       for (const auto& q : params)
-        if (q.layout == layout) numel.push_back(q.numel);
-      std::vector<int64_t> load(size, 0);
-      const auto owners = zero1_owners(numel, static_cast<int>(size));
-      for (size_t k = 0; k < numel.size(); ++k) load[owners[k]] += numel[k];
+        if (q.sync == axis) load[static_cast<size_t>(q.zero_owner)] += q.numel();
       return load;
     };
-    const auto rep = loads(ParamLayout::kReplicated, dims.dp() * dims.tp());
-    const auto split = loads(ParamLayout::kTensorParallel, dims.dp());
-    const auto expert = loads(ParamLayout::kExpert, dims.expert_dp());
+    const auto rep = loads(SyncAxis::kDpTp);
+    const auto split = loads(SyncAxis::kDp);
+    const auto expert = loads(SyncAxis::kExpertDp);
     for (int64_t r = 0; r < o.world; ++r) {
       const int64_t mine = rep[r] + split[r / dims.tp()] + expert[r / dims.ep()];
       p.worst_optimizer_bytes = std::max(p.worst_optimizer_bytes, state * static_cast<double>(mine));

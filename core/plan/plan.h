@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "core/config/config.h"
+#include "core/config/layout.h"
+#include "parallel/param_layout.h"
 #include "parallel/parallel_dims.h"
 
 namespace moxie {
@@ -40,26 +42,14 @@ struct Plan {
   bool fits = false;
 };
 
-// The layout of `config` at `world` ranks, validated against every size it
-// splits (experts, heads, vocabulary, FFN widths, sequence). Throws LayoutError.
-ParallelDims layout_of(const Config& config, int64_t world);
 
-// How a parameter is laid out over ranks (see core/trainer.cpp): replicated
-// over dp x tp, split over tp (replicated over dp), or an expert (split over ep,
-// replicated over expert-dp).
-enum class ParamLayout { kReplicated, kTensorParallel, kExpert };
-
-struct PlannedParam {
-  std::string name;          // as CausalLM names it
-  int64_t numel = 0;         // of this rank's shard
-  ParamLayout layout = ParamLayout::kReplicated;
-  bool optimizer_here = true;  // this rank keeps its optimizer state (ZeRO-1)
-};
-
-// Rank `rank`'s parameters in CausalLM's named_parameters() order, with the
-// ZeRO-1 assignment the trainer computes (parallel/zero_owners.h).
-std::vector<PlannedParam> plan_rank_parameters(const Config& config, const ParallelDims& dims,
-                                               int64_t rank);
+// Rank `rank`'s parameters in CausalLM's named_parameters() order (every one
+// trainable), as make_param_layouts lays them out for the trainer: the same
+// boxes, sync axes and ZeRO-1 owners. The specs come from the config by
+// arithmetic, since a trillion-parameter model cannot be built to ask it;
+// tests/core/test_plan.cpp holds them equal to a built model's param_specs().
+std::vector<ParamSpec> plan_param_specs(const Config& config, const ParallelDims& dims);
+std::vector<ParamLayout> plan_rank_parameters(const Config& config, const ParallelDims& dims, int64_t rank);
 
 // Throws LayoutError (parallel/parallel_dims.h) when the layout does not fit the world.
 Plan make_plan(const Config& config, const PlanOptions& options);

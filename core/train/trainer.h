@@ -1,11 +1,12 @@
-// The training loop: batches -> forward -> loss -> backward (with gradient
-// accumulation) -> clip -> AdamW -> router bias update -> metrics, with a
-// periodic evaluation on held-out data.
+// The training loop: batches -> TrainStep (forward and backward over the
+// step's micro-batches) -> gradient sync and clipping -> AdamW -> router bias
+// update -> metrics through MetricSinks, with periodic evaluation and
+// checkpoints. The pieces live beside it: train_step.h (objectives),
+// gradients.h, evaluate.h, run_checkpoints.h, metric_sink.h, faults.h.
 #pragma once
 
 #include <torch/torch.h>
 
-#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <ostream>
@@ -13,10 +14,11 @@
 
 #include "core/config/config.h"
 #include "core/model/transformer.h"
-#include "optim/adamw.h"
-#include "parallel/grad_sync.h"
-#include "parallel/zero.h"
-#include "parallel/parallel_dims.h"
+#include "core/train/gradients.h"
+#include "core/train/metric_sink.h"
+#include "core/train/param_groups.h"
+#include "core/train/train_step.h"
+#include "parallel/param_layout.h"
 #include "parallel/process_groups.h"
 
 namespace moxie {
@@ -32,54 +34,46 @@ struct TrainSummary {
   uint64_t skipped_samples = 0;  // damaged records skipped by this rank's loader
 };
 
-// Parameter groups by the usual rule: weight decay on matrices, none on norms,
-// biases, the router's bias and (unless optim.decay_embeddings) embeddings.
-// `keep` selects the parameters this rank updates (ZeRO-1); default: all.
-// Frozen parameters (requires_grad false) get no group; with router_lr != 1
-// the routers get a group of their own at that multiple of the learning rate.
-std::vector<ParamGroup> make_param_groups(
-    CausalLM& model, const OptimOptions& optim,
-    const std::function<bool(const torch::Tensor&)>& keep = nullptr, double router_lr = 1.0);
-
 // One process, or one rank of a job: `groups` come from the launcher (see
-// launch/main.cpp) and must match config.parallel. Every rank computes; rank 0
-// alone prints, writes config.yaml and metrics.jsonl.
+// launch/) and carry the validated layout of config.parallel. Every rank
+// computes; rank 0 alone prints, writes config.yaml and metrics.jsonl.
 class Trainer {
  public:
-  // Validates the layout, prints the resolved config, creates train.run_dir
-  // and saves config.yaml there.
-  Trainer(const Config& config, std::ostream& log);  // one process
+  // Prints the resolved config, creates train.run_dir and saves config.yaml
+  // there, builds the model as parallelize() lays it out.
+  Trainer(const Config& config, std::ostream& log);  // one process (validates the layout)
   Trainer(const Config& config, ProcessGroups groups, std::ostream& log);
   TrainSummary run();
 
   CausalLM& model() { return model_; }
+  // Every parameter's layout, in named_parameters() order.
+  const std::vector<ParamLayout>& layouts() const { return layouts_; }
 
  private:
-  // Averages gradients over data-parallel ranks, clips by the global norm
-  // (each parameter counted once), and returns the pre-clip norm.
-  double sync_and_clip();
+  struct Loop;  // one run's state (trainer.cpp)
+  void write_run_folder();
+  void adopt_dataset_shapes();
+  void build_model();
+  void make_layouts();
+  // One optimizer step (0-based `step`): its metrics, with the update applied
+  // unless the loss or gradient is not finite.
+  StepMetrics train_one_step(Loop& loop, int64_t step);
+  void evaluate_at(Loop& loop, int64_t step);
+  // After step `step`: evaluation, early stopping, checkpoints and stops.
+  // False when the run ends here.
+  bool after_step(Loop& loop, int64_t step);
+  void finish(Loop& loop);
 
   Config config_;
   ProcessGroups groups_;
-  ParallelDims dims_;
   bool rank0_;
   std::ostream& log_;
   torch::Device device_;  // train.device: CPU, or this rank's GPU
   CausalLM model_{nullptr};
-
-  // Parameters by how they are laid out over ranks, each set with the group
-  // its gradients are summed over and, for the norm, the group whose ranks
-  // hold different parts of it (nullptr: equal everywhere, counted once).
-  struct ParamSet {
-    std::string what;
-    std::vector<torch::Tensor> params;
-    Communicator* sync_group = nullptr;
-    Communicator* norm_group = nullptr;
-    std::unique_ptr<GradientSync> sync;
-    std::unique_ptr<Zero1Partition> zero;  // with parallel.zero1
-  };
-  std::vector<ParamSet> param_sets_;
-  bool overlap_ = false;  // gradient all-reduce started during the last backward
+  std::vector<torch::Tensor> params_;    // named_parameters() order
+  std::vector<ParamLayout> layouts_;     // one per parameter
+  std::unique_ptr<Gradients> gradients_;
+  std::unique_ptr<TrainStep> step_;
 };
 
 }  // namespace moxie

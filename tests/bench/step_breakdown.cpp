@@ -11,6 +11,7 @@
 #include "core/config/config.h"
 #include "core/model/layers.h"
 #include "core/train/trainer.h"
+#include "core/train/param_groups.h"
 #include "optim/clip.h"
 
 using namespace moxie;

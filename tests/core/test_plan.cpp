@@ -11,22 +11,6 @@ using namespace moxie;
 
 namespace {
 
-// Holds experts [0, E / ep) like an expert-parallel rank; never dispatches.
-class ShardOnly : public TokenDispatcher {
- public:
-  ShardOnly(int64_t local) : local_(local) {}
-  Dispatched dispatch(const torch::Tensor&, const RouterOutput&, int64_t) override {
-    throw std::logic_error("not used");
-  }
-  torch::Tensor combine(const torch::Tensor&, const Dispatched&) override {
-    throw std::logic_error("not used");
-  }
-  int64_t num_local_experts() const override { return local_; }
-
- private:
-  int64_t local_;
-};
-
 Config small() {
   Config c;
   c.model.d_model = 32;
@@ -75,8 +59,9 @@ TEST_CASE("plan: one expert-parallel rank holds what an EP shard of the model ho
   o.world = 4;
   o.param_bytes = 4;
   auto plan = make_plan(c, o);
-  MoEParallel shard;
-  shard.dispatcher = std::make_shared<ShardOnly>(2);
+  SimulatedCommunicator ep(0, 4);  // rank 0 of the EP group: experts 0 and 1 of 8
+  ModelParallel shard;
+  shard.ep = &ep;
   CausalLM rank_model(c.model, c.moe, shard);
   CHECK(plan.rank_params == numel(*rank_model));
   CHECK(plan.rank_param_bytes == 4.0 * numel(*rank_model));
@@ -87,9 +72,11 @@ TEST_CASE("plan: one expert-parallel rank holds what an EP shard of the model ho
   // ranks (rank 0 keeps its share), experts over expert-dp = dp * tp / ep = 1.
   std::vector<torch::Tensor> dense;
   int64_t experts = 0;
-  for (const auto& item : rank_model->named_parameters()) {
-    if (item.key().find(".experts.") != std::string::npos) experts += item.value().numel();
-    else dense.push_back(item.value());
+  const auto specs = rank_model->param_specs();
+  const auto params = rank_model->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (specs[i].role == ParamRole::kExpert) experts += params[i].numel();
+    else dense.push_back(params[i]);
   }
   const auto owners = zero1_owners(dense, 4);
   int64_t owned = experts;
@@ -104,28 +91,40 @@ TEST_CASE("plan: one expert-parallel rank holds what an EP shard of the model ho
   CHECK(make_plan(c, o).rank_optimizer_bytes == Approx(8.0 * owned));
 }
 
-TEST_CASE("plan: a tensor- and expert-parallel rank's parameters, name by name") {
+TEST_CASE("plan: a tensor- and expert-parallel rank's parameters, name by name, as the trainer lays them out") {
   auto c = small();
   c.parallel.dp = 2;
   c.parallel.tp = 2;
   c.parallel.ep = 4;
+  c.parallel.zero1 = GENERATE(false, true);
+  c.moe.num_shared_experts = GENERATE(0, 1);
+  c.model.tie_embeddings = GENERATE(false, true);
   c.model.vocab_size = 260;
   const auto dims = layout_of(c, 4);
-  for (int r : {0, 1}) {
-    SimulatedCommunicator tp(r, 2);
-    MoEParallel shard;
-    shard.dispatcher = std::make_shared<ShardOnly>(2);
+  for (int r : {0, 1, 2, 3}) {
+    const auto at = coordinates_of(dims, r);
+    SimulatedCommunicator tp(static_cast<int>(at.tp_index), 2);
+    SimulatedCommunicator ep(static_cast<int>(at.ep_index), 4);  // 2 of the 8 experts
+    ModelParallel shard;
+    shard.ep = &ep;
     shard.tp.group = &tp;
     CausalLM model(c.model, c.moe, shard);
     const auto planned = plan_rank_parameters(c, dims, r);
     const auto built = model->named_parameters();
+    const auto specs = model->param_specs();
+    const auto trainer = make_param_layouts(specs, std::vector<bool>(specs.size(), true), dims, at, c.parallel.zero1);
     REQUIRE(planned.size() == built.size());
     for (size_t i = 0; i < planned.size(); ++i) {
       INFO(planned[i].name);
       CHECK(built[i].key() == planned[i].name);
-      CHECK(built[i].value().numel() == planned[i].numel);
-      CHECK(model->is_tensor_parallel(planned[i].name) ==
-            (planned[i].layout == ParamLayout::kTensorParallel));
+      CHECK(built[i].value().sizes().vec() == planned[i].box_shape);
+      CHECK(trainer[i].global_shape == planned[i].global_shape);
+      CHECK(trainer[i].box_start == planned[i].box_start);
+      CHECK(trainer[i].tp_axis == planned[i].tp_axis);
+      CHECK(trainer[i].role == planned[i].role);
+      CHECK(trainer[i].sync == planned[i].sync);
+      CHECK(trainer[i].writes_box == planned[i].writes_box);
+      CHECK(trainer[i].zero_owner == planned[i].zero_owner);
     }
   }
 }

@@ -1,0 +1,51 @@
+// metrics.jsonl: one JSON object per step and per evaluation.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "core/train/metric_sink.h"
+
+namespace moxie {
+namespace {
+
+// JSON has no NaN: write null so the file stays parseable.
+nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+
+class JsonLinesSink : public MetricSink {
+ public:
+  explicit JsonLinesSink(const SinkOptions& o) {
+    jsonl_.open(o.run_dir + "/metrics.jsonl", o.append ? std::ios::app : std::ios::trunc);
+    if (!jsonl_) throw std::runtime_error("cannot write " + o.run_dir + "/metrics.jsonl");
+  }
+
+  void step(const StepMetrics& m) override {
+    nlohmann::json j = {{"step", m.step},           {"loss", num(m.loss)},
+                        {"aux_loss", num(m.aux_loss)}, {"balance", num(m.balance)},
+                        {"grad_norm", num(m.grad_norm)}, {"lr", m.lr},
+                        {"tokens_per_s", m.tokens_per_s}, {"step_time_s", m.step_time_s},
+                        {"expert_load_min", m.load_min}, {"expert_load_max", m.load_max},
+                        {"dropped_frac", m.dropped_frac}, {"skipped", m.skipped}};
+    for (const auto& [name, value] : m.extra) j[name] = num(value);
+    jsonl_ << j.dump() << '\n';
+    jsonl_.flush();
+  }
+
+  void eval(int64_t step, double loss) override {
+    jsonl_ << nlohmann::json({{"step", step}, {"eval_loss", num(loss)}}).dump() << '\n';
+    jsonl_.flush();
+  }
+
+  void message(const std::string&) override {}
+
+ private:
+  std::ofstream jsonl_;
+};
+
+}  // namespace
+
+std::unique_ptr<MetricSink> make_json_lines_sink(const SinkOptions& options) {
+  return std::make_unique<JsonLinesSink>(options);
+}
+
+}  // namespace moxie
