@@ -1,6 +1,5 @@
 // Short end-to-end training runs on a corpus the test writes itself.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -8,6 +7,7 @@
 
 #include "core/config.h"
 #include "core/trainer.h"
+#include "tests/testing.h"
 
 using namespace moxie;
 namespace fs = std::filesystem;
@@ -17,9 +17,7 @@ namespace {
 // Documents drawn from a small grammar: enough structure for a model to learn
 // quickly, generated deterministically.
 fs::path make_corpus() {
-  const auto dir = fs::temp_directory_path() / "moxie_train_corpus";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const auto dir = testing::fresh_dir("moxie_train_corpus");
   const char* subjects[] = {"the cat", "a dog", "my friend", "the old man", "every bird"};
   const char* verbs[] = {"sees", "likes", "follows", "paints", "finds"};
   const char* objects[] = {"the red ball.", "a small house.", "the river.", "green apples.",
