@@ -328,7 +328,7 @@ TEST_CASE("WAV: 16-bit mono decodes to the samples written, at its rate") {
   CHECK(a.pcm == samples);
 }
 
-TEST_CASE("WAV: stereo is averaged to mono; 8-bit is widened to 16") {
+TEST_CASE("WAV: stereo is averaged to mono, and 8-bit is widened to 16") {
   // Pairs whose mean is exact (the rounding of a half is not specified).
   const auto a = decode_audio(
       wav(22050, 2, 16, s16({100, 300, -50, -150, 32767, 32767, -32768, -32768, 7, -7})),
