@@ -28,26 +28,20 @@ import json
 import os
 import random
 import re
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import moxie_testing as mt  # noqa: E402
 from moxie_testing import expect  # noqa: E402
 
 MOXIE, ROOT, MPIEXEC = sys.argv[1:4]
-try:
-    import torch
-    from peft import PeftModel
-    from safetensors.torch import load_file
-    from transformers import MixtralForCausalLM
-except ImportError as e:
-    print(f"skipped: {e}")
-    sys.exit(77)
+mt.skip_unless_importable("torch", "peft", "safetensors", "transformers")
+import torch  # noqa: E402
+from peft import PeftModel  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from transformers import MixtralForCausalLM  # noqa: E402
 
-MODEL = ["model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=2", "model.vocab_size=264",
-         "moe.expert_hidden=48", "moe.num_experts=4"]
+MODEL = mt.SMALL_MOE + ["model.vocab_size=264"]
 COMMON = ["train.eval_batches=4", "train.log_every=1", "train.threads=1", "optim.lr=3e-3",
           "schedule.warmup_steps=5"]
 PROMPT = [256] + list(b"<|user|>\nsay function\n<|assistant|>\n")
@@ -58,10 +52,8 @@ def moxie(*args, ranks=1, check=True):
 
 
 def train(run, sets, ranks=1, config=None):
-    args = ["train", config or os.path.join(ROOT, "configs/tiny.yaml")]
-    for s in sets + [f"train.run_dir={run}"]:
-        args += ["--set", s]
-    return moxie(*args, ranks=ranks).stdout
+    return mt.train(MOXIE, config or os.path.join(ROOT, "configs/tiny.yaml"), run, sets, ranks=ranks,
+                    mpiexec=MPIEXEC)
 
 
 def finetune(run, sets, ranks=1):
@@ -79,15 +71,13 @@ def final_eval(stdout):
 
 
 def logits(checkpoint, path):
-    moxie("generate", checkpoint, "--tokens", ",".join(map(str, PROMPT)), "--max-new", "1", "--logits", path)
-    return load_file(path)["logits"].double()
+    return mt.generate(MOXIE, checkpoint, PROMPT, path, max_new=1)[0]
 
 
-tmp = tempfile.mkdtemp(prefix="moxie-lora-")
-FT_CONFIG = os.path.join(tmp, "finetune.yaml")
-with open(FT_CONFIG, "w") as f:
-    f.write("train:\n  seed: 3\n")
-try:
+with mt.scratch_dir("moxie-lora-") as tmp:
+    FT_CONFIG = os.path.join(tmp, "finetune.yaml")
+    with open(FT_CONFIG, "w") as f:
+        f.write("train:\n  seed: 3\n")
     # The base: pretrained on the docs text.
     base_run = os.path.join(tmp, "base")
     train(base_run, MODEL + COMMON + ["train.steps=150", "train.eval_every=0", "train.checkpoint_every=150",
@@ -229,6 +219,4 @@ try:
     expect("stopped early after step 4" in out,
            "early_stop_patience=1 with a learning rate too small to move a weight: stopped after step 4 "
            "(evaluations at 2 and 4)")
-finally:
-    shutil.rmtree(tmp, ignore_errors=True)
 mt.finish()

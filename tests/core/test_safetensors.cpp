@@ -1,41 +1,22 @@
 // safetensors reader and writer: round trips, a file written by the reference
 // implementation (Python's safetensors), every kind of corruption the reader
 // must refuse, and the writer's checks and atomic replace.
-#include <unistd.h>
-
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
 #include "core/checkpoint/safetensors.h"
+#include "tests/testing.h"
 
 using namespace moxie::safetensors;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory for one test case's files, removed with them afterwards.
-class TempDir {
- public:
-  TempDir()
-      : dir_(fs::temp_directory_path() /
-             ("moxie_st_" + std::to_string(::getpid()) + "_" + std::to_string(next_++))) {
-    fs::create_directories(dir_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
-
- private:
-  static inline int next_ = 0;
-  fs::path dir_;
-};
+using moxie::testing::TempDir;
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -8,31 +8,26 @@
 #include "data/dataset.h"
 #include "data/manifest.h"
 #include "data/shard_io.h"
+#include "tests/testing.h"
 
 using namespace moxie;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / "moxie_dataset_test" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+using testing::write_file;
 
-void write(const fs::path& path, const std::string& text) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary) << text;
+fs::path fresh_dir(const std::string& name) {
+  return testing::fresh_dir(fs::path("moxie_dataset_test") / name);
 }
 
 // docs/a.txt, docs/b.md, other/c.rst, and a file of another kind.
 fs::path make_source(const std::string& name) {
   auto src = fresh_dir(name + "_src");
-  write(src / "docs/a.txt", "alpha text\n");
-  write(src / "docs/b.md", "# bravo\nmarkdown\n");
-  write(src / "other/c.rst", "charlie\n=======\n");
-  write(src / "other/ignored.bin", "not text");
+  write_file(src / "docs/a.txt", "alpha text\n");
+  write_file(src / "docs/b.md", "# bravo\nmarkdown\n");
+  write_file(src / "other/c.rst", "charlie\n=======\n");
+  write_file(src / "other/ignored.bin", "not text");
   return src;
 }
 
@@ -41,9 +36,9 @@ fs::path make_source(const std::string& name) {
 TEST_CASE("a text dataset keeps every file as one sample with its source and licence") {
   const auto src = make_source("ok");
   const auto out = fresh_dir("ok_out");
-  write(out.parent_path() / "ok.sources.yaml",
-        "sources:\n  - {path: docs/, license: CC-BY-4.0, creator: Docs Team}\n"
-        "  - {path: '', license: MIT}\n");
+  write_file(out.parent_path() / "ok.sources.yaml",
+             "sources:\n  - {path: docs/, license: CC-BY-4.0, creator: Docs Team}\n"
+             "  - {path: '', license: MIT}\n");
   BuildOptions o;
   o.source_dir = src.string();
   o.out_dir = (out / "ds").string();
@@ -79,17 +74,17 @@ TEST_CASE("a text dataset keeps every file as one sample with its source and lic
 TEST_CASE("a file without a licence is refused unless unknown licences are allowed") {
   const auto src = make_source("nolicence");
   const auto out = fresh_dir("nolicence_out");
-  write(out / "docs.sources.yaml", "sources:\n  - {path: docs/, license: CC0-1.0}\n");
+  write_file(out / "docs.sources.yaml", "sources:\n  - {path: docs/, license: CC0-1.0}\n");
   BuildOptions o;
   o.source_dir = src.string();
   o.out_dir = (out / "ds").string();
   o.sources_file = (out / "docs.sources.yaml").string();
   CHECK_THROWS_WITH(build_dataset(o), Catch::Contains("no licence for other/c.rst") &&
-                                               Catch::Contains("--allow-unknown-license"));
+                                          Catch::Contains("--allow-unknown-license"));
   CHECK_FALSE(fs::exists(o.out_dir));  // refused before anything was written
   o.allow_unknown_license = true;
   CHECK(build_dataset(o).samples_per_license.at("unknown") == 1);
-  write(out / "bad.sources.yaml", "sources:\n  - {path: docs/}\n");
+  write_file(out / "bad.sources.yaml", "sources:\n  - {path: docs/}\n");
   o.sources_file = (out / "bad.sources.yaml").string();
   o.out_dir = (out / "ds2").string();
   CHECK_THROWS_WITH(build_dataset(o), Catch::Contains("entry 1: needs a 'license'"));

@@ -12,17 +12,17 @@
 #include "data/byte_tokenizer.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "tests/testing.h"
 
 using namespace moxie;
 namespace fs = std::filesystem;
 
 namespace {
 
+using testing::flip_byte;
+
 fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / "moxie_loader_test" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
+  return testing::fresh_dir(fs::path("moxie_loader_test") / name);
 }
 
 // n text files of 1..120 bytes; file i's text starts with its number.
@@ -102,7 +102,8 @@ TEST_CASE("one epoch on 1, 2, 3 and 4 DP ranks is the dataset exactly once, in o
     CAPTURE(dp);
     const int64_t rows = 12 / dp;  // a global batch of 12 rows of 32 positions
     std::vector<std::unique_ptr<DatasetLoader>> ranks;
-    for (int64_t r = 0; r < dp; ++r) ranks.push_back(std::make_unique<DatasetLoader>(options(path, rows, r, dp)));
+    for (int64_t r = 0; r < dp; ++r)
+      ranks.push_back(std::make_unique<DatasetLoader>(options(path, rows, r, dp)));
     std::vector<Global> global;
     bool epoch_done = false;
     while (!epoch_done) {
@@ -114,8 +115,10 @@ TEST_CASE("one epoch on 1, 2, 3 and 4 DP ranks is the dataset exactly once, in o
           // Rows hold the samples' tokens where the pieces say.
           const int32_t first = p.tokens[static_cast<size_t>(piece.row * p.row_len + piece.col)];
           if (piece.from == 0) CHECK(first == ByteTokenizer::kBos);
-          if (piece.from == 1) CHECK(first == static_cast<int32_t>(std::to_string(piece.sample)[0]));
-          const auto last = static_cast<size_t>(piece.row * p.row_len + piece.col + (piece.to - piece.from) - 1);
+          if (piece.from == 1)
+            CHECK(first == static_cast<int32_t>(std::to_string(piece.sample)[0]));
+          const auto last =
+              static_cast<size_t>(piece.row * p.row_len + piece.col + (piece.to - piece.from) - 1);
           g.ends.push_back(p.tokens[last] == ByteTokenizer::kEos);
         }
         g.tokens.insert(g.tokens.end(), p.tokens.begin(), p.tokens.end());
@@ -181,21 +184,10 @@ TEST_CASE("a resume state from another dataset or seed, or a malformed one, is r
   state = run(path, 2, 1, 3).back().after;
   state.seed = 5;
   CHECK_THROWS_WITH(DatasetLoader(options(path, 2, 0, 1), &state), Catch::Contains("seed 5"));
-  CHECK_THROWS_WITH(LoaderState::parse("seed=1 epoch=x"), Catch::Contains("epoch=x is not a number"));
+  CHECK_THROWS_WITH(LoaderState::parse("seed=1 epoch=x"),
+                    Catch::Contains("epoch=x is not a number"));
   CHECK_THROWS_WITH(LoaderState::parse("seed=1"), Catch::Contains("lacks epoch"));
 }
-
-namespace {
-void flip_byte(const std::string& file, uint64_t at) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(at));
-  char c;
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ 0x40);
-  f.seekp(static_cast<std::streamoff>(at));
-  f.write(&c, 1);
-}
-}  // namespace
 
 TEST_CASE("a damaged record is skipped and logged, or fails the run, as configured") {
   const auto path = make_dataset("flip", 40, 40);
@@ -217,7 +209,8 @@ TEST_CASE("a damaged record is skipped and logged, or fails the run, as configur
   // both report it, in either order.
   REQUIRE(logged.size() >= 2);
   auto any = [&](auto&& matcher) {
-    return std::any_of(logged.begin(), logged.end(), [&](const std::string& l) { return matcher.match(l); });
+    return std::any_of(logged.begin(), logged.end(),
+                       [&](const std::string& l) { return matcher.match(l); });
   };
   CHECK(any(Catch::Contains("sha256 differs from the manifest")));
   CHECK(any(Catch::Contains("shard-00000.shard, byte") && Catch::Contains("source doc00") &&
@@ -253,7 +246,8 @@ TEST_CASE("a truncated shard fails at open, or its samples are skipped, as confi
   fs::resize_file(shard, fs::file_size(shard) - 30);
   auto o = options(path, 4, 0, 1);
   o.on_corrupt = "fail";
-  CHECK_THROWS_WITH(DatasetLoader(o), Catch::Contains("shard-00001.shard") && Catch::Contains("truncated"));
+  CHECK_THROWS_WITH(DatasetLoader(o),
+                    Catch::Contains("shard-00001.shard") && Catch::Contains("truncated"));
   o.on_corrupt = "skip";
   std::vector<std::string> logged;
   o.log = [&](const std::string& line) { logged.push_back(line); };
@@ -281,10 +275,13 @@ TEST_CASE("a missing dataset or a damaged manifest is one clear error") {
                     Catch::Contains("holds no dataset") && Catch::Contains("moxie data build"));
   const auto path = make_dataset("manifest", 5);
   flip_byte(path + "/manifest.pb", 30);
-  CHECK_THROWS_WITH(DatasetLoader(options(path, 1, 0, 1)), Catch::Contains("manifest.pb: checksum mismatch"));
+  CHECK_THROWS_WITH(DatasetLoader(options(path, 1, 0, 1)),
+                    Catch::Contains("manifest.pb: checksum mismatch"));
 }
 
-TEST_CASE("SFT records: only responses and the EOS after the last are targets, and a record that fits a row is never cut") {
+TEST_CASE(
+    "SFT records: only responses and the EOS after the last are targets, and a record that fits a "
+    "row is never cut") {
   // Prompts in upper case (and the template's characters), responses in
   // digits: the naive reference for which targets count is the character.
   const auto src = fresh_dir("sft_src");
@@ -297,8 +294,8 @@ TEST_CASE("SFT records: only responses and the EOS after the last are targets, a
   {
     std::ofstream lines(src / "chat.jsonl");
     for (int i = 0; i < 40; ++i) {
-      lines << "{\"prompt\": \"" << word('A', 1 + static_cast<int>(rng() % 12)) << "\", \"response\": \""
-            << word('0', 1 + static_cast<int>(rng() % 12)) << "\"}\n";
+      lines << "{\"prompt\": \"" << word('A', 1 + static_cast<int>(rng() % 12))
+            << "\", \"response\": \"" << word('0', 1 + static_cast<int>(rng() % 12)) << "\"}\n";
     }
   }
   std::ofstream(src / "turns.json") << R"({"messages": [{"role": "system", "content": "BEBRIEF"},
@@ -316,7 +313,8 @@ TEST_CASE("SFT records: only responses and the EOS after the last are targets, a
   o.seq_len = 127;  // rows of 128: every record fits one
   DatasetLoader loader(o);
   int64_t responses = 0, plain = 0, pieces = 0;
-  std::set<uint64_t> ended;  // records whose final EOS is a target (the last batch reaches into epoch 2)
+  std::set<uint64_t>
+      ended;  // records whose final EOS is a target (the last batch reaches into epoch 2)
   bool epoch_done = false;
   while (!epoch_done) {
     const auto p = loader.next();
@@ -359,9 +357,11 @@ TEST_CASE("malformed SFT records are refused, naming the file and line") {
   b.source_dir = src.string();
   b.out_dir = (fresh_dir("sft_bad") / "ds").string();
   b.allow_unknown_license = true;
-  CHECK_THROWS_WITH(build_dataset(b), Catch::Contains("a.jsonl#L2") && Catch::Contains("'prompt' must be a string"));
+  CHECK_THROWS_WITH(build_dataset(b),
+                    Catch::Contains("a.jsonl#L2") && Catch::Contains("'prompt' must be a string"));
   CHECK_FALSE(fs::exists(b.out_dir));
-  std::ofstream(src / "a.jsonl", std::ios::trunc) << "{\"messages\": [{\"role\": \"user\", \"content\": \"X\"}]}\n";
+  std::ofstream(src / "a.jsonl", std::ios::trunc)
+      << "{\"messages\": [{\"role\": \"user\", \"content\": \"X\"}]}\n";
   CHECK_THROWS_WITH(build_dataset(b), Catch::Contains("no assistant message"));
   std::ofstream(src / "a.jsonl", std::ios::trunc) << "not json\n";
   CHECK_THROWS_WITH(build_dataset(b), Catch::Contains("is not valid JSON"));

@@ -8,6 +8,7 @@
 #include "core/common/crc32c.h"
 #include "data/manifest.h"
 #include "data/shard_io.h"
+#include "tests/testing.h"
 
 using namespace moxie;
 namespace fs = std::filesystem;
@@ -58,15 +59,7 @@ std::vector<data::Sample> write_shard(const fs::path& path, int n) {
   return samples;
 }
 
-void flip_byte(const fs::path& path, uint64_t offset) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(offset));
-  char c = 0;
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ 0x40);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(&c, 1);
-}
+using testing::flip_byte;
 
 }  // namespace
 

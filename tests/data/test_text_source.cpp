@@ -8,6 +8,7 @@
 
 #include "data/byte_tokenizer.h"
 #include "data/text_source.h"
+#include "tests/testing.h"
 
 using namespace moxie;
 namespace fs = std::filesystem;
@@ -16,8 +17,7 @@ namespace {
 
 // n documents "doc <i> ..." named d100.txt, d101.txt, ...; odd ones in sub/.
 fs::path write_docs(const std::string& name, int n, const std::string& ext = ".txt") {
-  const auto dir = fs::temp_directory_path() / name;
-  fs::remove_all(dir);
+  const auto dir = testing::fresh_dir(name);
   fs::create_directories(dir / "sub");
   for (int i = 0; i < n; ++i) {
     std::ofstream((i % 2 ? dir / "sub" : dir) / ("d" + std::to_string(100 + i) + ext))
@@ -124,9 +124,7 @@ TEST_CASE("corpus: at least one eval and one train document whatever the fractio
 }
 
 TEST_CASE("corpus: unigram entropy of the train tokens equals the hand computation") {
-  const auto dir = fs::temp_directory_path() / "moxie_corpus_entropy";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const auto dir = testing::fresh_dir("moxie_corpus_entropy");
   std::ofstream(dir / "a.txt") << "aab";  // index 0: train
   std::ofstream(dir / "b.txt") << "xy";   // index 1: the one eval document of two
   auto c = load_text_corpus(options_for(dir, 2, 0.5));

@@ -13,27 +13,20 @@ transformers is missing.
 Usage: roundtrip_test.py MOXIE REPO_ROOT MPIEXEC
 """
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import moxie_testing as mt  # noqa: E402
 from moxie_testing import expect  # noqa: E402
 
 MOXIE, ROOT, MPIEXEC = sys.argv[1:4]
-try:
-    import torch
-    from safetensors.torch import load_file
-    from transformers import MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
-except ImportError as e:
-    print(f"skipped: {e}")
-    sys.exit(77)
+mt.skip_unless_importable("torch", "safetensors", "transformers")
+import torch  # noqa: E402
+from transformers import MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM  # noqa: E402
 
-SETS = ["model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=2", "model.vocab_size=260",
-        "moe.expert_hidden=48", "moe.num_experts=4", "data.seq_len=64", "train.steps=200", "train.eval_every=0",
-        "train.eval_batches=1", "train.log_every=50", "train.threads=1", "train.checkpoint_every=200",
-        "optim.lr=3e-3", f"data.path={os.path.join(ROOT, '.data/text')}"]
+SETS = mt.SMALL_MOE + ["model.vocab_size=260", "data.seq_len=64", "train.steps=200", "train.eval_every=0",
+                       "train.eval_batches=1", "train.log_every=50", "train.threads=1", "train.checkpoint_every=200",
+                       "optim.lr=3e-3", f"data.path={os.path.join(ROOT, '.data/text')}"]
 PROMPT = [256] + list(b"The function returns the ")
 
 
@@ -42,10 +35,7 @@ def moxie(*args, ranks=1):
 
 
 def moxie_logits(checkpoint, path):
-    out = moxie("generate", checkpoint, "--tokens", ",".join(map(str, PROMPT)), "--max-new", "20",
-                "--logits", path)
-    tokens = [int(t) for t in out.split("tokens:")[1].split("\n")[0].strip().split(",")]
-    return load_file(path)["logits"].double(), tokens
+    return mt.generate(MOXIE, checkpoint, PROMPT, path, max_new=20)
 
 
 QWEN = ["model.n_layers=3", "model.first_k_dense=1", "model.ffn_hidden=96", "model.qkv_bias=true",
@@ -62,10 +52,7 @@ def hf_logits_and_tokens(model):
 
 def roundtrip(name, cls, extra):
     run = os.path.join(tmp, name)
-    args = ["train", os.path.join(ROOT, "configs/tiny.yaml")]
-    for s in SETS + extra + [f"train.run_dir={run}"]:
-        args += ["--set", s]
-    moxie(*args)
+    mt.train(MOXIE, os.path.join(ROOT, "configs/tiny.yaml"), run, SETS + extra)
     checkpoint = os.path.join(run, "checkpoints", "step-00000200")
     hf_dir = os.path.join(tmp, name + "-hf")
     out = moxie("export", checkpoint, "--hf", hf_dir)
@@ -109,8 +96,7 @@ def from_transformers(name, model):
     expect(our_tokens == hf_tokens, f"{name}: and the same greedy tokens")
 
 
-tmp = tempfile.mkdtemp(prefix="moxie-hf-")
-try:
+with mt.scratch_dir("moxie-hf-") as tmp:
     imported = roundtrip("mixtral", MixtralForCausalLM, [])
     roundtrip("qwen2_moe", Qwen2MoeForCausalLM, QWEN)
 
@@ -131,6 +117,4 @@ try:
         **common, num_hidden_layers=4, intermediate_size=96, moe_intermediate_size=32,
         shared_expert_intermediate_size=48, num_experts=4, num_experts_per_tok=2, decoder_sparse_step=2,
         qkv_bias=True, norm_topk_prob=True)))
-finally:
-    shutil.rmtree(tmp, ignore_errors=True)
 mt.finish()
