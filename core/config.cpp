@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <type_traits>
 
 namespace moxie {
 namespace {
@@ -235,6 +236,20 @@ struct Converter {
     if (!n.IsScalar()) fail("a string", n);
     out = n.Scalar();
   }
+  // A choice: one of the names its enum_names() lists (the options headers).
+  template <class Enum, class = std::enable_if_t<std::is_enum_v<Enum>>>
+  void operator()(const YAML::Node& n, Enum& out) const {
+    if (!n.IsScalar()) fail("a string", n);
+    const auto names = enum_names(out);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (n.Scalar() == names[i]) {
+        out = static_cast<Enum>(i);
+        return;
+      }
+    }
+    throw ConfigError(where + key + "='" + n.Scalar() +
+                      "' is not one of: " + join({names.begin(), names.end()}));
+  }
   void operator()(const YAML::Node& n, std::vector<std::string>& out) const {
     if (n.IsScalar()) {
       // The usual slip is a bare item; show the list it should have been.
@@ -303,6 +318,12 @@ struct Emitter {
   void operator()(const char* key, const std::string& v) {
     out << YAML::Key << key << YAML::Value;
     string(v);
+  }
+  // A choice: the name its enum_names() gives it (the options headers).
+  template <class Enum, class = std::enable_if_t<std::is_enum_v<Enum>>>
+  void operator()(const char* key, Enum v) {
+    out << YAML::Key << key << YAML::Value;
+    string(to_string(v));
   }
   void operator()(const char* key, const std::vector<std::string>& v) {
     out << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
@@ -419,12 +440,6 @@ void require(bool ok, const std::string& message) {
 std::string str(double v) { return format_double(v); }
 std::string str(int64_t v) { return std::to_string(v); }
 
-void one_of(const std::string& key, const std::string& value,
-            const std::vector<std::string>& allowed) {
-  require(std::find(allowed.begin(), allowed.end(), value) != allowed.end(),
-          key + "='" + value + "' is not one of: " + join(allowed));
-}
-
 void positive(const std::string& key, int64_t v) {
   require(v >= 1, key + "=" + str(v) + " must be at least 1");
 }
@@ -480,10 +495,12 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   Config c = parse_config(text.str(), overrides, path);
   if (c.finetune.base.empty()) return c;
   // Fine-tuning: the base run's config.yaml gives the model and moe sections.
-  const auto base_config = std::filesystem::path(c.finetune.base).parent_path().parent_path() / "config.yaml";
+  const auto base_config =
+      std::filesystem::path(c.finetune.base).parent_path().parent_path() / "config.yaml";
   if (!std::filesystem::exists(base_config)) {
-    throw ConfigError(path + ": finetune.base=" + c.finetune.base + " has no run config " + base_config.string() +
-                      "; name a committed checkpoint folder RUN/checkpoints/step-N (or what moxie import made)");
+    throw ConfigError(
+        path + ": finetune.base=" + c.finetune.base + " has no run config " + base_config.string() +
+        "; name a committed checkpoint folder RUN/checkpoints/step-N (or what moxie import made)");
   }
   const Config base = load_config(base_config.string());
   auto sections_of = [](const ModelOptions& m, const MoEOptions& e) {
@@ -493,9 +510,11 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     return to_yaml(only);
   };
   const std::string mine = sections_of(c.model, c.moe);
-  if (mine != sections_of(ModelOptions{}, MoEOptions{}) && mine != sections_of(base.model, base.moe)) {
-    throw ConfigError(path + ": sets model or moe options, but finetune.base=" + c.finetune.base + " fixes them (" +
-                      base_config.string() + "); remove the model and moe sections");
+  if (mine != sections_of(ModelOptions{}, MoEOptions{}) &&
+      mine != sections_of(base.model, base.moe)) {
+    throw ConfigError(path + ": sets model or moe options, but finetune.base=" + c.finetune.base +
+                      " fixes them (" + base_config.string() +
+                      "); remove the model and moe sections");
   }
   c.model = base.model;
   c.moe = base.moe;
@@ -544,16 +563,15 @@ void validate(const Config& c) {
   require(
       e.top_k >= 1 && e.top_k <= e.num_experts,
       "moe.top_k=" + str(e.top_k) + " must be between 1 and moe.num_experts=" + str(e.num_experts));
-  one_of("moe.score_func", e.score_func, {"softmax", "sigmoid"});
-  one_of("moe.drop_policy", e.drop_policy, {"probs", "position"});
   non_negative("moe.aux_loss_coef", e.aux_loss_coef);
   non_negative("moe.z_loss_coef", e.z_loss_coef);
   non_negative("moe.bias_update_rate", e.bias_update_rate);
   require(e.capacity_factor >= 0,
           "moe.capacity_factor=" + str(e.capacity_factor) + " must be 0 (dropless) or > 0");
-  require(e.capacity_group >= 0 && (e.capacity_group == 0 || c.data.seq_len % e.capacity_group == 0),
-          "moe.capacity_group=" + str(e.capacity_group) +
-              " must be 0 (one sequence) or a divisor of data.seq_len=" + str(c.data.seq_len));
+  require(
+      e.capacity_group >= 0 && (e.capacity_group == 0 || c.data.seq_len % e.capacity_group == 0),
+      "moe.capacity_group=" + str(e.capacity_group) +
+          " must be 0 (one sequence) or a divisor of data.seq_len=" + str(c.data.seq_len));
   require(e.num_shared_experts >= 0,
           "moe.num_shared_experts=" + str(e.num_shared_experts) + " must be >= 0");
   require(e.shared_expert_hidden >= 0,
@@ -574,11 +592,8 @@ void validate(const Config& c) {
   require(s.warmup_steps >= 0, "schedule.warmup_steps=" + str(s.warmup_steps) + " must be >= 0");
   require(s.decay_steps >= 0,
           "schedule.decay_steps=" + str(s.decay_steps) + " must be >= 0 (0: until train.steps)");
-  one_of("schedule.decay", s.decay, {"cosine", "linear", "constant"});
 
   const auto& d = c.data;
-  one_of("data.source", d.source, {"text", "dataset"});
-  one_of("data.on_corrupt", d.on_corrupt, {"skip", "fail"});
   positive("data.shuffle_block", d.shuffle_block);
   positive("data.prefetch_mb", d.prefetch_mb);
   require(d.prefetch_threads >= 0 && d.prefetch_threads <= 64,
@@ -609,17 +624,18 @@ void validate(const Config& c) {
   require(t.eval_every >= 0,
           "train.eval_every=" + str(t.eval_every) + " must be >= 0 (0: only at the end)");
   require(t.threads >= 0, "train.threads=" + str(t.threads) + " must be >= 0 (0: all cores)");
-  require(t.checkpoint_every >= 0,
-          "train.checkpoint_every=" + str(t.checkpoint_every) + " must be >= 0 (0: no checkpoints)");
+  require(t.checkpoint_every >= 0, "train.checkpoint_every=" + str(t.checkpoint_every) +
+                                       " must be >= 0 (0: no checkpoints)");
   positive("train.keep_checkpoints", t.keep_checkpoints);
   positive("train.max_nonfinite_steps", t.max_nonfinite_steps);
-  require(t.stop_at >= 0, "train.stop_at=" + str(t.stop_at) + " must be >= 0 (0: run to train.steps)");
-  require(t.stop_at == 0 || t.checkpoint_every > 0,
-          "train.stop_at needs train.checkpoint_every > 0 (the run saves a checkpoint to resume from)");
-  require(!t.resume.empty(), "train.resume is empty; use auto, latest, none or a checkpoint folder");
+  require(t.stop_at >= 0,
+          "train.stop_at=" + str(t.stop_at) + " must be >= 0 (0: run to train.steps)");
+  require(
+      t.stop_at == 0 || t.checkpoint_every > 0,
+      "train.stop_at needs train.checkpoint_every > 0 (the run saves a checkpoint to resume from)");
+  require(!t.resume.empty(),
+          "train.resume is empty; use auto, latest, none or a checkpoint folder");
   require(!t.run_dir.empty(), "train.run_dir is empty; name a folder for the run's outputs");
-  one_of("train.device", t.device, {"cpu", "cuda"});
-  one_of("train.dtype", t.dtype, {"float32", "bfloat16"});
 
   const auto& p = c.parallel;
   for (auto [key, v] : {std::pair{"parallel.dp", p.dp},
@@ -633,15 +649,18 @@ void validate(const Config& c) {
 
   const auto& f = c.finetune;
   require(f.router_lr > 0, "finetune.router_lr=" + std::to_string(f.router_lr) + " must be > 0");
-  require(f.early_stop_patience >= 0,
-          "finetune.early_stop_patience=" + str(f.early_stop_patience) + " must be >= 0 (0: never stop early)");
+  require(f.early_stop_patience >= 0, "finetune.early_stop_patience=" + str(f.early_stop_patience) +
+                                          " must be >= 0 (0: never stop early)");
   require(f.early_stop_patience == 0 || t.eval_every > 0,
           "finetune.early_stop_patience needs train.eval_every > 0 (it counts evaluations)");
-  for (const auto& pattern : f.freeze) require(!pattern.empty(), "finetune.freeze has an empty pattern");
+  for (const auto& pattern : f.freeze)
+    require(!pattern.empty(), "finetune.freeze has an empty pattern");
   const auto& l = c.lora;
   require(l.rank >= 0, "lora.rank=" + str(l.rank) + " must be >= 0 (0: no adapters)");
-  require(l.dropout >= 0 && l.dropout < 1, "lora.dropout=" + std::to_string(l.dropout) + " must be in [0, 1)");
-  require(l.rank == 0 || !l.targets.empty(), "lora.targets is empty; name the layers to adapt, e.g. [q_proj, v_proj]");
+  require(l.dropout >= 0 && l.dropout < 1,
+          "lora.dropout=" + std::to_string(l.dropout) + " must be in [0, 1)");
+  require(l.rank == 0 || !l.targets.empty(),
+          "lora.targets is empty; name the layers to adapt, e.g. [q_proj, v_proj]");
   for (const auto& target : l.targets) require(!target.empty(), "lora.targets has an empty name");
 }
 

@@ -164,7 +164,7 @@ ParallelDims checked_dims(const Config& c, const ProcessGroups& g) {
 // train.device: the CPU, or this rank's GPU (device = local rank; the
 // launcher's process groups have made it current).
 torch::Device device_of(const Config& c, const ProcessGroups& g) {
-  if (c.train.device == "cpu") return torch::kCPU;
+  if (c.train.device == DeviceKind::kCpu) return torch::kCPU;
   const int64_t visible = static_cast<int64_t>(torch::cuda::device_count());
   if (visible == 0) {
     throw ConfigError("train.device=cuda, but no CUDA device is visible to rank " + std::to_string(g.world->rank()) +
@@ -213,7 +213,7 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
   }
   log_ << "layout: " << dims_.describe() << "; " << groups_.local_size << " rank(s) per node\n";
 
-  if (config_.data.source == "dataset") {
+  if (config_.data.source == DataSourceKind::kDataset) {
     // The tokenizer's vocabulary and the media encoders come from the dataset.
     const auto info = read_dataset_info(config_.data.path);
     auto& m = config_.model;
@@ -257,10 +257,10 @@ Trainer::Trainer(const Config& config, ProcessGroups groups, std::ostream& log)
   model_ = CausalLM(config_.model, config_.moe, moe_parallel);
   if (!device_.is_cpu()) {
     model_->to(device_);
-    log_ << "device: " << device_ << " on every rank (device = local rank), " << train.dtype
+    log_ << "device: " << device_ << " on every rank (device = local rank), " << to_string(train.dtype)
          << " parameters and activations, float32 master weights and gradient reduction\n";
   }
-  if (train.dtype == "bfloat16") {
+  if (train.dtype == TrainDtype::kBFloat16) {
     torch::NoGradGuard no_grad;
     for (auto& p : model_->parameters()) p.set_data(p.to(torch::kBFloat16));
   }
@@ -356,7 +356,7 @@ TrainSummary Trainer::run() {
   std::vector<Batch> eval_batches;
   LoaderOptions dataset_options;
   RandomWindowSource* text_source = nullptr;
-  if (data.source == "dataset") {
+  if (data.source == DataSourceKind::kDataset) {
     auto options = loader_options(config_, groups_.dp_index, dims_.dp());
     dataset_options = options;
     auto owned = std::make_unique<DatasetSource>(options);

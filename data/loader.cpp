@@ -313,7 +313,7 @@ struct DatasetLoader::Impl {
                            " samples, the manifest says " + std::to_string(shard.samples()));
         }
       } catch (const ShardError& e) {
-        if (o.on_corrupt != "skip") {
+        if (o.on_corrupt == OnCorrupt::kFail) {
           throw LoaderError(std::string(e.what()) +
                             " (data.on_corrupt=fail; run 'moxie data verify " + o.path + "')");
         }
@@ -425,7 +425,7 @@ struct DatasetLoader::Impl {
     const size_t s = shard_of(id);
     const uint64_t local = id - shard_first[s];
     const auto& reader = readers[s];
-    if (o.verify_shards && o.on_corrupt == "skip") {
+    if (o.verify_shards && o.on_corrupt == OnCorrupt::kSkip) {
       request_verify(s);
     } else if (o.verify_shards) {
       // data.on_corrupt: fail: no sample of a shard is used before its hash matches.
@@ -434,7 +434,7 @@ struct DatasetLoader::Impl {
         if (sha256_of_file(reader->path()) != shard.sha256()) {
           const std::string what = "shard " + reader->path() +
                                    ": sha256 differs from the manifest (the file changed after the build)";
-          if (o.on_corrupt != "skip") {
+          if (o.on_corrupt == OnCorrupt::kFail) {
             throw LoaderError(what + "; run 'moxie data verify " + o.path +
                               "', or set data.on_corrupt=skip to train around damaged records");
           }
@@ -464,7 +464,7 @@ struct DatasetLoader::Impl {
     const std::string what = "sample " + std::to_string(id) + " (shard " + reader->path() + ", byte " +
                              std::to_string(reader->offset(local)) + ", source " + sources_of(s, local) +
                              "): " + problem;
-    if (o.on_corrupt != "skip") {
+    if (o.on_corrupt == OnCorrupt::kFail) {
       throw LoaderError("data: " + what + "; run 'moxie data verify " + o.path +
                         "', or set data.on_corrupt=skip to train around damaged records");
     }
@@ -634,9 +634,6 @@ DatasetLoader::DatasetLoader(LoaderOptions options, const LoaderState* resume)
       I.o.dp_rank >= I.o.dp_size || I.o.shuffle_block < 1) {
     throw LoaderError("loader: seq_len, rows per rank, shuffle block and dp size must be positive, dp_rank below dp size");
   }
-  if (I.o.on_corrupt != "skip" && I.o.on_corrupt != "fail") {
-    throw LoaderError("data.on_corrupt='" + I.o.on_corrupt + "' is not known; use skip or fail");
-  }
   I.row_len = I.o.seq_len + 1;
   I.open();
   I.cursor.seed = I.o.seed;
@@ -660,7 +657,8 @@ DatasetLoader::DatasetLoader(LoaderOptions options, const LoaderState* resume)
   }
   I.last = I.cursor;
   I.verify_requested.assign(I.readers.size(), 0);
-  if (I.o.verify_shards && I.o.on_corrupt == "skip") I.verify_thread = std::thread([&I] { I.verify_loop(); });
+  if (I.o.verify_shards && I.o.on_corrupt == OnCorrupt::kSkip)
+    I.verify_thread = std::thread([&I] { I.verify_loop(); });
   I.ahead_thread = std::thread([&I] { I.read_ahead_loop(); });
   I.advise(I.sample_at(I.cursor.epoch, I.cursor.position));
   I.read_ahead();

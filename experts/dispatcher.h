@@ -76,8 +76,6 @@ class AllToAllTokenDispatcher : public TokenDispatcher {
   Communicator& ep_group_;
 };
 
-DropPolicy parse_drop_policy(const std::string& name);
-
 // The permutation both dispatchers start from: capacity per group, drop policy.
 PermutePlan plan_routing(const MoEOptions& options, const RouterOutput& routing, int64_t num_tokens,
                          int64_t capacity_group);

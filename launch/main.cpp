@@ -517,8 +517,9 @@ int main(int argc, char** argv) {
       if (mpi) {
         const moxie::ParallelDims dims = moxie::layout_of(config, world_size);
         groups = moxie::make_process_groups(dims, moxie::MpiCommunicator(MPI_COMM_WORLD),
-                                            config.train.device == "cuda" ? moxie::GroupDevice::kCuda
-                                                                          : moxie::GroupDevice::kCpu);
+                                            config.train.device == moxie::DeviceKind::kCuda
+                                                ? moxie::GroupDevice::kCuda
+                                                : moxie::GroupDevice::kCpu);
       }
       moxie::Trainer trainer(config, std::move(groups), std::cout);
       trainer.run();

@@ -1,6 +1,5 @@
 // Short end-to-end training runs on a corpus the test writes itself.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -113,7 +112,7 @@ TEST_CASE("sigmoid routing, capacity dropping, bias balancing and bf16 train wit
   const auto corpus = make_corpus();
   auto config = small_config(corpus, "moxie_train_variants");
   config.train.steps = 4;
-  config.moe.score_func = "sigmoid";
+  config.moe.score_func = ScoreFunc::kSigmoid;
   config.moe.capacity_factor = 1.0;
   config.moe.bias_update_rate = 1e-3;
   config.moe.num_shared_experts = 1;
@@ -126,7 +125,7 @@ TEST_CASE("sigmoid routing, capacity dropping, bias balancing and bf16 train wit
     CHECK(layer->gate->bias_E.abs().sum().item<double>() > 0);
   }
 
-  config.train.dtype = "bfloat16";
+  config.train.dtype = TrainDtype::kBFloat16;
   Trainer bf16(config, log);
   for (double l : bf16.run().train_losses) CHECK(std::isfinite(l));
   CHECK(bf16.model()->lm_head->weight.scalar_type() == torch::kBFloat16);
