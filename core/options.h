@@ -1,5 +1,5 @@
 // Options of the model and of the training loop. Plain structs, no torch:
-// core/config.cpp reads them from YAML, and validation lives there too.
+// core/config.cpp reads them from YAML, core/config_validate.cpp checks them.
 #pragma once
 
 #include <array>
@@ -11,7 +11,7 @@
 namespace moxie {
 
 // Each choice's names, in the enum's order, are the values its config key
-// takes (core/config.cpp reads and writes them).
+// takes (core/config.cpp reads them, core/config_to_yaml.cpp writes them).
 
 // train.device: the CPU, or one GPU per rank (device = the rank's local rank).
 enum class DeviceKind { kCpu, kCuda };

@@ -8,7 +8,7 @@
 namespace moxie {
 
 // The decay after warmup, down to optim.min_lr (optim/schedule.h). The names,
-// in the enum's order, are schedule.decay's values (core/config.cpp).
+// in the enum's order, are schedule.decay's values (core/config*.cpp).
 enum class ScheduleDecay { kCosine, kLinear, kConstant };
 constexpr std::array<const char*, 3> enum_names(ScheduleDecay) {
   return {"cosine", "linear", "constant"};
