@@ -63,7 +63,7 @@ BatchSources text_sources(const DataOptions& data, const SourceSetup& setup) {
 }  // namespace
 
 BatchSources make_batch_sources(const DataOptions& data, const SourceSetup& setup) {
-  if (data.source == "dataset") return dataset_sources(data, setup);
+  if (data.source == DataSourceKind::kDataset) return dataset_sources(data, setup);
   return text_sources(data, setup);
 }
 

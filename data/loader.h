@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "data/options.h"
 #include "data/tokenizer.h"
 
 namespace moxie {
@@ -39,7 +40,7 @@ struct LoaderOptions {
   uint64_t shuffle_block = 256;   // samples read together (see data/sample_order.h)
   int prefetch_threads = 2;       // 0: batches are read on the caller's thread
   uint64_t prefetch_bytes = 256ull << 20;  // at most this much of read-ahead batches
-  std::string on_corrupt = "skip";         // skip (log, count) | fail
+  OnCorrupt on_corrupt = OnCorrupt::kSkip;
   uint64_t max_skipped = 100;              // skips allowed before the run stops
   bool verify_shards = true;               // sha256 of each shard the first time it is read
   // Where skip messages go (default: standard error).

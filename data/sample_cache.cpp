@@ -130,7 +130,7 @@ bool SampleCache::read(uint64_t id, data::Sample* sample) {
   const std::string what = "sample " + std::to_string(id) + " (shard " + reader->path() +
                            ", byte " + std::to_string(reader->offset(local)) + ", source " +
                            shards_.sources_of(s, local) + "): " + problem;
-  if (o.on_corrupt != "skip") {
+  if (o.on_corrupt == OnCorrupt::kFail) {
     throw LoaderError("data: " + what + "; run 'moxie data verify " + o.path +
                       "', or set data.on_corrupt=skip to train around damaged records");
   }

@@ -27,7 +27,7 @@ ShardSet::ShardSet(const LoaderOptions& options) : o(options) {
                          " samples, the manifest says " + std::to_string(shard.samples()));
       }
     } catch (const ShardError& e) {
-      if (o.on_corrupt != "skip") {
+      if (o.on_corrupt == OnCorrupt::kFail) {
         throw LoaderError(std::string(e.what()) +
                           " (data.on_corrupt=fail; run 'moxie data verify " + o.path + "')");
       }

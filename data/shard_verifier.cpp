@@ -11,7 +11,7 @@ namespace moxie {
 
 ShardVerifier::ShardVerifier(ShardSet& shards)
     : shards_(shards),
-      background_(shards.o.verify_shards && shards.o.on_corrupt == "skip"),
+      background_(shards.o.verify_shards && shards.o.on_corrupt == OnCorrupt::kSkip),
       verified_(static_cast<size_t>(shards.manifest.shards_size())),
       requested_(shards.readers.size(), 0) {}
 
@@ -44,7 +44,7 @@ void ShardVerifier::request(size_t s) {
 void ShardVerifier::before_read(size_t s) {
   const LoaderOptions& o = shards_.o;
   const auto& reader = shards_.readers[s];
-  if (o.verify_shards && o.on_corrupt == "skip") {
+  if (o.verify_shards && o.on_corrupt == OnCorrupt::kSkip) {
     request(s);
   } else if (o.verify_shards) {
     // data.on_corrupt: fail: no sample of a shard is used before its hash matches.
@@ -54,7 +54,7 @@ void ShardVerifier::before_read(size_t s) {
         const std::string what =
             "shard " + reader->path() +
             ": sha256 differs from the manifest (the file changed after the build)";
-        if (o.on_corrupt != "skip") {
+        if (o.on_corrupt == OnCorrupt::kFail) {
           throw LoaderError(what + "; run 'moxie data verify " + o.path +
                             "', or set data.on_corrupt=skip to train around damaged records");
         }

@@ -7,19 +7,13 @@
 
 namespace moxie {
 
-DropPolicy parse_drop_policy(const std::string& name) {
-  if (name == "probs") return DropPolicy::kProbs;
-  if (name == "position") return DropPolicy::kPosition;
-  throw std::invalid_argument("moe.drop_policy '" + name + "' is not one of: probs, position");
-}
-
 PermutePlan plan_routing(const MoEOptions& options, const RouterOutput& routing, int64_t num_tokens,
                          int64_t capacity_group) {
   const int64_t group = capacity_group > 0 ? capacity_group : num_tokens;
   const int64_t capacity =
       expert_capacity(options.capacity_factor, group, options.top_k, options.num_experts);
   return make_permute_plan(routing.expert_idx_TK, routing.weight_TK, options.num_experts, capacity,
-                           parse_drop_policy(options.drop_policy), group);
+                           options.drop_policy, group);
 }
 
 LocalTokenDispatcher::LocalTokenDispatcher(const MoEOptions& options) : options_(options) {}
@@ -47,8 +41,8 @@ AllToAllTokenDispatcher::AllToAllTokenDispatcher(const MoEOptions& options, Comm
   }
 }
 
-Dispatched AllToAllTokenDispatcher::dispatch(const torch::Tensor& x_TD,
-                                             const RouterOutput& routing, int64_t capacity_group) {
+Dispatched AllToAllTokenDispatcher::dispatch(const torch::Tensor& x_TD, const RouterOutput& routing,
+                                             int64_t capacity_group) {
   const int ep = ep_group_.size();
   const int64_t local = num_local_experts();
   Dispatched out;
@@ -57,8 +51,8 @@ Dispatched AllToAllTokenDispatcher::dispatch(const torch::Tensor& x_TD,
 
   // Who sends how many rows for which expert: [ep (source), local experts].
   auto counts_sent = out.plan.tokens_per_expert_E.view({ep, local}).contiguous();
-  auto counts_recv = ep_group_.all_to_all(counts_sent, std::vector<int64_t>(ep, 1),
-                                          std::vector<int64_t>(ep, 1));
+  auto counts_recv =
+      ep_group_.all_to_all(counts_sent, std::vector<int64_t>(ep, 1), std::vector<int64_t>(ep, 1));
   out.send_rows.resize(ep);
   out.recv_rows.resize(ep);
   for (int p = 0; p < ep; ++p) {

@@ -80,8 +80,6 @@ class AllToAllTokenDispatcher : public TokenDispatcher {
 // than one rank, else local. ep_group must outlive the dispatcher.
 std::shared_ptr<TokenDispatcher> make_dispatcher(const MoEOptions& options, Communicator* ep_group);
 
-DropPolicy parse_drop_policy(const std::string& name);
-
 // The permutation both dispatchers start from: capacity per group, drop policy.
 PermutePlan plan_routing(const MoEOptions& options, const RouterOutput& routing, int64_t num_tokens,
                          int64_t capacity_group);

@@ -7,24 +7,24 @@
 
 #include <vector>
 
-namespace moxie {
+#include "experts/options.h"
 
-enum class DropPolicy { kProbs, kPosition };
+namespace moxie {
 
 // Capacity per expert: ceil(capacity_factor * T * K / E); <= 0 means dropless.
 int64_t expert_capacity(double capacity_factor, int64_t num_tokens, int64_t top_k,
                         int64_t num_experts);
 
 struct PermutePlan {
-  torch::Tensor source_token_N;        // int64 [N]: the token each permuted row copies
-  torch::Tensor weight_N;              // [N] combine weight of each row (keeps the router's graph)
-  torch::Tensor tokens_per_expert_E;   // int64 [E] rows per expert, after dropping
-  std::vector<int64_t> counts;         // the same, on the host (segment sizes)
+  torch::Tensor source_token_N;       // int64 [N]: the token each permuted row copies
+  torch::Tensor weight_N;             // [N] combine weight of each row (keeps the router's graph)
+  torch::Tensor tokens_per_expert_E;  // int64 [E] rows per expert, after dropping
+  std::vector<int64_t> counts;        // the same, on the host (segment sizes)
   // int64 [T, K]: the row of each (token, choice) assignment, -1 where
   // dropped; set where the fused kernels take the tensors (experts/fused.h).
   torch::Tensor pos_TK;
-  int64_t num_tokens = 0;              // T
-  int64_t dropped = 0;                 // assignments removed by capacity
+  int64_t num_tokens = 0;  // T
+  int64_t dropped = 0;     // assignments removed by capacity
 };
 
 // expert_idx_TK: int64 [T, K]; weight_TK: [T, K]. Rows come out grouped by

@@ -66,14 +66,15 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
   RouterOutput out;
   if (fused_moe_applies(logits_TE) && options_.top_k <= kFusedRouteMaxTopK) {
     // Scores, top-k, weights, probabilities and logsumexp in one pass (experts/fused.h).
-    auto fused = fused_route(logits_TE, options_.bias_update_rate > 0 ? bias_E : torch::Tensor(), options_.top_k,
-                             options_.score_func == "sigmoid", options_.renormalize);
+    auto fused = fused_route(logits_TE, options_.bias_update_rate > 0 ? bias_E : torch::Tensor(),
+                             options_.top_k, options_.score_func == ScoreFunc::kSigmoid,
+                             options_.renormalize);
     out.expert_idx_TK = fused.idx_TK;
     out.weight_TK = fused.weight_TK;
     probs_TE = fused.probs_TE;
     lse_T = fused.lse_T;
     out.tokens_per_expert_E = torch::bincount(out.expert_idx_TK.flatten(), {}, options_.num_experts);
-  } else if (options_.score_func == "sigmoid") {
+  } else if (options_.score_func == ScoreFunc::kSigmoid) {
     scores_TE = torch::sigmoid(logits_TE);
     probs_TE = scores_TE / (scores_TE.sum(-1, true) + 1e-20);
   } else {

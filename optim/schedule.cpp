@@ -3,24 +3,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 
 namespace moxie {
 
 double lr_at(const OptimOptions& optim, const ScheduleOptions& schedule, int64_t step,
              int64_t total_steps) {
-  const std::string& decay = schedule.decay;
-  if (decay != "cosine" && decay != "linear" && decay != "constant") {
-    throw std::invalid_argument("schedule.decay: unknown '" + decay +
-                                "'; use cosine, linear or constant");
-  }
+  const ScheduleDecay decay = schedule.decay;
   const int64_t warmup = schedule.warmup_steps;
   if (step < warmup) return optim.lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
-  if (decay == "constant") return optim.lr;
+  if (decay == ScheduleDecay::kConstant) return optim.lr;
   const int64_t decay_steps =
       schedule.decay_steps > 0 ? schedule.decay_steps : std::max<int64_t>(1, total_steps - warmup);
   const double p = std::min(1.0, static_cast<double>(step - warmup) / decay_steps);
-  if (decay == "linear") return optim.lr + (optim.min_lr - optim.lr) * p;
+  if (decay == ScheduleDecay::kLinear) return optim.lr + (optim.min_lr - optim.lr) * p;
   const double pi = std::acos(-1.0);
   return optim.min_lr + (optim.lr - optim.min_lr) * 0.5 * (1.0 + std::cos(pi * p));
 }

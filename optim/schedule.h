@@ -14,7 +14,6 @@ namespace moxie {
 //     linear: lr + (min_lr - lr) * p
 //     constant: lr
 //   after the decay: min_lr (constant: lr)
-// Throws std::invalid_argument for an unknown schedule.decay.
 double lr_at(const OptimOptions& optim, const ScheduleOptions& schedule, int64_t step,
              int64_t total_steps);
 

@@ -139,7 +139,7 @@ HfModelConfig read_hf_config(const std::string& path) {
     }
     c.model.rope_theta = need("rope_theta").get<double>();
   }
-  c.moe.score_func = "softmax";
+  c.moe.score_func = ScoreFunc::kSoftmax;
   c.moe.capacity_factor = 0.0;
   c.moe.aux_loss_coef = j.value("router_aux_loss_coef", 0.0);
   if (c.arch == HfArch::kMixtral) {
@@ -379,7 +379,7 @@ void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch, co
   auto refuse = [&](bool bad, const std::string& what) {
     if (bad) throw std::runtime_error("cannot export as " + cls + ": " + what);
   };
-  refuse(e.score_func != "softmax", "it routes by softmax (moe.score_func)");
+  refuse(e.score_func != ScoreFunc::kSoftmax, "it routes by softmax (moe.score_func)");
   refuse(e.bias_update_rate != 0, "it has no balancing bias (moe.bias_update_rate)");
   refuse(e.capacity_factor != 0, "it is dropless (moe.capacity_factor)");
   refuse(m.image_patch_dim != 0 || m.audio_frame != 0, "the image and audio encoders have no counterpart in it");

@@ -4,11 +4,26 @@
 // reads them (core/train, core/checkpoint, launch/).
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace moxie {
+
+// Each choice's names, in the enum's order, are the values its config key
+// takes (core/config/config.cpp reads them, config_to_yaml.cpp writes them).
+
+// train.device: the CPU, or one GPU per rank (device = the rank's local rank).
+enum class DeviceKind { kCpu, kCuda };
+constexpr std::array<const char*, 2> enum_names(DeviceKind) { return {"cpu", "cuda"}; }
+inline const char* to_string(DeviceKind v) { return enum_names(v)[static_cast<size_t>(v)]; }
+
+// train.dtype: of parameters and compute; master weights stay float32.
+enum class TrainDtype { kFloat32, kBFloat16 };
+constexpr std::array<const char*, 2> enum_names(TrainDtype) { return {"float32", "bfloat16"}; }
+inline const char* to_string(TrainDtype v) { return enum_names(v)[static_cast<size_t>(v)]; }
 
 struct TrainOptions {
   int64_t steps = 1000;
@@ -19,8 +34,8 @@ struct TrainOptions {
   int64_t log_every = 10;
   int64_t seed = 1234;
   std::string run_dir = "runs/tiny";
-  std::string device = "cpu";     // cpu | cuda: one GPU per rank, device = the rank's local rank
-  std::string dtype = "float32";  // float32 | bfloat16: parameters and compute; master weights stay fp32
+  DeviceKind device = DeviceKind::kCpu;
+  TrainDtype dtype = TrainDtype::kFloat32;
   int64_t threads = 0;            // intra-op threads; 0: all cores
   // Checkpoints in run_dir/checkpoints (core/checkpoint/checkpoint.h): every N steps,
   // at the end and on SIGTERM/SIGINT; 0: none.

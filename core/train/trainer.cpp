@@ -38,7 +38,7 @@ std::ostream& null_stream() {
 // train.device: the CPU, or this rank's GPU (device = local rank; the
 // launcher's process groups have made it current).
 torch::Device device_of(const Config& c, const ProcessGroups& g) {
-  if (c.train.device == "cpu") return torch::kCPU;
+  if (c.train.device == DeviceKind::kCpu) return torch::kCPU;
   const int64_t visible = static_cast<int64_t>(torch::cuda::device_count());
   if (visible == 0) {
     throw ConfigError("train.device=cuda, but no CUDA device is visible to rank " + std::to_string(g.world->rank()) +
@@ -110,7 +110,7 @@ void Trainer::write_run_folder() {
 
 // A dataset gives the tokenizer's vocabulary and the media encoders' shapes.
 void Trainer::adopt_dataset_shapes() {
-  if (config_.data.source != "dataset") return;
+  if (config_.data.source != DataSourceKind::kDataset) return;
   const auto& data = config_.data;
   const auto info = read_dataset_info(data.path);
   auto& m = config_.model;
@@ -145,10 +145,10 @@ void Trainer::build_model() {
   model_ = CausalLM(config_.model, config_.moe, parallelize(groups_));
   if (!device_.is_cpu()) {
     model_->to(device_);
-    log_ << "device: " << device_ << " on every rank (device = local rank), " << train.dtype
+    log_ << "device: " << device_ << " on every rank (device = local rank), " << to_string(train.dtype)
          << " parameters and activations, float32 master weights and gradient reduction\n";
   }
-  if (train.dtype == "bfloat16") {
+  if (train.dtype == TrainDtype::kBFloat16) {
     torch::NoGradGuard no_grad;
     for (auto& p : model_->parameters()) p.set_data(p.to(torch::kBFloat16));
   }
@@ -391,7 +391,7 @@ void Trainer::finish(Loop& loop) {
   }
   evaluate_at(loop, loop.last_step);
   summary.skipped_samples = loop.data.train->skipped();
-  const bool dataset = config_.data.source == "dataset";
+  const bool dataset = config_.data.source == DataSourceKind::kDataset;
   if (summary.eval_losses.empty()) {
     loop.metrics->message("done: " + std::to_string(summary.skipped_steps) + " steps skipped, " +
                           std::to_string(summary.skipped_samples) + " damaged samples skipped; no evaluation");

@@ -15,7 +15,7 @@ using Catch::Contains;
 TEST_CASE("an empty config gives the structs' defaults") {
   auto c = parse_config("");
   CHECK(c.model.d_model == ModelOptions{}.d_model);
-  CHECK(c.moe.score_func == "softmax");
+  CHECK(c.moe.score_func == ScoreFunc::kSoftmax);
   CHECK(c.data.extensions == std::vector<std::string>{".txt"});
 }
 
@@ -35,7 +35,7 @@ train: {steps: 7, run_dir: runs/x, dtype: bfloat16}
   CHECK(c.optim.lr == 0.0003);
   CHECK(c.optim.min_lr == 3.0e-5);
   CHECK(c.data.extensions == std::vector<std::string>{".txt", ".md"});
-  CHECK(c.train.dtype == "bfloat16");
+  CHECK(c.train.dtype == TrainDtype::kBFloat16);
   const auto text = to_yaml(c);
   const auto again = parse_config(text);
   CHECK(to_yaml(again) == text);
@@ -194,12 +194,45 @@ TEST_CASE("strings that YAML would read as other types are quoted and read back"
   CHECK(parse_config(text) == c);
 }
 
+TEST_CASE("choices are read into their enums and written back by the same names") {
+  const auto c = parse_config(R"(
+moe: {score_func: sigmoid, drop_policy: position}
+schedule: {decay: constant}
+data: {source: dataset, on_corrupt: fail}
+)",
+                              {"train.device=cuda", "train.dtype=bfloat16"});
+  CHECK(c.moe.score_func == ScoreFunc::kSigmoid);
+  CHECK(c.moe.drop_policy == DropPolicy::kPosition);
+  CHECK(c.schedule.decay == ScheduleDecay::kConstant);
+  CHECK(c.data.source == DataSourceKind::kDataset);
+  CHECK(c.data.on_corrupt == OnCorrupt::kFail);
+  CHECK(c.train.device == DeviceKind::kCuda);
+  CHECK(c.train.dtype == TrainDtype::kBFloat16);
+  CHECK_THAT(to_yaml(c), Contains("score_func: sigmoid\n") && Contains("drop_policy: position\n") &&
+                             Contains("decay: constant\n") && Contains("source: dataset\n") &&
+                             Contains("on_corrupt: fail\n") && Contains("device: cuda\n") &&
+                             Contains("dtype: bfloat16\n"));
+  const Config defaults;
+  CHECK_THAT(to_yaml(defaults), Contains("score_func: softmax\n") &&
+                                    Contains("drop_policy: probs\n") &&
+                                    Contains("decay: cosine\n") && Contains("source: text\n") &&
+                                    Contains("on_corrupt: skip\n") && Contains("device: cpu\n") &&
+                                    Contains("dtype: float32\n"));
+  CHECK(parse_config("schedule: {decay: linear}").schedule.decay == ScheduleDecay::kLinear);
+  // A bad name is reported where it was written, with the valid names.
+  CHECK_THROWS_WITH(parse_config("", {"schedule.decay=step"}),
+                    Contains("--set schedule.decay=step: schedule.decay='step' is not one of: "
+                             "cosine, linear, constant"));
+  CHECK_THROWS_WITH(parse_config("moe:\n  score_func: [softmax]\n", {}, "x.yaml"),
+                    Contains("x.yaml:2:15: moe.score_func: expected a string, got a list"));
+}
+
 TEST_CASE("overrides replace values, lists included") {
   auto c = parse_config("model: {d_model: 64}", {"model.d_model=256", "data.extensions=[.txt,.md]",
                                                  "moe.score_func=sigmoid", "train.steps=3"});
   CHECK(c.model.d_model == 256);
   CHECK(c.data.extensions.size() == 2);
-  CHECK(c.moe.score_func == "sigmoid");
+  CHECK(c.moe.score_func == ScoreFunc::kSigmoid);
   CHECK(c.train.steps == 3);
 
   // An override wins over the file, fills a section the file leaves empty,
@@ -330,7 +363,8 @@ TEST_CASE("impossible values are refused with the rule that failed") {
   refuses("moe: {drop_policy: random}", "moe.drop_policy='random' is not one of: probs, position");
   refuses("moe: {aux_loss_coef: -0.1}", "moe.aux_loss_coef");
   refuses("moe: {z_loss_coef: -0.1}", "moe.z_loss_coef");
-  refuses("moe: {capacity_group: 7}", "moe.capacity_group=7 must be 0 (one sequence) or a divisor of data.seq_len");
+  refuses("moe: {capacity_group: 7}",
+          "moe.capacity_group=7 must be 0 (one sequence) or a divisor of data.seq_len");
   refuses("moe: {bias_update_rate: -0.1}", "moe.bias_update_rate");
   refuses("moe: {num_shared_experts: -1}", "moe.num_shared_experts");
   refuses("optim: {lr: 0}", "optim.lr");
@@ -349,7 +383,8 @@ TEST_CASE("impossible values are refused with the rule that failed") {
   refuses("lora: {rank: 4, dropout: 1.0}", "lora.dropout");
   refuses("lora: {rank: 4, targets: []}", "lora.targets is empty");
   refuses("finetune: {router_lr: 0}", "finetune.router_lr");
-  refuses("train: {eval_every: 0}\nfinetune: {early_stop_patience: 2}", "needs train.eval_every > 0");
+  refuses("train: {eval_every: 0}\nfinetune: {early_stop_patience: 2}",
+          "needs train.eval_every > 0");
   refuses("data: {source: hf}", "data.source='hf' is not one of: text, dataset");
   refuses("data: {on_corrupt: ignore}", "data.on_corrupt='ignore' is not one of: skip, fail");
   refuses("data: {shuffle_block: 0}", "data.shuffle_block");
@@ -402,10 +437,11 @@ TEST_CASE("load_config reads a file, applies overrides and names the file in err
   // kFullYaml fine-tunes runs/pre/checkpoints/step-00000100: a base run
   // whose config.yaml has the same model and moe sections.
   std::string full = kFullYaml;
-  const auto base_run = std::filesystem::temp_directory_path() / ("moxie_test_base_" + std::to_string(::getpid()));
+  const auto base_run =
+      std::filesystem::temp_directory_path() / ("moxie_test_base_" + std::to_string(::getpid()));
   const std::string base_ckpt = (base_run / "checkpoints" / "step-00000100").string();
-  full.replace(full.find("runs/pre/checkpoints/step-00000100"), std::string("runs/pre/checkpoints/step-00000100").size(),
-               base_ckpt);
+  full.replace(full.find("runs/pre/checkpoints/step-00000100"),
+               std::string("runs/pre/checkpoints/step-00000100").size(), base_ckpt);
   std::filesystem::create_directories(base_ckpt);
   {
     std::ofstream out(base_run / "config.yaml");

@@ -124,7 +124,7 @@ TEST_CASE("sigmoid routing, capacity dropping, bias balancing and bf16 train") {
   const auto corpus = make_corpus();
   auto config = small_config(corpus, "moxie_train_variants");
   config.train.steps = 4;
-  config.moe.score_func = "sigmoid";
+  config.moe.score_func = ScoreFunc::kSigmoid;
   config.moe.capacity_factor = 1.0;
   config.moe.bias_update_rate = 1e-3;
   config.moe.num_shared_experts = 1;
@@ -165,7 +165,7 @@ TEST_CASE("sigmoid routing, capacity dropping, bias balancing and bf16 train") {
   // computed in the wrong precision misses it by far (the loss falls by 1.0
   // over these steps).
   auto bf16_config = config;
-  bf16_config.train.dtype = "bfloat16";
+  bf16_config.train.dtype = TrainDtype::kBFloat16;
   bf16_config.train.run_dir += "_bf16";
   Trainer bf16(bf16_config, log);
   const auto bf16_losses = bf16.run().train_losses;

@@ -224,7 +224,7 @@ TEST_CASE("a damaged record is skipped and logged, or fails the run, as configur
       }(),
       Catch::Contains("more than data.max_skipped=0"));
 
-  o.on_corrupt = "fail";
+  o.on_corrupt = OnCorrupt::kFail;
   CHECK_THROWS_WITH(
       [&] {
         DatasetLoader loader(o);
@@ -245,10 +245,9 @@ TEST_CASE("a truncated shard fails at open, or its samples are skipped, as confi
   const std::string shard = path + "/shard-00001.shard";
   fs::resize_file(shard, fs::file_size(shard) - 30);
   auto o = options(path, 4, 0, 1);
-  o.on_corrupt = "fail";
-  CHECK_THROWS_WITH(DatasetLoader(o),
-                    Catch::Contains("shard-00001.shard") && Catch::Contains("truncated"));
-  o.on_corrupt = "skip";
+  o.on_corrupt = OnCorrupt::kFail;
+  CHECK_THROWS_WITH(DatasetLoader(o), Catch::Contains("shard-00001.shard") && Catch::Contains("truncated"));
+  o.on_corrupt = OnCorrupt::kSkip;
   std::vector<std::string> logged;
   o.log = [&](const std::string& line) { logged.push_back(line); };
   DatasetLoader loader(o);

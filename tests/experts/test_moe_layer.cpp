@@ -1,8 +1,7 @@
 // MoELayer against a naive per-token computation: for each token, score every
 // expert, take the top-k, and sum the chosen experts' SwiGLU outputs by weight.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <numeric>
 
 #include "experts/moe_layer.h"
@@ -45,8 +44,9 @@ torch::Tensor naive_moe(MoELayer& layer, const torch::Tensor& x_TD, const MoEOpt
     }
     if (layer->shared_expert) {
       auto s = layer->shared_expert;
-      auto shared = torch::mv(s->down_proj->weight, torch::silu(torch::mv(s->gate_proj->weight, x)) *
-                                                        torch::mv(s->up_proj->weight, x));
+      auto shared =
+          torch::mv(s->down_proj->weight, torch::silu(torch::mv(s->gate_proj->weight, x)) *
+                                              torch::mv(s->up_proj->weight, x));
       y = y + torch::sigmoid(torch::mv(layer->shared_expert_gate->weight, x)) * shared;
     }
     rows.push_back(y);
@@ -101,7 +101,7 @@ TEST_CASE("capacity-factor MoE layer drops exactly what the reference drops") {
   torch::manual_seed(10);
   auto o = small_options();
   o.capacity_factor = 0.6;
-  o.drop_policy = "position";
+  o.drop_policy = DropPolicy::kPosition;
   MoELayer layer(5, o);
   layer->to(torch::kDouble);
   randomise(layer);

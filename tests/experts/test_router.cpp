@@ -1,7 +1,6 @@
 // Router against naive per-token loops.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <numeric>
 
@@ -11,7 +10,7 @@ using namespace moxie;
 
 namespace {
 
-MoEOptions options(int64_t E, int64_t K, const std::string& score = "softmax") {
+MoEOptions options(int64_t E, int64_t K, ScoreFunc score = ScoreFunc::kSoftmax) {
   MoEOptions o;
   o.num_experts = E;
   o.top_k = K;
@@ -62,7 +61,7 @@ TEST_CASE("softmax router picks the naive top-k with renormalised weights") {
 
 TEST_CASE("sigmoid router: the balancing bias moves selection, not the weights") {
   const int64_t D = 4, E = 4, K = 1;
-  auto o = options(E, K, "sigmoid");
+  auto o = options(E, K, ScoreFunc::kSigmoid);
   o.bias_update_rate = 0.1;
   o.renormalize = false;
   Router router(D, o);
