@@ -10,6 +10,7 @@
 #include "experts/experts.h"
 #include "experts/options.h"
 #include "experts/router.h"
+#include "experts/swiglu.h"
 #include "parallel/parallelize.h"
 
 namespace moxie {

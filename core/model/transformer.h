@@ -15,6 +15,7 @@
 #include "core/model/layers.h"
 #include "core/model/options.h"
 #include "experts/experts.h"
+#include "experts/swiglu.h"
 #include "experts/moe_layer.h"
 #include "experts/options.h"
 #include "parallel/parallelize.h"

@@ -5,6 +5,7 @@
 
 #include "core/model/attention.h"
 #include "experts/experts.h"
+#include "experts/swiglu.h"
 #include "parallel/differentiable.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/tensor_parallel.h"
