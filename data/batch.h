@@ -22,8 +22,8 @@ struct Batch {
   Batch to(const torch::Device& device) const {
     if (tokens.device() == device) return *this;
     auto on = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
-    return {on(tokens), on(targets),     on(loss_mask),   on(doc),          on(patches),
-            on(patch_slot), on(patch_index), on(frames), on(frame_slot), on(frame_index)};
+    return {on(tokens),     on(targets),     on(loss_mask), on(doc),        on(patches),
+            on(patch_slot), on(patch_index), on(frames),    on(frame_slot), on(frame_index)};
   }
 };
 

@@ -48,15 +48,15 @@ BatchSources text_sources(const DataOptions& data, const SourceSetup& setup) {
   auto corpus = load_text_corpus(data);
   out.unigram_entropy_nats = corpus.unigram_entropy_nats;
   std::ostringstream line;
-  line << "data: " << corpus.train_documents << " train documents (" << corpus.train.size() << " tokens), "
-       << corpus.eval_documents << " eval documents (" << corpus.eval.size() << " tokens); unigram entropy "
-       << corpus.unigram_entropy_nats << " nats/token";
+  line << "data: " << corpus.train_documents << " train documents (" << corpus.train.size()
+       << " tokens), " << corpus.eval_documents << " eval documents (" << corpus.eval.size()
+       << " tokens); unigram entropy " << corpus.unigram_entropy_nats << " nats/token";
   out.log.push_back(line.str());
   auto train_stream = std::make_shared<const std::vector<int32_t>>(std::move(corpus.train));
-  out.train = std::make_unique<RandomWindowSource>(train_stream, setup.micro_batch_size, data.seq_len, setup.seed,
-                                                   setup.dp_rank, setup.dp_size);
-  out.eval = make_eval_batches(corpus.eval, setup.micro_batch_size, data.seq_len, setup.eval_batches,
-                               setup.dp_rank, setup.dp_size);
+  out.train = std::make_unique<RandomWindowSource>(
+      train_stream, setup.micro_batch_size, data.seq_len, setup.seed, setup.dp_rank, setup.dp_size);
+  out.eval = make_eval_batches(corpus.eval, setup.micro_batch_size, data.seq_len,
+                               setup.eval_batches, setup.dp_rank, setup.dp_size);
   return out;
 }
 

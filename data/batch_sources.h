@@ -26,7 +26,7 @@ struct SourceSetup {
 
 struct BatchSources {
   std::unique_ptr<BatchSource> train;
-  std::vector<Batch> eval;  // this rank's rows of the held-out batches (may be empty)
+  std::vector<Batch> eval;          // this rank's rows of the held-out batches (may be empty)
   double unigram_entropy_nats = 0;  // text source: the corpus' best context-free loss
   std::vector<std::string> log;     // what was read, for the run's log
 };

@@ -1,6 +1,5 @@
 // moxie data build: folders of files and WebDataset tars to a dataset.
 #include <openssl/evp.h>
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -9,9 +8,9 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <set>
 #include <memory>
-
+#include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "data/dataset.h"
@@ -25,12 +24,14 @@ namespace moxie {
 namespace fs = std::filesystem;
 
 void set_text_tokens(data::TextSegment* text, const std::vector<int32_t>& tokens) {
-  const bool narrow = std::all_of(tokens.begin(), tokens.end(), [](int32_t t) { return t >= 0 && t < 65536; });
+  const bool narrow =
+      std::all_of(tokens.begin(), tokens.end(), [](int32_t t) { return t >= 0 && t < 65536; });
   const uint32_t width = narrow ? 2 : 4;
   std::string bytes(tokens.size() * width, '\0');
   for (size_t k = 0; k < tokens.size(); ++k) {
     const uint32_t v = static_cast<uint32_t>(tokens[k]);
-    for (uint32_t b = 0; b < width; ++b) bytes[k * width + b] = static_cast<char>((v >> (8 * b)) & 0xff);
+    for (uint32_t b = 0; b < width; ++b)
+      bytes[k * width + b] = static_cast<char>((v >> (8 * b)) & 0xff);
   }
   text->set_width(width);
   text->set_tokens(std::move(bytes));
@@ -48,7 +49,8 @@ int32_t text_token(const data::TextSegment& text, size_t k) {
   const auto* p = reinterpret_cast<const uint8_t*>(text.tokens().data()) + k * text.width();
   if (text.width() == 2) return static_cast<int32_t>(p[0] | (p[1] << 8));
   return static_cast<int32_t>(static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
-                              (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24));
+                              (static_cast<uint32_t>(p[2]) << 16) |
+                              (static_cast<uint32_t>(p[3]) << 24));
 }
 
 std::vector<int32_t> text_tokens(const data::TextSegment& text) {
@@ -128,7 +130,8 @@ enum class Kind { kText, kImage, kAudio, kChat, kChatLines, kNone };
 // with the template "<|role|>\n" + content + "\n" for every message, where
 // only an assistant's content is a response (the loader's EOS follows the
 // last one). `what` names the record in errors.
-std::vector<std::pair<std::string, bool>> chat_segments(const std::string& json, const std::string& what) {
+std::vector<std::pair<std::string, bool>> chat_segments(const std::string& json,
+                                                        const std::string& what) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(json);
@@ -137,18 +140,22 @@ std::vector<std::pair<std::string, bool>> chat_segments(const std::string& json,
   }
   auto text_of = [&](const nlohmann::json& v, const std::string& key) {
     if (!v.is_object() || !v.contains(key) || !v[key].is_string()) {
-      throw DatasetError(what + ": '" + key + "' must be a string (records are {\"prompt\": ..., \"response\": ...} "
+      throw DatasetError(what + ": '" + key +
+                         "' must be a string (records are {\"prompt\": ..., \"response\": ...} "
                          "or {\"messages\": [{\"role\": ..., \"content\": ...}, ...]})");
     }
     return v[key].get<std::string>();
   };
   std::vector<std::pair<std::string, bool>> out;  // (text, is context)
   auto context = [&](const std::string& t) {
-    if (!out.empty() && out.back().second) out.back().first += t;
-    else out.push_back({t, true});
+    if (!out.empty() && out.back().second)
+      out.back().first += t;
+    else
+      out.push_back({t, true});
   };
   if (j.is_object() && j.contains("messages")) {
-    if (!j["messages"].is_array() || j["messages"].empty()) throw DatasetError(what + ": 'messages' must be a non-empty list");
+    if (!j["messages"].is_array() || j["messages"].empty())
+      throw DatasetError(what + ": 'messages' must be a non-empty list");
     bool answered = false;
     for (const auto& m : j["messages"]) {
       const auto role = text_of(m, "role");
@@ -166,7 +173,8 @@ std::vector<std::pair<std::string, bool>> chat_segments(const std::string& json,
       context("\n");
     }
     if (!answered) throw DatasetError(what + ": no assistant message, so nothing to learn");
-    if (out.back().second && out.back().first == "\n") out.pop_back();  // the EOS ends the last answer
+    if (out.back().second && out.back().first == "\n")
+      out.pop_back();  // the EOS ends the last answer
     return out;
   }
   context("<|user|>\n" + text_of(j, "prompt") + "\n<|assistant|>\n");
@@ -235,7 +243,8 @@ class Builder {
       if (current.items.empty()) return;
       // A .jsonl file is one sample per line, never grouped with other files.
       std::vector<Item> lines_files, rest;
-      for (auto& item : current.items) (item.kind == Kind::kChatLines ? lines_files : rest).push_back(std::move(item));
+      for (auto& item : current.items)
+        (item.kind == Kind::kChatLines ? lines_files : rest).push_back(std::move(item));
       for (auto& file : lines_files) {
         if (!fill) {  // pass 1 (licences) looks at names only
           Group whole{file.uri, {file}};
@@ -246,7 +255,8 @@ class Builder {
         std::string line;
         for (int64_t n = 1; std::getline(in, line); ++n) {
           if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-          Group one{file.uri + "#L" + std::to_string(n), {Item{file.uri + "#L" + std::to_string(n), ".json", Kind::kChat, line}}};
+          Group one{file.uri + "#L" + std::to_string(n),
+                    {Item{file.uri + "#L" + std::to_string(n), ".json", Kind::kChat, line}}};
           each(one);
         }
       }
@@ -293,7 +303,8 @@ class Builder {
   DatasetSummary run() {
     const std::string manifest_path = (fs::path(o_.out_dir) / kManifestName).string();
     if (fs::exists(manifest_path)) {
-      throw DatasetError(o_.out_dir + " already holds a dataset; choose another output folder or remove it first");
+      throw DatasetError(
+          o_.out_dir + " already holds a dataset; choose another output folder or remove it first");
     }
     if (o_.samples_per_shard == 0) throw DatasetError("--samples-per-shard must be at least 1");
     // Pass 1: every licence decision before anything is written.
@@ -302,15 +313,17 @@ class Builder {
       ++groups;
       for (const auto& item : g.items) {
         if (!rule_for(item.uri) && !o_.allow_unknown_license) {
-          throw DatasetError("no licence for " + item.uri + ": add an entry whose path is a prefix of it to " +
-                             (o_.sources_file.empty() ? std::string("a --sources file") : o_.sources_file) +
-                             ", or pass --allow-unknown-license to mark it unknown");
+          throw DatasetError(
+              "no licence for " + item.uri + ": add an entry whose path is a prefix of it to " +
+              (o_.sources_file.empty() ? std::string("a --sources file") : o_.sources_file) +
+              ", or pass --allow-unknown-license to mark it unknown");
         }
       }
     });
     if (groups == 0) {
       throw DatasetError("no text, image or audio files under " + o_.source_dir +
-                         " (looked for .txt .md .rst .json .jsonl .png .jpg .jpeg .wav .flac .ogg, and in .tar files)");
+                         " (looked for .txt .md .rst .json .jsonl .png .jpg .jpeg .wav .flac .ogg, "
+                         "and in .tar files)");
     }
     const bool created = !fs::exists(o_.out_dir);
     fs::create_directories(o_.out_dir);
@@ -372,7 +385,8 @@ class Builder {
       sample.set_id(next_id++);
       std::stable_sort(g.items.begin(), g.items.end(), [](const Item& a, const Item& b) {
         auto rank = [](Kind k) { return k == Kind::kImage ? 0 : k == Kind::kAudio ? 1 : 2; };
-        return std::make_pair(rank(a.kind), a.ext) < std::make_pair(rank(b.kind), b.ext);  // chat records last, like text
+        return std::make_pair(rank(a.kind), a.ext) <
+               std::make_pair(rank(b.kind), b.ext);  // chat records last, like text
       });
       std::set<std::string> licenses;
       for (const auto& item : g.items) {
@@ -433,12 +447,14 @@ class Builder {
           auto* decode = source->add_lineage();
           decode->set_tool("decode");
           decode->set_version(sndfile_version());
-          decode->set_parameters("to mono 16-bit PCM at " + std::to_string(audio.sample_rate) + " Hz");
+          decode->set_parameters("to mono 16-bit PCM at " + std::to_string(audio.sample_rate) +
+                                 " Hz");
           step->set_parameters("audio frames of " + std::to_string(o_.audio_frame) + " samples");
           auto* clip = seg->mutable_audio();
           clip->set_sample_rate(audio.sample_rate);
           clip->set_channels(1);
-          clip->set_pcm_s16le(reinterpret_cast<const char*>(audio.pcm.data()), audio.pcm.size() * 2);
+          clip->set_pcm_s16le(reinterpret_cast<const char*>(audio.pcm.data()),
+                              audio.pcm.size() * 2);
           ++summary.audio_clips;
         }
         // The lineage in the order applied: decode first, then moxie's step.

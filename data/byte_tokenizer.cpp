@@ -18,7 +18,8 @@ std::string ByteTokenizer::decode(const std::vector<int32_t>& ids) const {
     const int32_t id = ids[i];
     if (id < 0 || id >= kVocabSize) {
       throw std::invalid_argument("byte tokenizer: id " + std::to_string(id) + " at position " +
-                                  std::to_string(i) + " is outside [0, " + std::to_string(kVocabSize) + ")");
+                                  std::to_string(i) + " is outside [0, " +
+                                  std::to_string(kVocabSize) + ")");
     }
     if (id < 256) text.push_back(static_cast<char>(id));
   }

@@ -12,8 +12,8 @@ namespace moxie {
 
 class ByteTokenizer {
  public:
-  static constexpr int32_t kBos = 256, kEos = 257, kPad = 258, kImageBegin = 259,
-                           kImageEnd = 260, kAudioBegin = 261, kAudioEnd = 262, kVocabSize = 263;
+  static constexpr int32_t kBos = 256, kEos = 257, kPad = 258, kImageBegin = 259, kImageEnd = 260,
+                           kAudioBegin = 261, kAudioEnd = 262, kVocabSize = 263;
   std::vector<int32_t> encode(std::string_view text) const;
   // Special tokens are dropped; an id outside [0, kVocabSize) throws std::invalid_argument.
   std::string decode(const std::vector<int32_t>& ids) const;

@@ -15,11 +15,11 @@
 #include <set>
 #include <sstream>
 
-#include "data/tokenizer.h"
 #include "core/common/crc32c.h"
 #include "core/common/framed_file.h"
 #include "data/manifest.h"
 #include "data/shard_io.h"
+#include "data/tokenizer.h"
 
 namespace moxie {
 namespace fs = std::filesystem;
@@ -107,7 +107,8 @@ std::vector<std::string> verify_dataset(const std::string& dir, DatasetSummary* 
           std::set<std::string> licenses;
           for (uint32_t src : sample.sources()) {
             if (src >= static_cast<uint32_t>(manifest.sources_size())) {
-              problems.push_back(at + ": source id " + std::to_string(src) + " is not in the manifest");
+              problems.push_back(at + ": source id " + std::to_string(src) +
+                                 " is not in the manifest");
             } else {
               licenses.insert(manifest.sources(static_cast<int>(src)).license());
             }
@@ -166,7 +167,8 @@ std::string describe_dataset(const std::string& dir) {
   return out.str();
 }
 
-std::string describe_sample(const std::string& dir, uint64_t index, const std::string& tokenizer_spec) {
+std::string describe_sample(const std::string& dir, uint64_t index,
+                            const std::string& tokenizer_spec) {
   const auto manifest = read_manifest((fs::path(dir) / kManifestName).string());
   std::unique_ptr<Tokenizer> tokenizer;
   if (!tokenizer_spec.empty()) {
@@ -203,7 +205,8 @@ std::string describe_sample(const std::string& dir, uint64_t index, const std::s
           if (tokenizer) {
             text = tokenizer->decode(ids);
           } else {
-            for (size_t k = 0; k < std::min<size_t>(ids.size(), 32); ++k) text += std::to_string(ids[k]) + " ";
+            for (size_t k = 0; k < std::min<size_t>(ids.size(), 32); ++k)
+              text += std::to_string(ids[k]) + " ";
             text += "(token ids; pass --tokenizer MODEL to decode)";
           }
           if (text.size() > 200) text = text.substr(0, 200) + "...";

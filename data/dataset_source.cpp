@@ -32,25 +32,30 @@ void media(const std::vector<float>& values, int64_t dim, const std::vector<int6
 
 Batch to_batch(const PackedBatch& p) {
   const int64_t R = p.rows, L = p.row_len, S = L - 1;
-  auto tokens = torch::from_blob(const_cast<int32_t*>(p.tokens.data()), {R, L}, torch::kInt).to(torch::kLong);
-  auto doc = torch::from_blob(const_cast<int32_t*>(p.doc.data()), {R, L}, torch::kInt).to(torch::kLong);
+  auto tokens =
+      torch::from_blob(const_cast<int32_t*>(p.tokens.data()), {R, L}, torch::kInt).to(torch::kLong);
+  auto doc =
+      torch::from_blob(const_cast<int32_t*>(p.doc.data()), {R, L}, torch::kInt).to(torch::kLong);
   auto kind = torch::from_blob(const_cast<uint8_t*>(p.kind.data()), {R, L}, torch::kUInt8);
   Batch b;
   b.tokens = tokens.slice(1, 0, S).contiguous();
   b.targets = tokens.slice(1, 1, L).contiguous();
   b.doc = doc.slice(1, 0, S).contiguous();
   auto next_doc = doc.slice(1, 1, L);
-  b.loss_mask = (kind.slice(1, 1, L).eq(kToken) & next_doc.eq(b.doc) & b.doc.ge(0)).to(torch::kFloat);
-  media(p.patches, p.patch_dim, p.patch_slot, p.patch_index, L, &b.patches, &b.patch_slot, &b.patch_index);
-  media(p.frames, p.frame_dim, p.frame_slot, p.frame_index, L, &b.frames, &b.frame_slot, &b.frame_index);
+  b.loss_mask =
+      (kind.slice(1, 1, L).eq(kToken) & next_doc.eq(b.doc) & b.doc.ge(0)).to(torch::kFloat);
+  media(p.patches, p.patch_dim, p.patch_slot, p.patch_index, L, &b.patches, &b.patch_slot,
+        &b.patch_index);
+  media(p.frames, p.frame_dim, p.frame_slot, p.frame_index, L, &b.frames, &b.frame_slot,
+        &b.frame_index);
   return b;
 }
 
 DatasetSource::DatasetSource(LoaderOptions options, const std::string& provenance_run_dir)
     : options_(options), loader_(std::make_unique<DatasetLoader>(std::move(options))) {
   if (!provenance_run_dir.empty()) {
-    provenance_ = std::make_unique<ProvenanceLog>(provenance_run_dir, options_.path, loader_->state(),
-                                                  options_.shuffle_block);
+    provenance_ = std::make_unique<ProvenanceLog>(provenance_run_dir, options_.path,
+                                                  loader_->state(), options_.shuffle_block);
   }
 }
 

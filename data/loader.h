@@ -32,17 +32,17 @@ class LoaderError : public std::runtime_error {
 };
 
 struct LoaderOptions {
-  std::string path;            // dataset folder (manifest.pb and shards)
+  std::string path;  // dataset folder (manifest.pb and shards)
   uint64_t seed = 0;
-  int64_t seq_len = 128;       // a row holds seq_len + 1 positions (inputs and targets)
-  int64_t rows_per_rank = 1;   // rows of each global batch this rank gets
+  int64_t seq_len = 128;      // a row holds seq_len + 1 positions (inputs and targets)
+  int64_t rows_per_rank = 1;  // rows of each global batch this rank gets
   int64_t dp_rank = 0, dp_size = 1;
-  uint64_t shuffle_block = 256;   // samples read together (see data/sample_order.h)
-  int prefetch_threads = 2;       // 0: batches are read on the caller's thread
+  uint64_t shuffle_block = 256;            // samples read together (see data/sample_order.h)
+  int prefetch_threads = 2;                // 0: batches are read on the caller's thread
   uint64_t prefetch_bytes = 256ull << 20;  // at most this much of read-ahead batches
   OnCorrupt on_corrupt = OnCorrupt::kSkip;
-  uint64_t max_skipped = 100;              // skips allowed before the run stops
-  bool verify_shards = true;               // sha256 of each shard the first time it is read
+  uint64_t max_skipped = 100;  // skips allowed before the run stops
+  bool verify_shards = true;   // sha256 of each shard the first time it is read
   // Where skip messages go (default: standard error).
   std::function<void(const std::string&)> log;
 };
@@ -51,11 +51,11 @@ struct LoaderOptions {
 // exactly from there, on any number of ranks.
 struct LoaderState {
   uint64_t seed = 0;
-  uint64_t epoch = 0, position = 0;  // next sample: position in the epoch's order
-  uint64_t offset = 0;               // positions of that sample already used
-  uint64_t batches = 0;              // global batches consumed
-  std::string manifest_sha256;       // hex
-  std::string to_string() const;     // one line, "key=value ..."
+  uint64_t epoch = 0, position = 0;                   // next sample: position in the epoch's order
+  uint64_t offset = 0;                                // positions of that sample already used
+  uint64_t batches = 0;                               // global batches consumed
+  std::string manifest_sha256;                        // hex
+  std::string to_string() const;                      // one line, "key=value ..."
   static LoaderState parse(const std::string& line);  // LoaderError if malformed
   bool operator==(const LoaderState& o) const;
 };
@@ -63,7 +63,13 @@ struct LoaderState {
 // Kinds of model position.
 // kContext: a token that is input only, never a loss target (an SFT sample's
 // prompt, its media markers).
-enum PositionKind : uint8_t { kPadding = 0, kToken = 1, kImagePatch = 2, kAudioFrame = 3, kContext = 4 };
+enum PositionKind : uint8_t {
+  kPadding = 0,
+  kToken = 1,
+  kImagePatch = 2,
+  kAudioFrame = 3,
+  kContext = 4
+};
 
 struct PackedBatch {
   int64_t rows = 0, row_len = 0;
@@ -87,9 +93,9 @@ struct PackedBatch {
     int64_t row, col;
   };
   std::vector<Piece> pieces;
-  std::vector<uint64_t> sample_ids;  // samples with a piece in this rank's rows
-  std::vector<uint64_t> skipped_ids; // of those, records that were damaged and skipped
-  LoaderState before, after;         // the global stream around this batch
+  std::vector<uint64_t> sample_ids;   // samples with a piece in this rank's rows
+  std::vector<uint64_t> skipped_ids;  // of those, records that were damaged and skipped
+  LoaderState before, after;          // the global stream around this batch
   uint64_t bytes() const;
 };
 
@@ -97,7 +103,8 @@ struct DatasetInfo {
   uint64_t samples = 0, bytes = 0;
   std::string manifest_sha256, tokenizer;
   SpecialIds special;
-  uint32_t image_size = 0, image_patch = 0, image_channels = 0, audio_frame = 0, audio_sample_rate = 0;
+  uint32_t image_size = 0, image_patch = 0, image_channels = 0, audio_frame = 0,
+           audio_sample_rate = 0;
   uint64_t images = 0, audio_clips = 0;
 };
 

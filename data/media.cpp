@@ -1,6 +1,7 @@
 // libpng, libjpeg-turbo and libsndfile, reading from memory.
 #include "data/media.h"
 
+#include <jpeglib.h>
 #include <png.h>
 #include <sndfile.h>
 
@@ -8,8 +9,6 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-
-#include <jpeglib.h>
 
 #include "data/dataset.h"
 
@@ -52,7 +51,8 @@ Image decode_png(const std::string& bytes, const std::string& name) {
     bad(name, "not a PNG file");
   }
   PngFailure failure;
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &failure, png_error_fn, png_warning_fn);
+  png_structp png =
+      png_create_read_struct(PNG_LIBPNG_VER_STRING, &failure, png_error_fn, png_warning_fn);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!png || !info) {
     png_destroy_read_struct(&png, &info, nullptr);
@@ -137,7 +137,8 @@ Image decode_jpeg(const std::string& bytes, const std::string& name) {
   image.channels = 3;
   image.pixels.resize(static_cast<size_t>(image.width) * image.height * 3);
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = image.pixels.data() + static_cast<size_t>(cinfo.output_scanline) * image.width * 3;
+    JSAMPROW row =
+        image.pixels.data() + static_cast<size_t>(cinfo.output_scanline) * image.width * 3;
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
   jpeg_finish_decompress(&cinfo);
@@ -177,7 +178,9 @@ struct MemoryFile {
   const std::string* bytes;
   sf_count_t at = 0;
 };
-sf_count_t mf_length(void* p) { return static_cast<sf_count_t>(static_cast<MemoryFile*>(p)->bytes->size()); }
+sf_count_t mf_length(void* p) {
+  return static_cast<sf_count_t>(static_cast<MemoryFile*>(p)->bytes->size());
+}
 sf_count_t mf_seek(sf_count_t offset, int whence, void* p) {
   auto* f = static_cast<MemoryFile*>(p);
   const auto size = static_cast<sf_count_t>(f->bytes->size());
@@ -216,7 +219,8 @@ Audio decode_audio(const std::string& bytes, const std::string& name) {
   audio.pcm.resize(static_cast<size_t>(got));
   for (sf_count_t i = 0; i < got; ++i) {
     int32_t sum = 0;
-    for (int c = 0; c < info.channels; ++c) sum += interleaved[static_cast<size_t>(i * info.channels + c)];
+    for (int c = 0; c < info.channels; ++c)
+      sum += interleaved[static_cast<size_t>(i * info.channels + c)];
     audio.pcm[static_cast<size_t>(i)] = static_cast<int16_t>(sum / info.channels);
   }
   return audio;

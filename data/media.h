@@ -11,7 +11,7 @@ namespace moxie {
 
 struct Image {
   uint32_t width = 0, height = 0, channels = 0;  // channels: 3 (RGB)
-  std::vector<uint8_t> pixels;                    // row-major, interleaved
+  std::vector<uint8_t> pixels;                   // row-major, interleaved
 };
 
 struct Audio {

@@ -26,8 +26,8 @@ ProvenanceLog::ProvenanceLog(const std::string& run_dir, const std::string& data
 
 void ProvenanceLog::step(int64_t step, const LoaderState& b, const LoaderState& a,
                          const std::vector<uint64_t>& skipped_ids) {
-  out_ << "step " << step << " " << b.epoch << " " << b.position << " " << b.offset << " " << a.epoch
-       << " " << a.position << " " << a.offset;
+  out_ << "step " << step << " " << b.epoch << " " << b.position << " " << b.offset << " "
+       << a.epoch << " " << a.position << " " << a.offset;
   if (!skipped_ids.empty()) {
     out_ << " skipped";
     for (auto id : skipped_ids) out_ << " " << id;
@@ -40,8 +40,9 @@ std::string provenance_report(const std::string& run_dir, int64_t step, bool lis
   const auto path = (fs::path(run_dir) / "provenance.log").string();
   std::ifstream in(path);
   if (!in) {
-    throw LoaderError("no provenance log " + path +
-                      "; RUN must be the train.run_dir of a run trained on a dataset (data.source: dataset)");
+    throw LoaderError(
+        "no provenance log " + path +
+        "; RUN must be the train.run_dir of a run trained on a dataset (data.source: dataset)");
   }
   struct StepLine {
     uint64_t e0, p0, o0, e1, p1, o1;
@@ -106,7 +107,9 @@ std::string provenance_report(const std::string& run_dir, int64_t step, bool lis
     skipped.insert(st.skipped.begin(), st.skipped.end());
     uint64_t e = st.e0, p = st.p0;
     auto epoch = order.epoch(e);
-    auto before_end = [&] { return e < st.e1 || (e == st.e1 && (p < st.p1 || (p == st.p1 && st.o1 > 0))); };
+    auto before_end = [&] {
+      return e < st.e1 || (e == st.e1 && (p < st.p1 || (p == st.p1 && st.o1 > 0)));
+    };
     while (before_end()) {
       samples.insert(order.sample_at(epoch, p));
       if (++p == n) {
@@ -126,12 +129,14 @@ std::string provenance_report(const std::string& run_dir, int64_t step, bool lis
     }
     for (const auto& l : licenses) ++samples_per_license[l];
   }
-  for (uint32_t src : sources) ++sources_per_license[manifest.sources(static_cast<int>(src)).license()];
+  for (uint32_t src : sources)
+    ++sources_per_license[manifest.sources(static_cast<int>(src)).license()];
   std::ostringstream out;
-  out << "run " << run_dir << ", steps 1-" << step << " (" << counted << " logged): "
-      << samples.size() - std::min(samples.size(), skipped.size()) << " samples from " << sources.size()
-      << " sources of " << dataset << "\n";
-  if (!skipped.empty()) out << skipped.size() << " damaged samples were skipped (as rank 0 saw them)\n";
+  out << "run " << run_dir << ", steps 1-" << step << " (" << counted
+      << " logged): " << samples.size() - std::min(samples.size(), skipped.size())
+      << " samples from " << sources.size() << " sources of " << dataset << "\n";
+  if (!skipped.empty())
+    out << skipped.size() << " damaged samples were skipped (as rank 0 saw them)\n";
   out << "per licence:\n";
   for (const auto& [l, k] : samples_per_license) {
     out << "  " << l << ": " << k << " samples, " << sources_per_license[l] << " sources\n";

@@ -61,7 +61,8 @@ __attribute__((visibility("default"))) int moxie_sp_is_control(void* handle, int
 }
 
 // Encodes text; calls sink(context, ids, n) once. 0 on success.
-__attribute__((visibility("default"))) int moxie_sp_encode(void* handle, const char* text, size_t size,
+__attribute__((visibility("default"))) int moxie_sp_encode(void* handle, const char* text,
+                                                           size_t size,
                                                            void (*sink)(void*, const int*, size_t),
                                                            void* context) {
   std::vector<int> ids;

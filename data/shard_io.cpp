@@ -166,7 +166,8 @@ void ShardReader::check_and_index() {
   if (static_cast<size_t>(index.positions_size()) != n ||
       static_cast<size_t>(index.source_counts_size()) != n ||
       static_cast<size_t>(index.media_size()) != n ||
-      (index.context_segments_size() != 0 && static_cast<size_t>(index.context_segments_size()) != n)) {
+      (index.context_segments_size() != 0 &&
+       static_cast<size_t>(index.context_segments_size()) != n)) {
     fail(index_offset_, "index lists " + std::to_string(n) + " offsets but " +
                             std::to_string(index.positions_size()) + " lengths and " +
                             std::to_string(index.source_counts_size()) + " source counts");
@@ -189,7 +190,8 @@ void ShardReader::check_and_index() {
 }
 
 std::vector<uint32_t> ShardReader::sources(size_t i) const {
-  if (i >= offsets_.size()) throw std::out_of_range("shard " + path_ + ": no sample " + std::to_string(i));
+  if (i >= offsets_.size())
+    throw std::out_of_range("shard " + path_ + ": no sample " + std::to_string(i));
   return {sources_.begin() + source_begin_[i], sources_.begin() + source_begin_[i + 1]};
 }
 
@@ -234,7 +236,8 @@ void ShardReader::prefetch(size_t first, size_t last) const {
   const uint64_t end = last < offsets_.size() ? offsets_[last] : index_offset_;
   std::vector<char> buf(1 << 20);
   while (at < end) {
-    const ssize_t r = ::pread(fd_, buf.data(), std::min<uint64_t>(buf.size(), end - at), static_cast<off_t>(at));
+    const ssize_t r =
+        ::pread(fd_, buf.data(), std::min<uint64_t>(buf.size(), end - at), static_cast<off_t>(at));
     if (r <= 0) return;  // a read error shows when the records are read
     at += static_cast<uint64_t>(r);
   }

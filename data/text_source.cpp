@@ -2,13 +2,12 @@
 // train/eval split by document, and windows of the token streams as batches.
 #include "data/text_source.h"
 
-#include <sstream>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <stdexcept>
 
 #include "data/byte_tokenizer.h"

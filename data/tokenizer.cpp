@@ -30,7 +30,7 @@ class Bytes : public Tokenizer {
   std::string identity() const override { return "byte"; }
   SpecialIds special() const override {
     using B = ByteTokenizer;
-    return {B::kBos,       B::kEos,        B::kPad,      B::kImageBegin,
+    return {B::kBos,      B::kEos,        B::kPad,      B::kImageBegin,
             B::kImageEnd, B::kAudioBegin, B::kAudioEnd, B::kVocabSize};
   }
 
@@ -89,8 +89,8 @@ class SentencePiece : public Tokenizer {
     }
     handle_ = sp_.load(path.c_str());
     if (!handle_) {
-      throw TokenizerError("tokenizer model " + path + " is not a SentencePiece model (" + sp_.error() +
-                           "); train one with 'moxie data tokenizer'");
+      throw TokenizerError("tokenizer model " + path + " is not a SentencePiece model (" +
+                           sp_.error() + "); train one with 'moxie data tokenizer'");
     }
     identity_ = "sentencepiece:" + hex(sha256_of_file(path));
     int ids[9];
@@ -129,14 +129,17 @@ class SentencePiece : public Tokenizer {
       const int32_t id = ids[i];
       if (id < 0 || id >= s.vocab_size) {
         throw TokenizerError("tokenizer " + path_ + ": id " + std::to_string(id) + " at position " +
-                             std::to_string(i) + " is outside [0, " + std::to_string(s.vocab_size) + ")");
+                             std::to_string(i) + " is outside [0, " + std::to_string(s.vocab_size) +
+                             ")");
       }
       const bool marker = id == s.image_begin || id == s.image_end || id == s.audio_begin ||
                           id == s.audio_end || id == s.pad;
       if (id < pieces_ && !marker && !sp_.is_control(handle_, id)) keep.push_back(id);
     }
     std::string text;
-    auto sink = [](void* ctx, const char* t, size_t n) { static_cast<std::string*>(ctx)->assign(t, n); };
+    auto sink = [](void* ctx, const char* t, size_t n) {
+      static_cast<std::string*>(ctx)->assign(t, n);
+    };
     if (sp_.decode(handle_, keep.data(), keep.size(), sink, &text) != 0) {
       throw TokenizerError("tokenizer " + path_ + ": " + sp_.error());
     }
@@ -164,24 +167,28 @@ void train_sentencepiece(const SentencePieceTrainOptions& o) {
   if (o.inputs.empty()) throw TokenizerError("moxie data tokenizer: no input text files");
   std::string inputs;
   for (const auto& in : o.inputs) {
-    if (!std::filesystem::is_regular_file(in)) throw TokenizerError("tokenizer input " + in + " does not exist");
+    if (!std::filesystem::is_regular_file(in))
+      throw TokenizerError("tokenizer input " + in + " does not exist");
     if (in.find(',') != std::string::npos || in.find('\n') != std::string::npos) {
-      throw TokenizerError("tokenizer input " + in + ": a comma or newline in the name is not supported; rename it");
+      throw TokenizerError("tokenizer input " + in +
+                           ": a comma or newline in the name is not supported; rename it");
     }
     inputs += (inputs.empty() ? "" : ",") + in;
   }
   if (o.vocab_size < 16) {
-    throw TokenizerError("--vocab-size " + std::to_string(o.vocab_size) + " is too small; use 16 or more");
+    throw TokenizerError("--vocab-size " + std::to_string(o.vocab_size) +
+                         " is too small; use 16 or more");
   }
   if (o.model_type != "unigram" && o.model_type != "bpe") {
     throw TokenizerError("--model-type '" + o.model_type + "' is not known; use unigram or bpe");
   }
-  const std::string args = "input=" + inputs + "\nmodel_prefix=" + o.model_prefix +
-                           "\nvocab_size=" + std::to_string(o.vocab_size) + "\nmodel_type=" + o.model_type +
-                           "\ncharacter_coverage=" + std::to_string(o.character_coverage) +
-                           "\ninput_sentence_size=" + std::to_string(o.max_sentences) +
-                           "\nshuffle_input_sentence=true\nunk_id=0\nbos_id=1\neos_id=2\npad_id=3"
-                           "\nuser_defined_symbols=<img>,</img>,<aud>,</aud>\nbyte_fallback=true\nminloglevel=2";
+  const std::string args =
+      "input=" + inputs + "\nmodel_prefix=" + o.model_prefix +
+      "\nvocab_size=" + std::to_string(o.vocab_size) + "\nmodel_type=" + o.model_type +
+      "\ncharacter_coverage=" + std::to_string(o.character_coverage) +
+      "\ninput_sentence_size=" + std::to_string(o.max_sentences) +
+      "\nshuffle_input_sentence=true\nunk_id=0\nbos_id=1\neos_id=2\npad_id=3"
+      "\nuser_defined_symbols=<img>,</img>,<aud>,</aud>\nbyte_fallback=true\nminloglevel=2";
   if (plugin().train(args.c_str()) != 0) {
     throw TokenizerError(std::string("training the tokenizer failed: ") + plugin().error() +
                          " (a smaller --vocab-size helps when the text is short)");

@@ -46,7 +46,7 @@ struct SentencePieceTrainOptions {
   int32_t vocab_size = 4096;
   std::string model_type = "unigram";  // unigram | bpe
   double character_coverage = 0.9995;
-  uint64_t max_sentences = 2000000;    // sampled from the inputs when there are more
+  uint64_t max_sentences = 2000000;  // sampled from the inputs when there are more
 };
 
 // Trains a SentencePiece model whose ids are: 0 <unk>, 1 <s>, 2 </s>, 3

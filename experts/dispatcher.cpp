@@ -78,8 +78,10 @@ torch::Tensor AllToAllTokenDispatcher::combine(const torch::Tensor& expert_out_N
   return unpermute_tokens(home, dispatched.plan);
 }
 
-std::shared_ptr<TokenDispatcher> make_dispatcher(const MoEOptions& options, Communicator* ep_group) {
-  if (ep_group && ep_group->size() > 1) return std::make_shared<AllToAllTokenDispatcher>(options, *ep_group);
+std::shared_ptr<TokenDispatcher> make_dispatcher(const MoEOptions& options,
+                                                 Communicator* ep_group) {
+  if (ep_group && ep_group->size() > 1)
+    return std::make_shared<AllToAllTokenDispatcher>(options, *ep_group);
   return std::make_shared<LocalTokenDispatcher>(options);
 }
 

@@ -16,7 +16,8 @@ ExpertsImpl::ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hid
   // Every rank draws the base seed, so the global generator stays in step.
   const auto base = torch::randint(0, int64_t{1} << 40, {1}, torch::kLong).item<int64_t>();
   for (int64_t e = 0; e < num_local_experts; ++e) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(base + first_expert + e));
+    auto gen =
+        at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(base + first_expert + e));
     w13[e].normal_(0.0, init_std, gen);
     w2[e].normal_(0.0, init_std, gen);
   }
@@ -25,7 +26,8 @@ ExpertsImpl::ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hid
 torch::Tensor ExpertsImpl::forward(const torch::Tensor& x_ND,
                                    const std::vector<int64_t>& segment_rows,
                                    const std::vector<int64_t>& segment_experts) {
-  auto w13_eff = w13_lora_A.defined() ? w13 + torch::bmm(w13_lora_B, w13_lora_A) * lora_scale_ : w13;
+  auto w13_eff =
+      w13_lora_A.defined() ? w13 + torch::bmm(w13_lora_B, w13_lora_A) * lora_scale_ : w13;
   auto w2_eff = w2_lora_A.defined() ? w2 + torch::bmm(w2_lora_B, w2_lora_A) * lora_scale_ : w2;
   return grouped_swiglu(x_ND, w13_eff, w2_eff, segment_rows, segment_experts);
 }
@@ -38,7 +40,8 @@ void ExpertsImpl::add_lora(bool w13_on, bool w2_on, int64_t rank, double alpha) 
   auto draw = [&](int64_t cols, int64_t salt) {
     auto a = torch::empty({E, rank, cols}, torch::kFloat);
     for (int64_t e = 0; e < E; ++e) {
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(base + 2 * (first_expert_ + e) + salt));
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(
+          static_cast<uint64_t>(base + 2 * (first_expert_ + e) + salt));
       a[e].normal_(0.0, 1.0 / std::sqrt(static_cast<double>(cols)), gen);
     }
     return a.to(w13.scalar_type());
@@ -74,6 +77,5 @@ void ExpertsImpl::describe(const std::string& prefix, std::vector<ParamSpec>& ou
   add_spec(out, prefix, "w2_lora_A", w2_lora_A, -1, ParamRole::kExpert, /*adapter=*/true);
   add_spec(out, prefix, "w2_lora_B", w2_lora_B, -1, ParamRole::kExpert, /*adapter=*/true);
 }
-
 
 }  // namespace moxie

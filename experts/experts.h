@@ -19,8 +19,8 @@ namespace moxie {
 // and never allocates the other ranks' experts.
 class ExpertsImpl : public torch::nn::Module {
  public:
-  ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hidden,
-              int64_t first_expert = 0, double init_std = 0.02);
+  ExpertsImpl(int64_t num_local_experts, int64_t d_model, int64_t hidden, int64_t first_expert = 0,
+              double init_std = 0.02);
 
   // x_ND: consecutive row segments of segment_rows[i] rows, segment i for local
   // expert segment_experts[i] (empty: segment i is expert i). See grouped_swiglu.
@@ -49,6 +49,5 @@ class ExpertsImpl : public torch::nn::Module {
   double lora_scale_ = 0;
 };
 TORCH_MODULE(Experts);
-
 
 }  // namespace moxie

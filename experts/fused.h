@@ -21,17 +21,18 @@ struct FusedRouting {
 // selection only), combine weights (renormalised to sum to one if asked),
 // probabilities and log-sum-exp. K <= kFusedRouteMaxTopK. Differentiable in the logits.
 constexpr int64_t kFusedRouteMaxTopK = 16;  // experts/cuda/moe_rows.cuh kMaxTopK
-FusedRouting fused_route(const torch::Tensor& logits_TE, const torch::Tensor& bias_E, int64_t K, bool sigmoid,
-                         bool renormalize);
+FusedRouting fused_route(const torch::Tensor& logits_TE, const torch::Tensor& bias_E, int64_t K,
+                         bool sigmoid, bool renormalize);
 
 // pos_TK: int64 [T, K], the permuted row of each (token, choice) assignment,
 // -1 where capacity dropped it; src_N: int64 [N], each row's token.
 // Permute: [T, D] -> [N, D], row n = x[src[n]]; backward sums each token's rows.
-torch::Tensor fused_permute(const torch::Tensor& x_TD, const torch::Tensor& src_N, const torch::Tensor& pos_TK);
+torch::Tensor fused_permute(const torch::Tensor& x_TD, const torch::Tensor& src_N,
+                            const torch::Tensor& pos_TK);
 // Unpermute: [N, D] -> [T, D], token t = sum of weight_N[n] * y[n] over its
 // kept rows, accumulated in float32; differentiable in y and weight_N (float32 [N]).
-torch::Tensor fused_unpermute(const torch::Tensor& y_ND, const torch::Tensor& weight_N, const torch::Tensor& src_N,
-                              const torch::Tensor& pos_TK);
+torch::Tensor fused_unpermute(const torch::Tensor& y_ND, const torch::Tensor& weight_N,
+                              const torch::Tensor& src_N, const torch::Tensor& pos_TK);
 
 // silu(gate) * up. Packed: h [N, 2H], gate = h[:, :H], up = h[:, H:] (one
 // grouped GEMM makes both); or two [..., H] tensors of one shape.

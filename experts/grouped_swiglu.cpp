@@ -17,7 +17,8 @@ struct Segments {
 
 // out = a @ b, or out += a @ b; on the CPU, bfloat16 in float32 and rounded
 // once, for the reason moxie::linear_product gives (parallel/tensor_parallel.h).
-void mm_into(torch::Tensor out, const torch::Tensor& a, const torch::Tensor& b, bool accumulate = false) {
+void mm_into(torch::Tensor out, const torch::Tensor& a, const torch::Tensor& b,
+             bool accumulate = false) {
   if (out.is_cpu() && out.scalar_type() == torch::kBFloat16) {
     auto product = torch::mm(a.to(torch::kFloat), b.to(torch::kFloat));
     if (accumulate) product += out.to(torch::kFloat);
@@ -162,9 +163,11 @@ std::vector<int64_t> check_segments(const torch::Tensor& x_ND, const torch::Tens
 
 }  // namespace
 
-bool grouped_gemm_applies(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD, const torch::Tensor& w2_EDH) {
-  return fused_moe_applies(x_ND) && x_ND.scalar_type() == torch::kBFloat16 && w13_EFD.scalar_type() == torch::kBFloat16 &&
-         w2_EDH.scalar_type() == torch::kBFloat16 && x_ND.size(1) % 8 == 0 && w2_EDH.size(2) % 8 == 0;
+bool grouped_gemm_applies(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
+                          const torch::Tensor& w2_EDH) {
+  return fused_moe_applies(x_ND) && x_ND.scalar_type() == torch::kBFloat16 &&
+         w13_EFD.scalar_type() == torch::kBFloat16 && w2_EDH.scalar_type() == torch::kBFloat16 &&
+         x_ND.size(1) % 8 == 0 && w2_EDH.size(2) % 8 == 0;
 }
 
 torch::Tensor grouped_swiglu_gemm(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
@@ -180,7 +183,8 @@ torch::Tensor grouped_swiglu_gemm(const torch::Tensor& x_ND, const torch::Tensor
   bool as_is = true;  // one segment per expert, in expert order, aligned sizes
   for (size_t s = 0; s < experts.size(); ++s) {
     per_expert[static_cast<size_t>(experts[s])] += counts[s];
-    as_is = as_is && experts[s] == static_cast<int64_t>(s) && (counts[s] % kAlign == 0 || s + 1 == experts.size());
+    as_is = as_is && experts[s] == static_cast<int64_t>(s) &&
+            (counts[s] % kAlign == 0 || s + 1 == experts.size());
   }
   const auto on = x_ND.device();
   auto x = x_ND.contiguous();
@@ -188,7 +192,8 @@ torch::Tensor grouped_swiglu_gemm(const torch::Tensor& x_ND, const torch::Tensor
   std::vector<int32_t> ends(per_expert.size());
   if (as_is) {
     int64_t total = 0;
-    for (size_t e = 0; e < per_expert.size(); ++e) ends[e] = static_cast<int32_t>(total += per_expert[e]);
+    for (size_t e = 0; e < per_expert.size(); ++e)
+      ends[e] = static_cast<int32_t>(total += per_expert[e]);
   } else {
     // Grouped layout: expert by expert, each group padded to kAlign rows
     // with a zero row (index N of x with a zero row appended).
@@ -207,9 +212,10 @@ torch::Tensor grouped_swiglu_gemm(const torch::Tensor& x_ND, const torch::Tensor
       while (order.size() % kAlign != 0) order.push_back(N);
       ends[static_cast<size_t>(e)] = static_cast<int32_t>(order.size());
     }
-    TORCH_CHECK(static_cast<int64_t>(order.size()) < (int64_t{1} << 31), "grouped_swiglu_gemm: ", order.size(),
-                " rows exceed int32 offsets");
-    x = torch::cat({x, torch::zeros({1, x.size(1)}, x.options())}).index_select(0, torch::tensor(order).to(on));
+    TORCH_CHECK(static_cast<int64_t>(order.size()) < (int64_t{1} << 31),
+                "grouped_swiglu_gemm: ", order.size(), " rows exceed int32 offsets");
+    x = torch::cat({x, torch::zeros({1, x.size(1)}, x.options())})
+            .index_select(0, torch::tensor(order).to(on));
     back = torch::tensor(where).to(on);
   }
   auto offs = torch::tensor(ends, torch::kInt).to(on);

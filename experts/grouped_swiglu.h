@@ -30,7 +30,8 @@ torch::Tensor grouped_swiglu_gemm(const torch::Tensor& x_ND, const torch::Tensor
                                   const torch::Tensor& w2_EDH, const std::vector<int64_t>& counts,
                                   const std::vector<int64_t>& segment_experts = {});
 // CUDA, bfloat16, D and H multiples of 8, MOXIE_FUSED_KERNELS not 0.
-bool grouped_gemm_applies(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD, const torch::Tensor& w2_EDH);
+bool grouped_gemm_applies(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,
+                          const torch::Tensor& w2_EDH);
 // The CPU path: one matmul per segment, hand-written backward. grouped_swiglu
 // takes it where grouped_gemm_applies is false.
 torch::Tensor grouped_swiglu_loop(const torch::Tensor& x_ND, const torch::Tensor& w13_EFD,

@@ -3,18 +3,19 @@
 
 namespace moxie {
 
-MoELayerImpl::MoELayerImpl(int64_t d_model, const MoEOptions& options, const ModelParallel& parallel,
-                           double init_std)
+MoELayerImpl::MoELayerImpl(int64_t d_model, const MoEOptions& options,
+                           const ModelParallel& parallel, double init_std)
     : options_(options), dispatcher_(make_dispatcher(options, parallel.ep)) {
   gate = register_module("gate", Router(d_model, options, parallel.batch, init_std));
-  experts = register_module("experts", Experts(dispatcher_->num_local_experts(), d_model,
-                                               options.expert_hidden,
-                                               dispatcher_->first_local_expert(), init_std));
+  experts = register_module(
+      "experts", Experts(dispatcher_->num_local_experts(), d_model, options.expert_hidden,
+                         dispatcher_->first_local_expert(), init_std));
   if (options.num_shared_experts > 0) {
     const int64_t hidden = options.shared_expert_hidden > 0
                                ? options.shared_expert_hidden
                                : options.expert_hidden * options.num_shared_experts;
-    shared_expert = register_module("shared_expert", SwiGLU(d_model, hidden, init_std, parallel.tp));
+    shared_expert =
+        register_module("shared_expert", SwiGLU(d_model, hidden, init_std, parallel.tp));
     shared_expert_gate = register_module(
         "shared_expert_gate", torch::nn::Linear(torch::nn::LinearOptions(d_model, 1).bias(false)));
     torch::NoGradGuard no_grad;

@@ -45,17 +45,17 @@ PermutePlan make_permute_plan(const torch::Tensor& expert_idx_TK, const torch::T
       auto sorted_key = key_A.index_select(0, order_N);
       auto counts = torch::bincount(sorted_key, {}, n_groups * num_experts);
       auto starts = counts.cumsum(0) - counts;
-      auto rank_N = torch::arange(order_N.size(0), order_N.options()) -
-                    starts.index_select(0, sorted_key);
+      auto rank_N =
+          torch::arange(order_N.size(0), order_N.options()) - starts.index_select(0, sorted_key);
       auto keep = rank_N < capacity;
       plan.dropped = order_N.size(0) - keep.sum().item<int64_t>();
       // Survivors back into expert-major, token order.
       order_N = std::get<0>(order_N.masked_select(keep).sort(true, 0, false));
-      order_N = order_N.index_select(0, std::get<1>(expert_A.index_select(0, order_N).sort(true, 0, false)));
+      order_N = order_N.index_select(
+          0, std::get<1>(expert_A.index_select(0, order_N).sort(true, 0, false)));
     }
     plan.source_token_N = order_N.div(K, "floor");
-    plan.tokens_per_expert_E =
-        torch::bincount(expert_A.index_select(0, order_N), {}, num_experts);
+    plan.tokens_per_expert_E = torch::bincount(expert_A.index_select(0, order_N), {}, num_experts);
     auto counts = plan.tokens_per_expert_E.to(torch::kCPU).contiguous();
     plan.counts.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + num_experts);
   }
@@ -70,7 +70,8 @@ PermutePlan make_permute_plan(const torch::Tensor& expert_idx_TK, const torch::T
 }
 
 torch::Tensor permute_tokens(const torch::Tensor& x_TD, const PermutePlan& plan) {
-  if (plan.pos_TK.defined() && fused_moe_applies(x_TD)) return fused_permute(x_TD, plan.source_token_N, plan.pos_TK);
+  if (plan.pos_TK.defined() && fused_moe_applies(x_TD))
+    return fused_permute(x_TD, plan.source_token_N, plan.pos_TK);
   return x_TD.index_select(0, plan.source_token_N);
 }
 

@@ -1,13 +1,12 @@
 // Router: scores, top-k selection, combine weights and balancing losses.
 #include "experts/router.h"
 
-#include "parallel/tensor_parallel.h"
-
-#include "experts/fused.h"
-
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+
+#include "experts/fused.h"
+#include "parallel/tensor_parallel.h"
 
 namespace moxie {
 
@@ -41,9 +40,10 @@ void RouterImpl::add_lora(int64_t rank, double alpha) {
   const int64_t D = weight.size(1);
   const auto seed = torch::randint(0, int64_t{1} << 40, {1}, torch::kLong).item<int64_t>();
   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
-  lora_A = register_parameter("lora_A", torch::empty({rank, D}, torch::kFloat)
-                                           .normal_(0.0, 1.0 / std::sqrt(static_cast<double>(D)), gen)
-                                           .to(weight.scalar_type()));
+  lora_A =
+      register_parameter("lora_A", torch::empty({rank, D}, torch::kFloat)
+                                       .normal_(0.0, 1.0 / std::sqrt(static_cast<double>(D)), gen)
+                                       .to(weight.scalar_type()));
   lora_B = register_parameter("lora_B", torch::zeros({weight.size(0), rank}, weight.options()));
   lora_scale_ = alpha / static_cast<double>(rank);
 }
@@ -73,7 +73,8 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
     out.weight_TK = fused.weight_TK;
     probs_TE = fused.probs_TE;
     lse_T = fused.lse_T;
-    out.tokens_per_expert_E = torch::bincount(out.expert_idx_TK.flatten(), {}, options_.num_experts);
+    out.tokens_per_expert_E =
+        torch::bincount(out.expert_idx_TK.flatten(), {}, options_.num_experts);
   } else if (options_.score_func == ScoreFunc::kSigmoid) {
     scores_TE = torch::sigmoid(logits_TE);
     probs_TE = scores_TE / (scores_TE.sum(-1, true) + 1e-20);
@@ -99,8 +100,8 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x_TD) {
   torch::Tensor balance;
   if (balance_group_ && balance_group_->size() > 1 && options_.aux_loss_coef > 0) {
     // Expert fractions over the whole data-parallel batch (counts carry no gradient).
-    auto counts = torch::cat({out.tokens_per_expert_E,
-                              torch::tensor({x_TD.size(0)}, torch::kLong).to(x_TD.device())});
+    auto counts = torch::cat(
+        {out.tokens_per_expert_E, torch::tensor({x_TD.size(0)}, torch::kLong).to(x_TD.device())});
     balance_group_->all_reduce(counts, ReduceOp::kSum);
     const int64_t E = options_.num_experts;
     balance = switch_balance_loss(probs_TE, counts.narrow(0, 0, E), options_.top_k,

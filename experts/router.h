@@ -11,10 +11,10 @@
 namespace moxie {
 
 struct RouterOutput {
-  torch::Tensor expert_idx_TK;        // int64 [T, K] chosen experts
-  torch::Tensor weight_TK;            // float32 [T, K] combine weights (differentiable)
-  torch::Tensor aux_loss;             // scalar: aux_loss_coef * balance loss + z_loss_coef * z-loss
-  torch::Tensor balance_loss;         // scalar, unweighted and detached, for metrics (1.0 = balanced)
+  torch::Tensor expert_idx_TK;  // int64 [T, K] chosen experts
+  torch::Tensor weight_TK;      // float32 [T, K] combine weights (differentiable)
+  torch::Tensor aux_loss;       // scalar: aux_loss_coef * balance loss + z_loss_coef * z-loss
+  torch::Tensor balance_loss;   // scalar, unweighted and detached, for metrics (1.0 = balanced)
   torch::Tensor tokens_per_expert_E;  // int64 [E] assignments per expert before capacity dropping
 };
 

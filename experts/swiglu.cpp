@@ -6,12 +6,12 @@
 
 namespace moxie {
 
-SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden, double init_std,
-                       const TensorParallel& tp)
+SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden, double init_std, const TensorParallel& tp)
     : tp_(tp) {
-  gate_proj = register_module("gate_proj",
-                              ParallelLinear(d_model, hidden, Split::kColumn, tp, init_std));
-  up_proj = register_module("up_proj", ParallelLinear(d_model, hidden, Split::kColumn, tp, init_std));
+  gate_proj =
+      register_module("gate_proj", ParallelLinear(d_model, hidden, Split::kColumn, tp, init_std));
+  up_proj =
+      register_module("up_proj", ParallelLinear(d_model, hidden, Split::kColumn, tp, init_std));
   down_proj =
       register_module("down_proj", ParallelLinear(hidden, d_model, Split::kRow, tp, init_std));
 }

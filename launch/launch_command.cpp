@@ -1,6 +1,5 @@
 // moxie launch: build the mpirun line and exec it.
 #include "launch/launch_command.h"
-#include "core/common/env.h"
 
 #include <unistd.h>
 
@@ -11,6 +10,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/common/env.h"
+
 namespace moxie {
 
 LaunchPlan plan_launch(const std::vector<std::string>& args, const std::string& self,
@@ -19,11 +20,13 @@ LaunchPlan plan_launch(const std::vector<std::string>& args, const std::string& 
   std::vector<std::string> rest;  // CONFIG and --set pairs, passed to `moxie train`
   for (size_t i = 2; i < args.size(); ++i) {
     if (args[i] == "-n" || args[i] == "--ranks") {
-      if (i + 1 >= args.size()) throw std::invalid_argument("-n needs a number of ranks, e.g. -n 4");
+      if (i + 1 >= args.size())
+        throw std::invalid_argument("-n needs a number of ranks, e.g. -n 4");
       char* end = nullptr;
       const long n = std::strtol(args[i + 1].c_str(), &end, 10);
       if (*end != '\0' || n < 1) {
-        throw std::invalid_argument("-n " + args[i + 1] + ": the number of ranks must be a positive integer");
+        throw std::invalid_argument("-n " + args[i + 1] +
+                                    ": the number of ranks must be a positive integer");
       }
       ranks = static_cast<int>(n);
       ++i;
@@ -31,7 +34,9 @@ LaunchPlan plan_launch(const std::vector<std::string>& args, const std::string& 
       rest.push_back(args[i]);
     }
   }
-  if (ranks == 0) throw std::invalid_argument("'moxie launch' needs -n N, e.g. moxie launch -n 4 configs/tiny.yaml");
+  if (ranks == 0)
+    throw std::invalid_argument(
+        "'moxie launch' needs -n N, e.g. moxie launch -n 4 configs/tiny.yaml");
   if (rest.empty()) throw std::invalid_argument("'moxie launch' needs a CONFIG file after -n N");
 
   const char* mpirun = std::getenv(env::kMpirun);
@@ -43,11 +48,11 @@ LaunchPlan plan_launch(const std::vector<std::string>& args, const std::string& 
     // More ranks than cores: share them, and never pin two ranks to one core.
     plan.argv.insert(plan.argv.end(), {"--oversubscribe", "--bind-to", "none"});
   } else {
-    plan.argv.insert(plan.argv.end(), {"--map-by", "slot:PE=" + std::to_string(threads),
-                                       "--bind-to", "core"});
+    plan.argv.insert(plan.argv.end(),
+                     {"--map-by", "slot:PE=" + std::to_string(threads), "--bind-to", "core"});
   }
-  plan.argv.insert(plan.argv.end(), {"-x", "OMP_NUM_THREADS=" + std::to_string(threads), self,
-                                     "train"});
+  plan.argv.insert(plan.argv.end(),
+                   {"-x", "OMP_NUM_THREADS=" + std::to_string(threads), self, "train"});
   plan.argv.insert(plan.argv.end(), rest.begin(), rest.end());
   return plan;
 }
@@ -57,8 +62,8 @@ int launch(int argc, char** argv) {
   char self[4096];
   const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
   const std::string exe = n > 0 ? std::string(self, n) : args[0];
-  const auto plan = plan_launch(args, exe, std::max(1u, std::thread::hardware_concurrency()),
-                                ::geteuid() == 0);
+  const auto plan =
+      plan_launch(args, exe, std::max(1u, std::thread::hardware_concurrency()), ::geteuid() == 0);
   std::cout << "moxie launch:";
   for (const auto& a : plan.argv) std::cout << ' ' << a;
   std::cout << std::endl;

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "core/checkpoint/checkpoint.h"
-#include "core/config/config.h"
 #include "core/checkpoint/hf_interop.h"
+#include "core/config/config.h"
 #include "core/model/generate.h"
 #include "data/byte_tokenizer.h"
 #include "launch/cli_args.h"

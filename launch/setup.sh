@@ -8,6 +8,7 @@
 #   - a git-ignored virtual environment .venv with torch==2.11.0 (LibTorch
 #     comes from that wheel) and, with --tests, transformers, peft and safetensors
 #     for the Hugging Face parity test and benchmarks;
+#   - with --tests, clang-format (the tree is checked against .clang-format);
 #   - .data/text: the demo corpus (the Python 3 documentation's reStructuredText).
 # Usage: launch/setup.sh [--tests]
 set -euo pipefail
@@ -68,6 +69,13 @@ if ! have_version torch "$TORCH_VERSION"; then
   "$py" -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
 if ((with_tests)); then
+  if ! command -v clang-format >/dev/null; then  # the clang_format test checks the tree with it
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    say "installing clang-format"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang-format
+  fi
   if ! have_version transformers "$TRANSFORMERS_VERSION" || ! have_version peft "$PEFT_VERSION" ||
      ! have_version safetensors "$("$py" -c 'import importlib.metadata as m; print(m.version("safetensors"))' 2>/dev/null || echo none)"; then
     say "installing transformers==$TRANSFORMERS_VERSION, peft==$PEFT_VERSION and safetensors into .venv"

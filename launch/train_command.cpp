@@ -24,9 +24,10 @@ int train_command(const std::string& command, int argc, char** argv, const JobRa
   auto groups = moxie::single_process_groups();
   if (job.under_mpi) {
     const moxie::ParallelDims dims = moxie::layout_of(config, job.world_size);
-    groups = moxie::make_process_groups(
-        dims, moxie::MpiCommunicator(MPI_COMM_WORLD),
-        config.train.device == moxie::DeviceKind::kCuda ? moxie::GroupDevice::kCuda : moxie::GroupDevice::kCpu);
+    groups = moxie::make_process_groups(dims, moxie::MpiCommunicator(MPI_COMM_WORLD),
+                                        config.train.device == moxie::DeviceKind::kCuda
+                                            ? moxie::GroupDevice::kCuda
+                                            : moxie::GroupDevice::kCpu);
   }
   moxie::Trainer trainer(config, std::move(groups), std::cout);
   trainer.run();

@@ -85,13 +85,15 @@ void AdamW::set_step(size_t group, size_t index, int64_t step) {
   step_tensors_.at(group).at(index).fill_(static_cast<double>(step));
 }
 
-void multi_tensor_adamw(const std::vector<torch::Tensor>& weights, const std::vector<torch::Tensor>& grads,
-                        const std::vector<torch::Tensor>& exp_avgs, const std::vector<torch::Tensor>& exp_avg_sqs,
-                        const std::vector<torch::Tensor>& lowps, const std::vector<int64_t>& steps, double lr,
-                        double weight_decay, const OptimOptions& options) {
+void multi_tensor_adamw(const std::vector<torch::Tensor>& weights,
+                        const std::vector<torch::Tensor>& grads,
+                        const std::vector<torch::Tensor>& exp_avgs,
+                        const std::vector<torch::Tensor>& exp_avg_sqs,
+                        const std::vector<torch::Tensor>& lowps, const std::vector<int64_t>& steps,
+                        double lr, double weight_decay, const OptimOptions& options) {
   const size_t n = weights.size();
-  TORCH_CHECK(grads.size() == n && exp_avgs.size() == n && exp_avg_sqs.size() == n && lowps.size() == n &&
-                  steps.size() == n,
+  TORCH_CHECK(grads.size() == n && exp_avgs.size() == n && exp_avg_sqs.size() == n &&
+                  lowps.size() == n && steps.size() == n,
               "multi_tensor_adamw: lists of different lengths");
   if (n == 0) return;
   const bool cuda = weights[0].is_cuda();
@@ -100,17 +102,23 @@ void multi_tensor_adamw(const std::vector<torch::Tensor>& weights, const std::ve
   for (size_t i = 0; i < n; ++i) {
     const auto& w = weights[i];
     TORCH_CHECK(w.scalar_type() == torch::kFloat && w.is_contiguous() && w.is_cuda() == cuda,
-                "multi_tensor_adamw: weight ", i, " must be contiguous float32 on the first weight's device");
+                "multi_tensor_adamw: weight ", i,
+                " must be contiguous float32 on the first weight's device");
     for (const auto* t : {&exp_avgs[i], &exp_avg_sqs[i]}) {
-      TORCH_CHECK(t->scalar_type() == torch::kFloat && t->is_contiguous() && t->numel() == w.numel(),
-                  "multi_tensor_adamw: moments of weight ", i, " must be contiguous float32 like it");
+      TORCH_CHECK(
+          t->scalar_type() == torch::kFloat && t->is_contiguous() && t->numel() == w.numel(),
+          "multi_tensor_adamw: moments of weight ", i, " must be contiguous float32 like it");
     }
-    TORCH_CHECK(grads[i].numel() == w.numel() && grads[i].is_contiguous() && kernels::kernel_dtype(grads[i]),
-                "multi_tensor_adamw: grad ", i, " must be contiguous float32 or bfloat16 of the weight's size");
-    TORCH_CHECK(!lowps[i].defined() || (lowps[i].scalar_type() == torch::kBFloat16 && lowps[i].is_contiguous() &&
-                                        lowps[i].numel() == w.numel()),
-                "multi_tensor_adamw: low-precision copy ", i, " must be contiguous bfloat16 of the weight's size");
-    TORCH_CHECK(steps[i] >= 1, "multi_tensor_adamw: step ", steps[i], " of weight ", i, " must be >= 1");
+    TORCH_CHECK(grads[i].numel() == w.numel() && grads[i].is_contiguous() &&
+                    kernels::kernel_dtype(grads[i]),
+                "multi_tensor_adamw: grad ", i,
+                " must be contiguous float32 or bfloat16 of the weight's size");
+    TORCH_CHECK(!lowps[i].defined() || (lowps[i].scalar_type() == torch::kBFloat16 &&
+                                        lowps[i].is_contiguous() && lowps[i].numel() == w.numel()),
+                "multi_tensor_adamw: low-precision copy ", i,
+                " must be contiguous bfloat16 of the weight's size");
+    TORCH_CHECK(steps[i] >= 1, "multi_tensor_adamw: step ", steps[i], " of weight ", i,
+                " must be >= 1");
     auto& t = table[i];
     t.weight = w.data_ptr<float>();
     t.exp_avg = exp_avgs[i].data_ptr<float>();
@@ -137,9 +145,11 @@ void multi_tensor_adamw(const std::vector<torch::Tensor>& weights, const std::ve
     // The table travels as one small host-to-device copy; the caching
     // allocator keeps it until the kernel on this stream is done.
     const size_t table_bytes = table.size() * sizeof(table[0]);
-    auto host = torch::empty({static_cast<int64_t>(table_bytes + chunks.size() * sizeof(chunks[0]))}, torch::kByte);
+    auto host = torch::empty(
+        {static_cast<int64_t>(table_bytes + chunks.size() * sizeof(chunks[0]))}, torch::kByte);
     std::memcpy(host.data_ptr(), table.data(), table_bytes);
-    std::memcpy(host.data_ptr<uint8_t>() + table_bytes, chunks.data(), chunks.size() * sizeof(chunks[0]));
+    std::memcpy(host.data_ptr<uint8_t>() + table_bytes, chunks.data(),
+                chunks.size() * sizeof(chunks[0]));
     auto device = host.to(weights[0].device());
     const auto* base = device.data_ptr<uint8_t>();
     kernels::launch_adamw(reinterpret_cast<const kernels::AdamWTensor*>(base),
@@ -181,8 +191,10 @@ void AdamW::step(double lr) {
       auto& s = state_[g][i];
       ++s.step;
       const auto& weight = s.master.defined() ? s.master : p;
-      if (weight.is_cuda() && weight.scalar_type() == torch::kFloat && kernels::kernel_dtype(grad) &&
-          (!s.master.defined() || p.scalar_type() == torch::kBFloat16) && kernels::fused_kernels_enabled()) {
+      if (weight.is_cuda() && weight.scalar_type() == torch::kFloat &&
+          kernels::kernel_dtype(grad) &&
+          (!s.master.defined() || p.scalar_type() == torch::kBFloat16) &&
+          kernels::fused_kernels_enabled()) {
         k_weights.push_back(weight);
         k_grads.push_back(grad.contiguous());
         k_avgs.push_back(s.exp_avg);

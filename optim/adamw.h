@@ -71,9 +71,11 @@ class AdamW {
 // that parameter's step count after this update (>= 1). CUDA tensors: one
 // launch of moxie's kernel (optim/cuda); CPU tensors: its host form, the same
 // arithmetic, which the tests hold to ATen's _fused_adamw_.
-void multi_tensor_adamw(const std::vector<torch::Tensor>& weights, const std::vector<torch::Tensor>& grads,
-                        const std::vector<torch::Tensor>& exp_avgs, const std::vector<torch::Tensor>& exp_avg_sqs,
-                        const std::vector<torch::Tensor>& lowps, const std::vector<int64_t>& steps, double lr,
-                        double weight_decay, const OptimOptions& options);
+void multi_tensor_adamw(const std::vector<torch::Tensor>& weights,
+                        const std::vector<torch::Tensor>& grads,
+                        const std::vector<torch::Tensor>& exp_avgs,
+                        const std::vector<torch::Tensor>& exp_avg_sqs,
+                        const std::vector<torch::Tensor>& lowps, const std::vector<int64_t>& steps,
+                        double lr, double weight_decay, const OptimOptions& options);
 
 }  // namespace moxie

@@ -47,7 +47,8 @@ class Communicator {
   // Rows of `input` (dim 0) go to peers: the first send_rows[0] to rank 0, the
   // next send_rows[1] to rank 1, ... Returns what the peers sent, grouped by
   // source rank; recv_rows[p] rows come from rank p. Other dims are equal on all ranks.
-  virtual torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
+  virtual torch::Tensor all_to_all(const torch::Tensor& input,
+                                   const std::vector<int64_t>& send_rows,
                                    const std::vector<int64_t>& recv_rows) = 0;
 };
 

@@ -10,14 +10,19 @@ namespace {
 
 MPI_Datatype reduce_type(const torch::Tensor& t) {
   switch (t.scalar_type()) {
-    case torch::kFloat: return MPI_FLOAT;
-    case torch::kDouble: return MPI_DOUBLE;
-    case torch::kLong: return MPI_INT64_T;
-    case torch::kInt: return MPI_INT32_T;
+    case torch::kFloat:
+      return MPI_FLOAT;
+    case torch::kDouble:
+      return MPI_DOUBLE;
+    case torch::kLong:
+      return MPI_INT64_T;
+    case torch::kInt:
+      return MPI_INT32_T;
     default:
-      throw std::invalid_argument(std::string("MPI reductions take float32, float64, int32 or int64 "
-                                              "tensors, not ") + c10::toString(t.scalar_type()) +
-                                  "; reduce gradients in float32");
+      throw std::invalid_argument(
+          std::string("MPI reductions take float32, float64, int32 or int64 "
+                      "tensors, not ") +
+          c10::toString(t.scalar_type()) + "; reduce gradients in float32");
   }
 }
 
@@ -27,11 +32,13 @@ void check_cpu_contiguous(const torch::Tensor& t, const char* what) {
   if (!t.device().is_cpu()) {
     throw std::invalid_argument(std::string(what) + ": the MPI backend carries CPU tensors only");
   }
-  if (!t.is_contiguous()) throw std::invalid_argument(std::string(what) + ": tensor must be contiguous");
+  if (!t.is_contiguous())
+    throw std::invalid_argument(std::string(what) + ": tensor must be contiguous");
 }
 
 int as_int(int64_t n, const char* what) {
-  if (n > INT_MAX) throw std::invalid_argument(std::string(what) + ": count exceeds MPI's int range");
+  if (n > INT_MAX)
+    throw std::invalid_argument(std::string(what) + ": count exceeds MPI's int range");
   return static_cast<int>(n);
 }
 
@@ -156,15 +163,17 @@ torch::Tensor MpiCommunicator::all_gather(const torch::Tensor& t) {
   auto out = torch::empty(sizes, t.options());
   ContiguousType element(t.element_size());
   const int n = as_int(t.numel(), "all_gather");
-  MOXIE_MPI_CHECK(MPI_Allgather(t.data_ptr(), n, element.get(), out.data_ptr(), n, element.get(), comm_));
+  MOXIE_MPI_CHECK(
+      MPI_Allgather(t.data_ptr(), n, element.get(), out.data_ptr(), n, element.get(), comm_));
   return out;
 }
 
 torch::Tensor MpiCommunicator::reduce_scatter(const torch::Tensor& t, ReduceOp op) {
   check_cpu_contiguous(t, "reduce_scatter");
   if (t.dim() == 0 || t.size(0) % size_ != 0) {
-    throw std::invalid_argument("reduce_scatter: dim 0 (" + std::to_string(t.dim() ? t.size(0) : 0) +
-                                ") must divide into " + std::to_string(size_) + " equal slices");
+    throw std::invalid_argument("reduce_scatter: dim 0 (" +
+                                std::to_string(t.dim() ? t.size(0) : 0) + ") must divide into " +
+                                std::to_string(size_) + " equal slices");
   }
   auto sizes = t.sizes().vec();
   sizes[0] /= size_;
@@ -179,7 +188,8 @@ torch::Tensor MpiCommunicator::reduce_scatter(const torch::Tensor& t, ReduceOp o
 void MpiCommunicator::broadcast(torch::Tensor& t, int root) {
   check_cpu_contiguous(t, "broadcast");
   ContiguousType element(t.element_size());
-  MOXIE_MPI_CHECK(MPI_Bcast(t.data_ptr(), as_int(t.numel(), "broadcast"), element.get(), root, comm_));
+  MOXIE_MPI_CHECK(
+      MPI_Bcast(t.data_ptr(), as_int(t.numel(), "broadcast"), element.get(), root, comm_));
 }
 
 void MpiCommunicator::barrier() { MOXIE_MPI_CHECK(MPI_Barrier(comm_)); }
@@ -221,14 +231,14 @@ torch::Tensor MpiCommunicator::all_to_all(const torch::Tensor& input,
     r_off += recv_rows[p] * unit;
   }
   if (as_bytes) {
-    MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), send_counts.data(), send_displs.data(), MPI_BYTE,
-                                  out.data_ptr(), recv_counts.data(), recv_displs.data(), MPI_BYTE,
-                                  comm_));
+    MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), send_counts.data(), send_displs.data(),
+                                  MPI_BYTE, out.data_ptr(), recv_counts.data(), recv_displs.data(),
+                                  MPI_BYTE, comm_));
   } else {
     ContiguousType row(std::max<int64_t>(1, row_bytes));
-    MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), send_counts.data(), send_displs.data(), row.get(),
-                                  out.data_ptr(), recv_counts.data(), recv_displs.data(), row.get(),
-                                  comm_));
+    MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), send_counts.data(), send_displs.data(),
+                                  row.get(), out.data_ptr(), recv_counts.data(), recv_displs.data(),
+                                  row.get(), comm_));
   }
   return out;
 }

@@ -23,7 +23,8 @@ namespace moxie {
 bool nccl_available() { return false; }
 int cuda_device_count() { return 0; }
 void use_gpu_of_local_rank(int, int) {
-  throw std::runtime_error("this build of moxie has no CUDA; rebuild where CMake finds nvcc and NCCL");
+  throw std::runtime_error(
+      "this build of moxie has no CUDA; rebuild where CMake finds nvcc and NCCL");
 }
 
 std::unique_ptr<Communicator> make_nccl_communicator(MpiCommunicator&) {
@@ -44,23 +45,34 @@ void nccl_check(ncclResult_t r, const char* call, const char* file, int line) {
 
 ncclDataType_t nccl_type(const torch::Tensor& t) {
   switch (t.scalar_type()) {
-    case torch::kFloat: return ncclFloat32;
-    case torch::kDouble: return ncclFloat64;
-    case torch::kHalf: return ncclFloat16;
-    case torch::kBFloat16: return ncclBfloat16;
-    case torch::kLong: return ncclInt64;
-    case torch::kInt: return ncclInt32;
-    case torch::kByte: return ncclUint8;
+    case torch::kFloat:
+      return ncclFloat32;
+    case torch::kDouble:
+      return ncclFloat64;
+    case torch::kHalf:
+      return ncclFloat16;
+    case torch::kBFloat16:
+      return ncclBfloat16;
+    case torch::kLong:
+      return ncclInt64;
+    case torch::kInt:
+      return ncclInt32;
+    case torch::kByte:
+      return ncclUint8;
     default:
-      throw std::invalid_argument(std::string("NCCL cannot carry ") + c10::toString(t.scalar_type()));
+      throw std::invalid_argument(std::string("NCCL cannot carry ") +
+                                  c10::toString(t.scalar_type()));
   }
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return ncclSum;
-    case ReduceOp::kAvg: return ncclAvg;
-    case ReduceOp::kMax: return ncclMax;
+    case ReduceOp::kSum:
+      return ncclSum;
+    case ReduceOp::kAvg:
+      return ncclAvg;
+    case ReduceOp::kMax:
+      return ncclMax;
   }
   return ncclSum;
 }
@@ -101,8 +113,8 @@ class NcclCommunicator : public Communicator {
   }
   torch::Tensor reduce_scatter(const torch::Tensor& t, ReduceOp op) override {
     if (t.dim() == 0 || t.size(0) % size_ != 0) {
-      throw std::invalid_argument("reduce_scatter: dim 0 must divide into " + std::to_string(size_) +
-                                  " equal slices");
+      throw std::invalid_argument("reduce_scatter: dim 0 must divide into " +
+                                  std::to_string(size_) + " equal slices");
     }
     auto sizes = t.sizes().vec();
     sizes[0] /= size_;
@@ -125,7 +137,8 @@ class NcclCommunicator : public Communicator {
   }
   torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
                            const std::vector<int64_t>& recv_rows) override {
-    if (static_cast<int>(send_rows.size()) != size_ || static_cast<int>(recv_rows.size()) != size_) {
+    if (static_cast<int>(send_rows.size()) != size_ ||
+        static_cast<int>(recv_rows.size()) != size_) {
       throw std::invalid_argument("all_to_all: need one send and one receive count per rank");
     }
     int64_t recv_total = 0;
@@ -133,8 +146,9 @@ class NcclCommunicator : public Communicator {
     auto sizes = input.sizes().vec();
     sizes[0] = recv_total;
     auto out = torch::empty(sizes, input.options());
-    const int64_t row = input.dim() > 0 && input.size(0) > 0 ? input.numel() / input.size(0)
-                                                              : out.numel() / std::max<int64_t>(1, recv_total);
+    const int64_t row = input.dim() > 0 && input.size(0) > 0
+                            ? input.numel() / input.size(0)
+                            : out.numel() / std::max<int64_t>(1, recv_total);
     Ordered o(*this, {input, out});
     const auto type = nccl_type(input);
     const auto* send = static_cast<const char*>(input.data_ptr());
@@ -209,7 +223,8 @@ void use_gpu_of_local_rank(int local_rank, int local_size) {
 
 std::unique_ptr<Communicator> make_nccl_communicator(MpiCommunicator& bootstrap) {
   if (!nccl_available()) {
-    throw std::runtime_error("no CUDA device is visible to rank " + std::to_string(bootstrap.rank()) +
+    throw std::runtime_error("no CUDA device is visible to rank " +
+                             std::to_string(bootstrap.rank()) +
                              "; the NCCL backend needs one GPU per rank");
   }
   return std::make_unique<NcclCommunicator>(bootstrap);

@@ -31,21 +31,19 @@ ParallelDims::ParallelDims(const ParallelOptions& o, int64_t world_size, const L
   }
   if (o.pp * o.dp * o.tp != world_size) {
     throw LayoutError("parallel layout pp*dp*tp=" + str(o.pp * o.dp * o.tp) +
-                      " does not match the world size " + str(world_size) +
-                      "; launch " + str(o.pp * o.dp * o.tp) +
-                      " ranks or change parallel.dp/tp");
+                      " does not match the world size " + str(world_size) + "; launch " +
+                      str(o.pp * o.dp * o.tp) + " ranks or change parallel.dp/tp");
   }
   if ((o.dp * o.tp) % o.ep != 0) {
-    throw LayoutError("parallel.ep=" + str(o.ep) + " does not divide dp*tp=" +
-                      str(o.dp * o.tp));
+    throw LayoutError("parallel.ep=" + str(o.ep) + " does not divide dp*tp=" + str(o.dp * o.tp));
   }
   if (num_experts % o.ep != 0) {
-    throw LayoutError("moe.num_experts=" + str(num_experts) + " is not divisible by parallel.ep=" +
-                      str(o.ep));
+    throw LayoutError("moe.num_experts=" + str(num_experts) +
+                      " is not divisible by parallel.ep=" + str(o.ep));
   }
   if (n_heads % o.tp != 0 || n_kv_heads % o.tp != 0) {
-    throw LayoutError("model.n_heads=" + str(n_heads) + " and model.n_kv_heads=" +
-                      str(n_kv_heads) + " must both be divisible by parallel.tp=" + str(o.tp));
+    throw LayoutError("model.n_heads=" + str(n_heads) + " and model.n_kv_heads=" + str(n_kv_heads) +
+                      " must both be divisible by parallel.tp=" + str(o.tp));
   }
   if (o.tp == 1) return;
   for (auto [key, v] : {std::pair{"model.vocab_size", shape.vocab_size},
@@ -64,7 +62,9 @@ ParallelDims::ParallelDims(const ParallelOptions& o, int64_t world_size, const L
                         (shape.capacity_group == 0 ? " (one whole sequence)" : "") +
                         " must divide the sequence slice data.seq_len/tp=" + str(slice) +
                         " that each tensor-parallel rank routes; set moe.capacity_group to a "
-                        "divisor of " + str(slice) + " (the same value keeps the single-process "
+                        "divisor of " +
+                        str(slice) +
+                        " (the same value keeps the single-process "
                         "run identical)");
     }
   }

@@ -6,9 +6,11 @@
 //
 // Order (world = pp x dp x tp; ep folds over dp x tp):
 //   1. apply_pp  (not yet: parallel.pp must be 1)   splits the blocks into stages
-//   2. apply_tp                                      heads, FFN widths, vocabulary; sequence between blocks
+//   2. apply_tp                                      heads, FFN widths, vocabulary; sequence
+//   between blocks
 //   3. apply_cp  (not yet)                           sequences split over ranks, key/value ring
-//   4. apply_ep                                      experts over the EP group; batch-wide routing statistics
+//   4. apply_ep                                      experts over the EP group; batch-wide routing
+//   statistics
 // Data parallelism needs no change to the model: gradient sync and ZeRO-1
 // (parallel/grad_sync.h, parallel/zero.h) act on its parameters.
 #pragma once

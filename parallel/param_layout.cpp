@@ -19,15 +19,20 @@ RankCoordinates coordinates_of(const ParallelDims& dims, int64_t rank) {
 
 int64_t sync_group_size(const ParallelDims& dims, SyncAxis axis) {
   switch (axis) {
-    case SyncAxis::kDpTp: return dims.dp() * dims.tp();
-    case SyncAxis::kDp: return dims.dp();
-    case SyncAxis::kExpertDp: return dims.expert_dp();
+    case SyncAxis::kDpTp:
+      return dims.dp() * dims.tp();
+    case SyncAxis::kDp:
+      return dims.dp();
+    case SyncAxis::kExpertDp:
+      return dims.expert_dp();
   }
   return 1;
 }
 
-std::vector<ParamLayout> make_param_layouts(const std::vector<ParamSpec>& specs, const std::vector<bool>& trainable,
-                                            const ParallelDims& dims, const RankCoordinates& rank, bool zero1) {
+std::vector<ParamLayout> make_param_layouts(const std::vector<ParamSpec>& specs,
+                                            const std::vector<bool>& trainable,
+                                            const ParallelDims& dims, const RankCoordinates& rank,
+                                            bool zero1) {
   if (trainable.size() != specs.size()) {
     throw std::invalid_argument("make_param_layouts: one trainable flag per parameter is needed");
   }
@@ -79,9 +84,12 @@ std::vector<ParamLayout> make_param_layouts(const std::vector<ParamSpec>& specs,
 
 const char* to_string(SyncAxis axis) {
   switch (axis) {
-    case SyncAxis::kDpTp: return "replicated";
-    case SyncAxis::kDp: return "tensor-parallel";
-    case SyncAxis::kExpertDp: return "expert";
+    case SyncAxis::kDpTp:
+      return "replicated";
+    case SyncAxis::kDp:
+      return "tensor-parallel";
+    case SyncAxis::kExpertDp:
+      return "expert";
   }
   return "?";
 }

@@ -20,18 +20,19 @@ enum class ParamRole { kDense, kEmbedding, kRouter, kExpert };
 
 // What the layer that owns a parameter says of it (see CausalLM::param_specs).
 struct ParamSpec {
-  std::string name;             // as the model names it ("model.layers.0.self_attn.q_proj.weight")
-  std::vector<int64_t> shape;   // this rank's tensor
-  int tp_axis = -1;             // the dim split over the TP group; -1: replicated over it
+  std::string name;            // as the model names it ("model.layers.0.self_attn.q_proj.weight")
+  std::vector<int64_t> shape;  // this rank's tensor
+  int tp_axis = -1;            // the dim split over the TP group; -1: replicated over it
   ParamRole role = ParamRole::kDense;
-  bool adapter = false;         // a LoRA factor (lora_A / lora_B)
+  bool adapter = false;  // a LoRA factor (lora_A / lora_B)
 };
 
 // Where a gradient is summed, and over which ranks the norm adds up distinct parts.
 enum class SyncAxis {
   kDpTp,      // replicated weights: every dp x tp rank saw other tokens (TP: its sequence slice)
   kDp,        // TP-split weights: whole per sequence slice, summed over the replicas
-  kExpertDp,  // experts: already hold every EP rank's tokens, summed over expert-data-parallel ranks
+  kExpertDp,  // experts: already hold every EP rank's tokens, summed over expert-data-parallel
+              // ranks
 };
 
 struct ParamLayout {
@@ -84,8 +85,10 @@ inline bool keeps_optimizer_state(const ParamLayout& l, const RankCoordinates& r
 // gets a gradient (frozen ones get no sync and no ZeRO-1 owner). With zero1,
 // owners are assigned per sync group by zero1_owners (parallel/zero_owners.h)
 // over its trainable parameters in this order, as Zero1Partition does.
-std::vector<ParamLayout> make_param_layouts(const std::vector<ParamSpec>& specs, const std::vector<bool>& trainable,
-                                            const ParallelDims& dims, const RankCoordinates& rank, bool zero1);
+std::vector<ParamLayout> make_param_layouts(const std::vector<ParamSpec>& specs,
+                                            const std::vector<bool>& trainable,
+                                            const ParallelDims& dims, const RankCoordinates& rank,
+                                            bool zero1);
 
 const char* to_string(SyncAxis axis);
 

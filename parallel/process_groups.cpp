@@ -41,10 +41,12 @@ void add_nccl(ProcessGroups& g) {
 }
 }  // namespace
 
-ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicator& world, GroupDevice device) {
+ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicator& world,
+                                  GroupDevice device) {
   if (world.size() != dims.world()) {
-    throw LayoutError("the job has " + std::to_string(world.size()) + " ranks but the layout needs " +
-                      std::to_string(dims.world()) + " (" + dims.describe() + ")");
+    throw LayoutError("the job has " + std::to_string(world.size()) +
+                      " ranks but the layout needs " + std::to_string(dims.world()) + " (" +
+                      dims.describe() + ")");
   }
   const int r = world.rank();
   const auto at = coordinates_of(dims, r);
@@ -61,7 +63,8 @@ ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicato
   g.ep = world.split(expert_dp_rank, g.ep_index);
   g.expert_dp = world.split(g.ep_index, expert_dp_rank);
   MPI_Comm node = MPI_COMM_NULL;
-  MOXIE_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r, MPI_INFO_NULL, &node));
+  MOXIE_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r, MPI_INFO_NULL, &node));
   MPI_Comm_rank(node, &g.local_rank);
   MPI_Comm_size(node, &g.local_size);
   MPI_Comm_free(&node);
@@ -74,8 +77,8 @@ ProcessGroups make_process_groups(const ParallelDims& dims, const MpiCommunicato
 
 ProcessGroups single_process_groups(const ParallelDims& dims) {
   if (dims.world() != 1) {
-    throw LayoutError("one process, but the layout needs " + std::to_string(dims.world()) + " ranks (" +
-                      dims.describe() + ")");
+    throw LayoutError("one process, but the layout needs " + std::to_string(dims.world()) +
+                      " ranks (" + dims.describe() + ")");
   }
   ProcessGroups g;
   g.dims = dims;

@@ -21,8 +21,8 @@ struct ProcessGroups {
   // other part reads (nothing validates the layout again).
   ParallelDims dims;
   std::shared_ptr<Communicator> world;
-  std::shared_ptr<Communicator> dp;         // same tp index, across data-parallel replicas
-  std::shared_ptr<Communicator> tp;         // the tensor-parallel ranks of one replica
+  std::shared_ptr<Communicator> dp;  // same tp index, across data-parallel replicas
+  std::shared_ptr<Communicator> tp;  // the tensor-parallel ranks of one replica
   // Every dp x tp rank of one pipeline stage: parameters replicated over TP
   // sum their (sequence-slice) gradients here; batch-wide statistics too.
   std::shared_ptr<Communicator> dp_tp;

@@ -26,7 +26,9 @@ class RoutedCommunicator : public Communicator {
     return on(t).all_reduce_async(t, op);
   }
   torch::Tensor all_gather(const torch::Tensor& t) override { return on(t).all_gather(t); }
-  torch::Tensor reduce_scatter(const torch::Tensor& t, ReduceOp op) override { return on(t).reduce_scatter(t, op); }
+  torch::Tensor reduce_scatter(const torch::Tensor& t, ReduceOp op) override {
+    return on(t).reduce_scatter(t, op);
+  }
   void broadcast(torch::Tensor& t, int root) override { on(t).broadcast(t, root); }
   // Both backends' queues drained: device work first, then the host.
   void barrier() override {

@@ -31,7 +31,8 @@ void init_normal_block(const torch::Tensor& local, int64_t full_rows, int64_t fu
 ParallelLinearImpl::ParallelLinearImpl(int64_t in, int64_t out, Split split,
                                        const TensorParallel& tp, double init_std, bool bias)
     : split_(split), in_(in), out_(out), tp_size_(tp.size()) {
-  TORCH_CHECK(!bias || split == Split::kColumn, "ParallelLinear: only a column-parallel layer has a bias");
+  TORCH_CHECK(!bias || split == Split::kColumn,
+              "ParallelLinear: only a column-parallel layer has a bias");
   const int64_t n = tp.size(), r = tp.rank();
   const int64_t local_in = split == Split::kRow ? in / n : in;
   const int64_t local_out = split == Split::kColumn ? out / n : out;
@@ -45,7 +46,8 @@ ParallelLinearImpl::ParallelLinearImpl(int64_t in, int64_t out, Split split,
   if (bias) this->bias = register_parameter("bias", torch::zeros({local_out}));
 }
 
-torch::Tensor linear_product(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+torch::Tensor linear_product(const torch::Tensor& x, const torch::Tensor& weight,
+                             const torch::Tensor& bias) {
   if (x.is_cpu() && x.scalar_type() == torch::kBFloat16) {
     const auto f = [](const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; };
     return torch::nn::functional::linear(f(x), f(weight), f(bias)).to(torch::kBFloat16);
@@ -61,14 +63,15 @@ torch::Tensor ParallelLinearImpl::forward(const torch::Tensor& x) {
 }
 
 void ParallelLinearImpl::add_lora(int64_t rank, double alpha, double dropout) {
-  TORCH_CHECK(rank > 0 && !lora_A.defined(), "ParallelLinear::add_lora: rank ", rank, ", adapter already there: ",
-              lora_A.defined());
+  TORCH_CHECK(rank > 0 && !lora_A.defined(), "ParallelLinear::add_lora: rank ", rank,
+              ", adapter already there: ", lora_A.defined());
   const bool column = split_ == Split::kColumn;
   const int64_t local_in = weight.size(1), local_out = weight.size(0);
   lora_A = register_parameter("lora_A", torch::empty({rank, local_in}, weight.options()));
   lora_B = register_parameter("lora_B", torch::zeros({local_out, rank}, weight.options()));
   auto a = torch::empty({rank, local_in}, torch::kFloat);
-  init_normal_block(a, rank, in_, 0, column ? 0 : split_start_, 1.0 / std::sqrt(static_cast<double>(in_)));
+  init_normal_block(a, rank, in_, 0, column ? 0 : split_start_,
+                    1.0 / std::sqrt(static_cast<double>(in_)));
   torch::NoGradGuard no_grad;
   lora_A.copy_(a);
   lora_scale_ = alpha / static_cast<double>(rank);
@@ -78,7 +81,9 @@ void ParallelLinearImpl::add_lora(int64_t rank, double alpha, double dropout) {
 void ParallelLinearImpl::merge_lora() {
   if (!lora_A.defined()) return;
   torch::NoGradGuard no_grad;
-  weight.add_(torch::mm(lora_B.to(torch::kDouble), lora_A.to(torch::kDouble)).mul(lora_scale_).to(weight.scalar_type()));
+  weight.add_(torch::mm(lora_B.to(torch::kDouble), lora_A.to(torch::kDouble))
+                  .mul(lora_scale_)
+                  .to(weight.scalar_type()));
   lora_B.zero_();  // the adapter now adds nothing
 }
 
@@ -154,7 +159,8 @@ void add_spec(std::vector<ParamSpec>& out, const std::string& prefix, const std:
   out.push_back({prefix + name, t.sizes().vec(), tp_axis, role, adapter});
 }
 
-void ParallelLinearImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out, ParamRole role) const {
+void ParallelLinearImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out,
+                                  ParamRole role) const {
   const int axis = static_cast<int>(split_dim());
   add_spec(out, prefix, "weight", weight, axis, role);
   add_spec(out, prefix, "bias", bias, 0, role);
@@ -163,7 +169,8 @@ void ParallelLinearImpl::describe(const std::string& prefix, std::vector<ParamSp
   add_spec(out, prefix, "lora_B", lora_B, column ? 0 : -1, role, /*adapter=*/true);
 }
 
-void VocabParallelEmbeddingImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
+void VocabParallelEmbeddingImpl::describe(const std::string& prefix,
+                                          std::vector<ParamSpec>& out) const {
   add_spec(out, prefix, "weight", weight, 0, ParamRole::kEmbedding);
 }
 

@@ -24,7 +24,8 @@ struct TensorParallel {
 
 // Appends the spec of parameter prefix + name (nothing when t is undefined).
 void add_spec(std::vector<ParamSpec>& out, const std::string& prefix, const std::string& name,
-              const torch::Tensor& t, int tp_axis = -1, ParamRole role = ParamRole::kDense, bool adapter = false);
+              const torch::Tensor& t, int tp_axis = -1, ParamRole role = ParamRole::kDense,
+              bool adapter = false);
 
 // Fills `local` ([r, c]) with this rank's block, at (row_offset, col_offset),
 // of a full [full_rows, full_cols] matrix of normal(0, std) values. The full
@@ -41,7 +42,8 @@ void init_normal_block(const torch::Tensor& local, int64_t full_rows, int64_t fu
 // the CPU lacks AVX512-BF16 (0.8 GFLOP/s against 68 in float32 on an AVX2
 // machine, 2026-12-02), and it accumulates in float32 anyway. Elsewhere
 // (CUDA, float32) it is torch's linear.
-torch::Tensor linear_product(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
+torch::Tensor linear_product(const torch::Tensor& x, const torch::Tensor& weight,
+                             const torch::Tensor& bias = {});
 
 // A linear layer y = x W^T (+ b) holding its TP rank's share of the full
 // [out, in] weight W (parameter "weight"): column-parallel splits the outputs
@@ -74,7 +76,8 @@ class ParallelLinearImpl : public torch::nn::Module {
   // weight (and bias) split along split_dim() under TP, and the adapter
   // factor that splits with it (lora_B of a column-parallel layer, lora_A of
   // a row-parallel one); `role` for all of them.
-  void describe(const std::string& prefix, std::vector<ParamSpec>& out, ParamRole role = ParamRole::kDense) const;
+  void describe(const std::string& prefix, std::vector<ParamSpec>& out,
+                ParamRole role = ParamRole::kDense) const;
 
  private:
   Split split_;

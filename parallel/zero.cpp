@@ -1,12 +1,12 @@
 // ZeRO-1 partitioning.
 #include "parallel/zero.h"
 
-#include "parallel/zero_owners.h"
-
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>
 #include <string>
+
+#include "parallel/zero_owners.h"
 
 namespace moxie {
 
@@ -19,13 +19,15 @@ std::vector<int> zero1_owners(const std::vector<torch::Tensor>& params, int grou
 Zero1Partition::Zero1Partition(std::vector<torch::Tensor> params, Communicator& group)
     : params_(std::move(params)), owners_(zero1_owners(params_, group.size())), group_(group) {}
 
-Zero1Partition::Zero1Partition(std::vector<torch::Tensor> params, std::vector<int> owners, Communicator& group)
+Zero1Partition::Zero1Partition(std::vector<torch::Tensor> params, std::vector<int> owners,
+                               Communicator& group)
     : params_(std::move(params)), owners_(std::move(owners)), group_(group) {
-  if (owners_.size() != params_.size()) throw std::invalid_argument("Zero1Partition: one owner per parameter");
+  if (owners_.size() != params_.size())
+    throw std::invalid_argument("Zero1Partition: one owner per parameter");
   for (int o : owners_) {
     if (o < 0 || o >= group.size()) {
-      throw std::invalid_argument("Zero1Partition: owner " + std::to_string(o) + " is not a rank of a group of " +
-                                  std::to_string(group.size()));
+      throw std::invalid_argument("Zero1Partition: owner " + std::to_string(o) +
+                                  " is not a rank of a group of " + std::to_string(group.size()));
     }
   }
 }

@@ -10,15 +10,15 @@
 // inputs and both paths are held to it).
 #pragma once
 
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
 
+#include <catch2/catch.hpp>
 #include <string>
 #include <vector>
 
+#include "core/model/fused.h"
 #include "experts/fused.h"
 #include "experts/grouped_swiglu.h"
-#include "core/model/fused.h"
 #include "optim/adamw.h"
 
 namespace moxie::testing {
@@ -30,18 +30,19 @@ inline double tolerance(torch::ScalarType t, bool grad) {
 
 // max |a - b| / max(|b|, tiny), both taken to float64 on the CPU.
 inline double rel_error(const torch::Tensor& a, const torch::Tensor& b) {
-  auto x = a.detach().to(torch::kCPU, torch::kDouble), y = b.detach().to(torch::kCPU, torch::kDouble);
+  auto x = a.detach().to(torch::kCPU, torch::kDouble),
+       y = b.detach().to(torch::kCPU, torch::kDouble);
   REQUIRE(x.sizes() == y.sizes());
   if (y.numel() == 0) return 0;
   const double scale = std::max(y.abs().max().item<double>(), 1e-30);
   return (x - y).abs().max().item<double>() / scale;
 }
 
-#define MOXIE_CHECK_CLOSE(a, b, tol)                                     \
-  do {                                                                   \
-    const double err_ = ::moxie::testing::rel_error((a), (b));           \
+#define MOXIE_CHECK_CLOSE(a, b, tol)                                           \
+  do {                                                                         \
+    const double err_ = ::moxie::testing::rel_error((a), (b));                 \
     INFO(#a << " vs " << #b << ": relative error " << err_ << " > " << (tol)); \
-    CHECK(err_ <= (tol));                                                \
+    CHECK(err_ <= (tol));                                                      \
   } while (0)
 
 inline torch::TensorOptions on(torch::Device d, torch::ScalarType t) {
@@ -49,14 +50,16 @@ inline torch::TensorOptions on(torch::Device d, torch::ScalarType t) {
 }
 
 // RMSNorm, forward and backward, against layers.cpp's ATen formula in float32.
-inline void check_rms_norm(torch::Device dev, torch::ScalarType dtype, int64_t N = 37, int64_t D = 96) {
+inline void check_rms_norm(torch::Device dev, torch::ScalarType dtype, int64_t N = 37,
+                           int64_t D = 96) {
   torch::manual_seed(1);
   auto x = (torch::randn({N, D}) * 3).to(on(dev, dtype)).requires_grad_();
   auto w = (1 + 0.1 * torch::randn({D})).to(on(dev, dtype)).requires_grad_();
   auto dy = torch::randn({N, D}).to(on(dev, dtype));
   auto y = fused_rms_norm(x, w, 1e-5);
   y.backward(dy);
-  auto xr = x.detach().to(torch::kFloat).requires_grad_(), wr = w.detach().to(torch::kFloat).requires_grad_();
+  auto xr = x.detach().to(torch::kFloat).requires_grad_(),
+       wr = w.detach().to(torch::kFloat).requires_grad_();
   auto ref = wr * (xr * torch::rsqrt(xr.pow(2).mean(-1, true) + 1e-5)).to(dtype).to(torch::kFloat);
   ref.backward(dy.to(torch::kFloat));
   MOXIE_CHECK_CLOSE(y, ref, tolerance(dtype, false));
@@ -65,7 +68,8 @@ inline void check_rms_norm(torch::Device dev, torch::ScalarType dtype, int64_t N
 }
 
 // Cross-entropy per row and its gradient, against ATen on float32 logits.
-inline void check_cross_entropy(torch::Device dev, torch::ScalarType dtype, int64_t N = 29, int64_t V = 1000) {
+inline void check_cross_entropy(torch::Device dev, torch::ScalarType dtype, int64_t N = 29,
+                                int64_t V = 1000) {
   torch::manual_seed(2);
   auto logits = (torch::randn({N, V}) * 4).to(on(dev, dtype)).requires_grad_();
   auto targets = torch::randint(0, V, {N}, torch::kLong).to(dev);
@@ -77,7 +81,8 @@ inline void check_cross_entropy(torch::Device dev, torch::ScalarType dtype, int6
       lr, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   (ref * g).sum().backward();
   CHECK(loss.scalar_type() == torch::kFloat);
-  MOXIE_CHECK_CLOSE(loss, ref, tolerance(torch::kFloat, false) * 10);  // float math on the same inputs
+  MOXIE_CHECK_CLOSE(loss, ref,
+                    tolerance(torch::kFloat, false) * 10);  // float math on the same inputs
   MOXIE_CHECK_CLOSE(logits.grad(), lr.grad(), tolerance(dtype, true));
   // A target outside the vocabulary gives NaN, not a read out of bounds.
   auto bad = torch::full({1}, V, torch::kLong).to(dev);
@@ -94,7 +99,8 @@ inline void check_router(torch::Device dev, const RouterCase& c, int64_t T = 53)
   torch::manual_seed(3 + c.E + c.K);
   auto logits = (torch::randn({T, c.E}) * 2).to(dev).requires_grad_();
   auto bias = c.bias ? (torch::randn({c.E}) * 0.3).to(dev) : torch::Tensor();
-  auto gw = torch::randn({T, c.K}).to(dev), gp = torch::randn({T, c.E}).to(dev), gl = torch::randn({T}).to(dev);
+  auto gw = torch::randn({T, c.K}).to(dev), gp = torch::randn({T, c.E}).to(dev),
+       gl = torch::randn({T}).to(dev);
   auto r = fused_route(logits, bias, c.K, c.sigmoid, c.renormalize);
   ((r.weight_TK * gw).sum() + (r.probs_TE * gp).sum() + (r.lse_T * gl).sum()).backward();
 
@@ -123,7 +129,8 @@ inline void check_router(torch::Device dev, const RouterCase& c, int64_t T = 53)
 
 // Permute / unpermute with routing weights and dropped assignments, against
 // index_select and index_add.
-inline void check_permute(torch::Device dev, torch::ScalarType dtype, int64_t T = 41, int64_t K = 2, int64_t D = 24) {
+inline void check_permute(torch::Device dev, torch::ScalarType dtype, int64_t T = 41, int64_t K = 2,
+                          int64_t D = 24) {
   torch::manual_seed(4);
   const int64_t A = T * K;
   // A random order of assignments, a fifth of them dropped (-1).
@@ -161,7 +168,8 @@ inline void check_permute(torch::Device dev, torch::ScalarType dtype, int64_t T 
 }
 
 // SwiGLU, packed [N, 2H] and as two tensors, against silu(g) * u.
-inline void check_swiglu(torch::Device dev, torch::ScalarType dtype, int64_t N = 33, int64_t H = 40) {
+inline void check_swiglu(torch::Device dev, torch::ScalarType dtype, int64_t N = 33,
+                         int64_t H = 40) {
   torch::manual_seed(5);
   auto h = (torch::randn({N, 2 * H}) * 2).to(on(dev, dtype)).requires_grad_();
   auto da = torch::randn({N, H}).to(on(dev, dtype));
@@ -253,8 +261,8 @@ inline void check_multi_tensor_adamw(torch::Device dev) {
     }
     multi_tensor_adamw(w, g, m, v, lowp, steps, lr, wd, o);
     torch::_foreach_add_(step_ref, 1);
-    at::_fused_adamw_(w_ref, g_ref, m_ref, v_ref, {}, step_ref, lr, o.beta1, o.beta2, wd, o.eps, false, false,
-                      std::nullopt, std::nullopt);
+    at::_fused_adamw_(w_ref, g_ref, m_ref, v_ref, {}, step_ref, lr, o.beta1, o.beta2, wd, o.eps,
+                      false, false, std::nullopt, std::nullopt);
   }
   for (size_t i = 0; i < sizes.size(); ++i) {
     INFO("tensor " << i << " of " << sizes[i] << " elements");
@@ -267,8 +275,8 @@ inline void check_multi_tensor_adamw(torch::Device dev) {
 
 inline const std::vector<RouterCase>& router_cases() {
   static const std::vector<RouterCase> cases = {
-      {8, 2, false, true, false}, {8, 2, false, false, false}, {16, 4, true, true, true},
-      {64, 8, true, false, false}, {6, 1, false, true, true},  {40, 6, false, true, true}};
+      {8, 2, false, true, false},  {8, 2, false, false, false}, {16, 4, true, true, true},
+      {64, 8, true, false, false}, {6, 1, false, true, true},   {40, 6, false, true, true}};
   return cases;
 }
 

@@ -2,7 +2,6 @@
 #include "core/checkpoint/checkpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -12,15 +11,15 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
-#include <tuple>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <set>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
 
 #include "core/checkpoint/hf_interop.h"
 #include "core/checkpoint/safetensors.h"
@@ -37,7 +36,8 @@ std::string rank_file(int rank) {
 
 }  // namespace
 
-CheckpointWriter::CheckpointWriter(std::string run_dir, int rank) : run_dir_(std::move(run_dir)), rank_(rank) {}
+CheckpointWriter::CheckpointWriter(std::string run_dir, int rank)
+    : run_dir_(std::move(run_dir)), rank_(rank) {}
 
 CheckpointWriter::~CheckpointWriter() {
   if (thread_.joinable()) thread_.join();
@@ -59,8 +59,8 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
   for (const auto& e : entries) {
     if (!e.write) continue;
     saved.push_back(&e);
-    views.push_back({e.name, safetensors_dtype(e.tensor.scalar_type()), e.tensor.sizes().vec(), nullptr,
-                     static_cast<uint64_t>(e.tensor.numel() * e.tensor.element_size())});
+    views.push_back({e.name, safetensors_dtype(e.tensor.scalar_type()), e.tensor.sizes().vec(),
+                     nullptr, static_cast<uint64_t>(e.tensor.numel() * e.tensor.element_size())});
     pieces[e.name] = {{"start", e.start}, {"global", e.global_shape}, {"crc32c", kWidestChecksum}};
   }
   std::map<std::string, std::string> meta = {{"moxie.pieces", pieces.dump()},
@@ -72,8 +72,8 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
     buffer_.reset();
     void* p = nullptr;
     if (::posix_memalign(&p, kBlock, need) != 0) {
-      throw CheckpointError("cannot allocate " + std::to_string(need) + " bytes to stage the checkpoint of step " +
-                            std::to_string(step));
+      throw CheckpointError("cannot allocate " + std::to_string(need) +
+                            " bytes to stage the checkpoint of step " + std::to_string(step));
     }
     buffer_.reset(static_cast<uint8_t*>(p));
     capacity_ = need;
@@ -85,7 +85,8 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < saved.size(); ++i) {
       const auto& t = saved[i]->tensor;
-      torch::from_blob(buffer_.get() + layout.offsets[i], t.sizes(), torch::TensorOptions().dtype(t.scalar_type()))
+      torch::from_blob(buffer_.get() + layout.offsets[i], t.sizes(),
+                       torch::TensorOptions().dtype(t.scalar_type()))
           .copy_(t.detach());
     }
   }
@@ -117,18 +118,22 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
       // header that holds them is written last.
       checksums = std::thread([&] {
         lower_priority();
-        for (size_t i = 0; i < views.size(); ++i) crcs[i] = checksum(buffer_.get() + layout.offsets[i], views[i].nbytes);
+        for (size_t i = 0; i < views.size(); ++i)
+          crcs[i] = checksum(buffer_.get() + layout.offsets[i], views[i].nbytes);
       });
-      safetensors::write_buffer(path, buffer_.get(), layout.file_size, capacity_, layout.prefix.size(), [&] {
-        checksums.join();
-        for (size_t i = 0; i < views.size(); ++i) pieces[views[i].name]["crc32c"] = crcs[i];
-        meta["moxie.pieces"] = pieces.dump();
-        const auto final_layout = safetensors::plan(path, views, meta, kBlock, layout.prefix.size());
-        if (final_layout.prefix.size() != layout.prefix.size()) {
-          throw CheckpointError(path + ": the header outgrew the room kept for it");  // cannot happen
-        }
-        std::memcpy(buffer_.get(), final_layout.prefix.data(), final_layout.prefix.size());
-      });
+      safetensors::write_buffer(
+          path, buffer_.get(), layout.file_size, capacity_, layout.prefix.size(), [&] {
+            checksums.join();
+            for (size_t i = 0; i < views.size(); ++i) pieces[views[i].name]["crc32c"] = crcs[i];
+            meta["moxie.pieces"] = pieces.dump();
+            const auto final_layout =
+                safetensors::plan(path, views, meta, kBlock, layout.prefix.size());
+            if (final_layout.prefix.size() != layout.prefix.size()) {
+              throw CheckpointError(path +
+                                    ": the header outgrew the room kept for it");  // cannot happen
+            }
+            std::memcpy(buffer_.get(), final_layout.prefix.data(), final_layout.prefix.size());
+          });
     } catch (const std::exception& e) {
       error_ = e.what();
     }
@@ -144,7 +149,8 @@ std::string CheckpointWriter::finish() {
   return error_;
 }
 
-void commit_from_ranks(const std::string& run_dir, int64_t step, int world, const std::string& layout, int keep) {
+void commit_from_ranks(const std::string& run_dir, int64_t step, int world,
+                       const std::string& layout, int keep) {
   const std::string dir = checkpoint_dir(run_dir, step);
   CheckpointIndex index;
   index.step = step;
@@ -183,8 +189,9 @@ void commit_from_ranks(const std::string& run_dir, int64_t step, int world, cons
   prune_checkpoints(run_dir, keep);
 }
 
-std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::vector<CheckpointEntry>& entries,
-                                                   int rank, int world) {
+std::map<std::string, std::string> load_checkpoint(const std::string& dir,
+                                                   std::vector<CheckpointEntry>& entries, int rank,
+                                                   int world) {
   const auto index = read_checkpoint_index(dir);
   std::map<std::string, const CheckpointTensor*> by_name;
   for (const auto& t : index.tensors) by_name[t.name] = &t;
@@ -220,7 +227,8 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
     }
     const auto& t = *found->second;
     if (t.shape != e.global_shape) {
-      throw CheckpointError("checkpoint " + dir + ": " + e.name + " has another shape than this model's; "
+      throw CheckpointError("checkpoint " + dir + ": " + e.name +
+                            " has another shape than this model's; "
                             "the model config must match the one it was saved with");
     }
     const int64_t dims = static_cast<int64_t>(t.shape.size());
@@ -237,11 +245,12 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
       auto& reader = reader_of(p.file);
       const auto* info = reader.find(p.name);
       if (!info || info->shape != p.shape) {
-        throw CheckpointError("checkpoint " + dir + ": " + p.file + " lacks its piece of " + e.name);
+        throw CheckpointError("checkpoint " + dir + ": " + p.file + " lacks its piece of " +
+                              e.name);
       }
       const bool whole = p.start == e.start && p.shape == e.tensor.sizes().vec() &&
-                         torch_dtype(info->dtype) == e.tensor.scalar_type() && e.tensor.is_contiguous() &&
-                         e.tensor.device().is_cpu();
+                         torch_dtype(info->dtype) == e.tensor.scalar_type() &&
+                         e.tensor.is_contiguous() && e.tensor.device().is_cpu();
       work.push_back({&e, &p, info, &reader, std::move(lo), std::move(hi), whole, {}});
     }
   }
@@ -274,20 +283,24 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
         if (w.reader != open_reader) {
           if (fd >= 0) ::close(fd);
           fd = ::open(w.reader->path().c_str(), O_RDONLY | O_CLOEXEC);
-          if (fd < 0) throw CheckpointError("cannot open " + w.reader->path() + ": " + std::strerror(errno));
+          if (fd < 0)
+            throw CheckpointError("cannot open " + w.reader->path() + ": " + std::strerror(errno));
           (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
           open_reader = w.reader;
         }
-        auto data = w.whole ? w.entry->tensor
-                            : torch::empty(w.piece->shape, torch::TensorOptions().dtype(torch_dtype(w.info->dtype)));
+        auto data = w.whole
+                        ? w.entry->tensor
+                        : torch::empty(w.piece->shape,
+                                       torch::TensorOptions().dtype(torch_dtype(w.info->dtype)));
         auto* out = static_cast<char*>(data.data_ptr());
         uint64_t done = 0;
         while (done < w.info->nbytes) {
-          const ssize_t n = ::pread(fd, out + done, w.info->nbytes - done, static_cast<off_t>(w.info->offset + done));
+          const ssize_t n = ::pread(fd, out + done, w.info->nbytes - done,
+                                    static_cast<off_t>(w.info->offset + done));
           if (n < 0 && errno == EINTR) continue;
           if (n <= 0) {
-            throw CheckpointError("checkpoint " + dir + ": " + w.piece->file + " is truncated (reading " +
-                                  w.entry->name + ")");
+            throw CheckpointError("checkpoint " + dir + ": " + w.piece->file +
+                                  " is truncated (reading " + w.entry->name + ")");
           }
           done += static_cast<uint64_t>(n);
         }
@@ -325,8 +338,8 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
       }
       // Each piece is read once (one box per tensor per rank), so checked once.
       if (checksum(w.data.data_ptr(), w.info->nbytes) != w.piece->crc32c) {
-        throw CheckpointError("checkpoint " + dir + ": " + w.piece->file + ": the bytes of " + w.entry->name +
-                              " do not match their checksum (the file is damaged)");
+        throw CheckpointError("checkpoint " + dir + ": " + w.piece->file + ": the bytes of " +
+                              w.entry->name + " do not match their checksum (the file is damaged)");
       }
       const auto& p = *w.piece;
       auto& e = *w.entry;
@@ -354,8 +367,9 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir, std::
   stop_reading();
   for (const auto& e : entries) {
     if (needed[e.name] != 0) {
-      throw CheckpointError("checkpoint " + dir + " covers " + std::to_string(e.tensor.numel() - needed[e.name]) +
-                            " of the " + std::to_string(e.tensor.numel()) + " values of " + e.name +
+      throw CheckpointError("checkpoint " + dir + " covers " +
+                            std::to_string(e.tensor.numel() - needed[e.name]) + " of the " +
+                            std::to_string(e.tensor.numel()) + " values of " + e.name +
                             " this rank needs");
     }
   }
@@ -370,11 +384,13 @@ namespace {
 std::vector<CheckpointEntry> whole_model_entries(CausalLM& model) {
   std::vector<CheckpointEntry> out;
   for (const auto& item : model->named_parameters()) {
-    out.push_back({"model/" + item.key(), item.value(), std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
+    out.push_back({"model/" + item.key(), item.value(),
+                   std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
                    item.value().sizes().vec(), true});
   }
   for (const auto& item : model->named_buffers()) {
-    out.push_back({"buffer/" + item.key(), item.value(), std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
+    out.push_back({"buffer/" + item.key(), item.value(),
+                   std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
                    item.value().sizes().vec(), true});
   }
   return out;

@@ -9,8 +9,8 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <memory>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,11 +23,11 @@ namespace moxie {
 
 // One tensor this rank saves or restores: its box of a global tensor.
 struct CheckpointEntry {
-  std::string name;                   // global name
-  torch::Tensor tensor;               // this rank's box (restored in place)
-  std::vector<int64_t> start;         // the box's offset in the global tensor
+  std::string name;            // global name
+  torch::Tensor tensor;        // this rank's box (restored in place)
+  std::vector<int64_t> start;  // the box's offset in the global tensor
   std::vector<int64_t> global_shape;
-  bool write = true;                  // this rank stores it (others hold equal copies)
+  bool write = true;  // this rank stores it (others hold equal copies)
 };
 
 // Each save lays the rank's file out in one staging buffer (4096-byte
@@ -79,8 +79,8 @@ class CheckpointWriter {
 // Rank 0, once every rank's finish() succeeded: reads the ranks' files
 // (headers and piece tables), writes the index and the commit marker, and
 // keeps the newest `keep` committed checkpoints.
-void commit_from_ranks(const std::string& run_dir, int64_t step, int world, const std::string& layout,
-                       int keep);
+void commit_from_ranks(const std::string& run_dir, int64_t step, int world,
+                       const std::string& layout, int keep);
 
 // Fills every entry from the committed checkpoint in `dir`, whatever layout
 // it was saved at; CheckpointError naming the file when a piece's checksum

@@ -82,7 +82,8 @@ void commit_checkpoint(const std::string& dir, const CheckpointIndex& index) {
     }
   }
   try {
-    write_framed_file((fs::path(dir) / kIndexName).string(), kMagic, kFormatVersion, pb.SerializeAsString());
+    write_framed_file((fs::path(dir) / kIndexName).string(), kMagic, kFormatVersion,
+                      pb.SerializeAsString());
     // The marker's content is informational; its existence is the commit.
     write_framed_file((fs::path(dir) / kCommitMarker).string(), kMagic, kFormatVersion,
                       "step " + std::to_string(index.step));
@@ -93,7 +94,9 @@ void commit_checkpoint(const std::string& dir, const CheckpointIndex& index) {
 
 CheckpointIndex read_checkpoint_index(const std::string& dir) {
   if (!fs::is_directory(dir)) {
-    throw CheckpointError("checkpoint folder " + dir + " does not exist; name a folder under RUN/checkpoints, or use --resume latest");
+    throw CheckpointError(
+        "checkpoint folder " + dir +
+        " does not exist; name a folder under RUN/checkpoints, or use --resume latest");
   }
   if (!is_committed(dir)) {
     throw CheckpointError("checkpoint " + dir + " was never committed (no " + kCommitMarker +
@@ -146,7 +149,8 @@ void prune_checkpoints(const std::string& run_dir, int keep) {
   }
   for (const auto& e : fs::directory_iterator(fs::path(run_dir) / "checkpoints", ec)) {
     const int64_t step = step_of(e.path());
-    if (step >= 0 && step < newest && !is_committed(e.path().string())) fs::remove_all(e.path(), ec);
+    if (step >= 0 && step < newest && !is_committed(e.path().string()))
+      fs::remove_all(e.path(), ec);
   }
 }
 

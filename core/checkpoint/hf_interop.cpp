@@ -3,8 +3,8 @@
 
 #include <cstring>
 #include <filesystem>
-#include <memory>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -34,29 +34,48 @@ void write_named(const std::string& path, const std::map<std::string, torch::Ten
 
 st::DType safetensors_dtype(torch::ScalarType t) {
   switch (t) {
-    case torch::kFloat: return st::DType::F32;
-    case torch::kDouble: return st::DType::F64;
-    case torch::kBFloat16: return st::DType::BF16;
-    case torch::kHalf: return st::DType::F16;
-    case torch::kLong: return st::DType::I64;
-    case torch::kInt: return st::DType::I32;
-    case torch::kByte: return st::DType::U8;
-    default: throw std::runtime_error(std::string("no safetensors dtype for a tensor of type ") + c10::toString(t));
+    case torch::kFloat:
+      return st::DType::F32;
+    case torch::kDouble:
+      return st::DType::F64;
+    case torch::kBFloat16:
+      return st::DType::BF16;
+    case torch::kHalf:
+      return st::DType::F16;
+    case torch::kLong:
+      return st::DType::I64;
+    case torch::kInt:
+      return st::DType::I32;
+    case torch::kByte:
+      return st::DType::U8;
+    default:
+      throw std::runtime_error(std::string("no safetensors dtype for a tensor of type ") +
+                               c10::toString(t));
   }
 }
 
 torch::ScalarType torch_dtype(st::DType t) {
   switch (t) {
-    case st::DType::F32: return torch::kFloat;
-    case st::DType::F64: return torch::kDouble;
-    case st::DType::BF16: return torch::kBFloat16;
-    case st::DType::F16: return torch::kHalf;
-    case st::DType::I64: return torch::kLong;
-    case st::DType::I32: return torch::kInt;
-    case st::DType::I16: return torch::kShort;
-    case st::DType::I8: return torch::kChar;
-    case st::DType::U8: return torch::kByte;
-    case st::DType::BOOL: return torch::kBool;
+    case st::DType::F32:
+      return torch::kFloat;
+    case st::DType::F64:
+      return torch::kDouble;
+    case st::DType::BF16:
+      return torch::kBFloat16;
+    case st::DType::F16:
+      return torch::kHalf;
+    case st::DType::I64:
+      return torch::kLong;
+    case st::DType::I32:
+      return torch::kInt;
+    case st::DType::I16:
+      return torch::kShort;
+    case st::DType::I8:
+      return torch::kChar;
+    case st::DType::U8:
+      return torch::kByte;
+    case st::DType::BOOL:
+      return torch::kBool;
   }
   throw std::runtime_error("unknown safetensors dtype");
 }
@@ -73,8 +92,8 @@ const char* hf_class_name(HfArch arch) {
 }
 
 HfArch hf_arch_for(const ModelOptions& model, const MoEOptions& moe) {
-  return moe.num_shared_experts > 0 || model.qkv_bias || model.first_k_dense > 0 || model.moe_every != 1 ||
-                 !moe.renormalize
+  return moe.num_shared_experts > 0 || model.qkv_bias || model.first_k_dense > 0 ||
+                 model.moe_every != 1 || !moe.renormalize
              ? HfArch::kQwen2Moe
              : HfArch::kMixtral;
 }
@@ -100,18 +119,24 @@ HfModelConfig read_hf_config(const std::string& path) {
   }
   const std::string what = std::string(" for a ") + hf_class_name(c.arch) + " config";
   auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!j.contains(key) || j[key].is_null()) throw std::runtime_error(path + ": missing key '" + key + "'" + what);
+    if (!j.contains(key) || j[key].is_null())
+      throw std::runtime_error(path + ": missing key '" + key + "'" + what);
     return j[key];
   };
-  const bool sliding = c.arch == HfArch::kMixtral ? j.contains("sliding_window") && !j["sliding_window"].is_null()
-                                                  : j.value("use_sliding_window", false);
+  const bool sliding = c.arch == HfArch::kMixtral
+                           ? j.contains("sliding_window") && !j["sliding_window"].is_null()
+                           : j.value("use_sliding_window", false);
   if (sliding) {
-    throw std::runtime_error(path + ": sliding-window attention is not supported (moxie attends to the whole "
-                             "context); set " + std::string(c.arch == HfArch::kMixtral ? "sliding_window to null"
-                                                                                         : "use_sliding_window to false"));
+    throw std::runtime_error(
+        path +
+        ": sliding-window attention is not supported (moxie attends to the whole "
+        "context); set " +
+        std::string(c.arch == HfArch::kMixtral ? "sliding_window to null"
+                                               : "use_sliding_window to false"));
   }
   if (j.value("hidden_act", "silu") != "silu") {
-    throw std::runtime_error(path + ": hidden_act '" + j.value("hidden_act", "") + "' is not supported (moxie's "
+    throw std::runtime_error(path + ": hidden_act '" + j.value("hidden_act", "") +
+                             "' is not supported (moxie's "
                              "FFNs are SwiGLU: silu)");
   }
   c.model.vocab_size = need("vocab_size").get<int64_t>();
@@ -121,7 +146,8 @@ HfModelConfig read_hf_config(const std::string& path) {
   c.model.n_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
                            ? j["num_key_value_heads"].get<int64_t>()
                            : c.model.n_heads;
-  if (j.contains("head_dim") && !j["head_dim"].is_null()) c.model.head_dim = j["head_dim"].get<int64_t>();
+  if (j.contains("head_dim") && !j["head_dim"].is_null())
+    c.model.head_dim = j["head_dim"].get<int64_t>();
   c.model.max_seq_len = need("max_position_embeddings").get<int64_t>();
   c.model.norm_eps = need("rms_norm_eps").get<double>();
   c.model.tie_embeddings = j.value("tie_word_embeddings", false);
@@ -130,9 +156,11 @@ HfModelConfig read_hf_config(const std::string& path) {
     const auto& rope = j["rope_parameters"];
     const std::string rope_type = rope.value("rope_type", "default");
     if (rope_type != "default") {
-      throw std::runtime_error(path + ": rope_type '" + rope_type + "' is not supported (moxie has plain RoPE)");
+      throw std::runtime_error(path + ": rope_type '" + rope_type +
+                               "' is not supported (moxie has plain RoPE)");
     }
-    c.model.rope_theta = rope.contains("rope_theta") ? rope["rope_theta"].get<double>() : need("rope_theta").get<double>();
+    c.model.rope_theta = rope.contains("rope_theta") ? rope["rope_theta"].get<double>()
+                                                     : need("rope_theta").get<double>();
   } else {
     if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
       throw std::runtime_error(path + ": rope_scaling is not supported (moxie has plain RoPE)");
@@ -168,7 +196,8 @@ HfModelConfig read_hf_config(const std::string& path) {
   }
   std::vector<bool> sparse(static_cast<size_t>(c.model.n_layers));
   for (int64_t i = 0; i < c.model.n_layers; ++i) {
-    sparse[static_cast<size_t>(i)] = !dense_only.count(i) && c.moe.num_experts > 0 && step > 0 && (i + 1) % step == 0;
+    sparse[static_cast<size_t>(i)] =
+        !dense_only.count(i) && c.moe.num_experts > 0 && step > 0 && (i + 1) % step == 0;
   }
   for (int64_t k = 0; k <= c.model.n_layers; ++k) {
     for (int64_t every = 1; every <= std::max<int64_t>(1, c.model.n_layers); ++every) {
@@ -183,9 +212,11 @@ HfModelConfig read_hf_config(const std::string& path) {
       }
     }
   }
-  throw std::runtime_error(path + ": its sparse layers (decoder_sparse_step, mlp_only_layers) are not dense "
-                           "layers first and then every k-th layer, the only pattern moxie lays out "
-                           "(model.first_k_dense, model.moe_every)");
+  throw std::runtime_error(
+      path +
+      ": its sparse layers (decoder_sparse_step, mlp_only_layers) are not dense "
+      "layers first and then every k-th layer, the only pattern moxie lays out "
+      "(model.first_k_dense, model.moe_every)");
 }
 
 std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads, HfArch arch) {
@@ -240,7 +271,8 @@ std::vector<std::string> hf_weight_files(const std::string& path) {
   const auto index = fs::path(path) / "model.safetensors.index.json";
   if (fs::exists(single)) return {single.string()};
   if (!fs::exists(index)) {
-    throw std::runtime_error(path + " has neither model.safetensors nor model.safetensors.index.json");
+    throw std::runtime_error(path +
+                             " has neither model.safetensors nor model.safetensors.index.json");
   }
   std::ifstream in(index);
   nlohmann::json j;
@@ -307,9 +339,12 @@ void load_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) 
   };
   if (!missing.empty() || !mismatched.empty() || !unused.empty()) {
     std::string msg = "cannot load " + path + " into this model:";
-    if (!missing.empty()) msg += " " + std::to_string(missing.size()) + " tensors missing (" + list(missing) + ");";
+    if (!missing.empty())
+      msg += " " + std::to_string(missing.size()) + " tensors missing (" + list(missing) + ");";
     if (!mismatched.empty()) msg += " shape mismatch for " + list(mismatched) + ";";
-    if (!unused.empty()) msg += " " + std::to_string(unused.size()) + " tensors not in the model (" + list(unused) + ");";
+    if (!unused.empty())
+      msg +=
+          " " + std::to_string(unused.size()) + " tensors not in the model (" + list(unused) + ");";
     throw std::runtime_error(msg + " check that the config matches the checkpoint");
   }
 }
@@ -318,9 +353,10 @@ void save_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) 
   write_named(path, to_hf_state(model, false, arch));
 }
 
-void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::string& base_model_path,
-                         const std::string& dir) {
-  if (model->tensor_parallel().on()) throw std::runtime_error("write_peft_adapters needs the whole model (parallel.tp=1)");
+void write_peft_adapters(CausalLM& model, const LoraOptions& lora,
+                         const std::string& base_model_path, const std::string& dir) {
+  if (model->tensor_parallel().on())
+    throw std::runtime_error("write_peft_adapters needs the whole model (parallel.tp=1)");
   // transformers 5 names the MoE block "mlp" at run time in both classes.
   auto hf_module = [](std::string name) {
     if (const auto b = name.find(".block_sparse_moe."); b != std::string::npos) {
@@ -336,8 +372,9 @@ void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::st
   for (size_t i = 0; i < params.size(); ++i) {
     if (!specs[i].adapter) continue;
     if (specs[i].role == ParamRole::kExpert) {
-      throw std::runtime_error("the routed experts' adapters (lora.targets: experts) have no peft layout here; "
-                               "export them folded into the weights with --merge-lora");
+      throw std::runtime_error(
+          "the routed experts' adapters (lora.targets: experts) have no peft layout here; "
+          "export them folded into the weights with --merge-lora");
     }
     // "<module>.lora_A" -> peft's "base_model.model.<module>.lora_A.weight".
     const std::string& name = params[i].key();
@@ -351,7 +388,8 @@ void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::st
       modules.push_back(module);
     }
   }
-  if (tensors.empty()) throw std::runtime_error("this model has no LoRA adapters to write (lora.rank is 0)");
+  if (tensors.empty())
+    throw std::runtime_error("this model has no LoRA adapters to write (lora.rank is 0)");
   namespace fs = std::filesystem;
   fs::create_directories(dir);
   write_named((fs::path(dir) / "adapter_model.safetensors").string(), tensors);
@@ -371,10 +409,12 @@ void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::st
   if (router) c["target_parameters"] = {"mlp.gate.weight"};
   std::ofstream out(fs::path(dir) / "adapter_config.json");
   out << c.dump(2) << "\n";
-  if (!out) throw std::runtime_error("cannot write " + (fs::path(dir) / "adapter_config.json").string());
+  if (!out)
+    throw std::runtime_error("cannot write " + (fs::path(dir) / "adapter_config.json").string());
 }
 
-void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch, const std::string& path) {
+void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch,
+                     const std::string& path) {
   const std::string cls = hf_class_name(arch);
   auto refuse = [&](bool bad, const std::string& what) {
     if (bad) throw std::runtime_error("cannot export as " + cls + ": " + what);
@@ -382,7 +422,8 @@ void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch, co
   refuse(e.score_func != ScoreFunc::kSoftmax, "it routes by softmax (moe.score_func)");
   refuse(e.bias_update_rate != 0, "it has no balancing bias (moe.bias_update_rate)");
   refuse(e.capacity_factor != 0, "it is dropless (moe.capacity_factor)");
-  refuse(m.image_patch_dim != 0 || m.audio_frame != 0, "the image and audio encoders have no counterpart in it");
+  refuse(m.image_patch_dim != 0 || m.audio_frame != 0,
+         "the image and audio encoders have no counterpart in it");
   nlohmann::json j = {
       {"architectures", {cls}},
       {"vocab_size", m.vocab_size},
@@ -406,16 +447,20 @@ void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch, co
   };
   if (arch == HfArch::kMixtral) {
     refuse(m.first_k_dense != 0 || m.moe_every != 1,
-           "it has an MoE FFN in every layer (model.first_k_dense, model.moe_every); Qwen2MoeForCausalLM has dense layers");
-    refuse(e.num_shared_experts != 0, "it has no shared experts (moe.num_shared_experts); Qwen2MoeForCausalLM has them");
-    refuse(!e.renormalize, "it renormalises the top-k weights (moe.renormalize); Qwen2MoeForCausalLM need not");
+           "it has an MoE FFN in every layer (model.first_k_dense, model.moe_every); "
+           "Qwen2MoeForCausalLM has dense layers");
+    refuse(e.num_shared_experts != 0,
+           "it has no shared experts (moe.num_shared_experts); Qwen2MoeForCausalLM has them");
+    refuse(!e.renormalize,
+           "it renormalises the top-k weights (moe.renormalize); Qwen2MoeForCausalLM need not");
     refuse(m.qkv_bias, "it has no q/k/v biases (model.qkv_bias); Qwen2MoeForCausalLM has them");
     j["model_type"] = "mixtral";
     j["intermediate_size"] = e.expert_hidden;
     j["num_local_experts"] = e.num_experts;
     j["sliding_window"] = nullptr;
   } else {
-    refuse(e.num_shared_experts == 0, "every sparse layer has a shared expert (moe.num_shared_experts=0)");
+    refuse(e.num_shared_experts == 0,
+           "every sparse layer has a shared expert (moe.num_shared_experts=0)");
     nlohmann::json dense = nlohmann::json::array();
     for (int64_t i = 0; i < m.n_layers; ++i) {
       if (i < m.first_k_dense || (i - m.first_k_dense) % m.moe_every != 0) dense.push_back(i);
@@ -423,8 +468,9 @@ void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch, co
     j["model_type"] = "qwen2_moe";
     j["intermediate_size"] = m.ffn_hidden;
     j["moe_intermediate_size"] = e.expert_hidden;
-    j["shared_expert_intermediate_size"] =
-        e.shared_expert_hidden > 0 ? e.shared_expert_hidden : e.expert_hidden * e.num_shared_experts;
+    j["shared_expert_intermediate_size"] = e.shared_expert_hidden > 0
+                                               ? e.shared_expert_hidden
+                                               : e.expert_hidden * e.num_shared_experts;
     j["num_experts"] = e.num_experts;
     j["norm_topk_prob"] = e.renormalize;
     j["decoder_sparse_step"] = 1;

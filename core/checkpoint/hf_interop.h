@@ -9,8 +9,8 @@
 #include <map>
 #include <string>
 
-#include "core/model/options.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/model/options.h"
 #include "core/model/transformer.h"
 #include "experts/options.h"
 
@@ -71,11 +71,12 @@ void save_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch =
 // target_parameters ("mlp.gate.weight"). PeftModel.from_pretrained(base,
 // dir) then gives the adapted model. Throws for adapters peft's layout here
 // does not cover (routed experts: export them merged).
-void write_peft_adapters(CausalLM& model, const LoraOptions& lora, const std::string& base_model_path,
-                         const std::string& dir);
+void write_peft_adapters(CausalLM& model, const LoraOptions& lora,
+                         const std::string& base_model_path, const std::string& dir);
 
 // The class's config.json for these options. Throws std::runtime_error naming
 // what the class cannot express (and the option that sets it).
-void write_hf_config(const ModelOptions& model, const MoEOptions& moe, HfArch arch, const std::string& path);
+void write_hf_config(const ModelOptions& model, const MoEOptions& moe, HfArch arch,
+                     const std::string& path);
 
 }  // namespace moxie

@@ -171,7 +171,8 @@ void check_tiling(const std::string& path, const std::vector<TensorInfo>& sorted
 // to the disk without a copy into the page cache.
 class AtomicFile {
  public:
-  explicit AtomicFile(const std::string& path, bool direct = false) : path_(path), tmp_(path + ".tmp") {
+  explicit AtomicFile(const std::string& path, bool direct = false)
+      : path_(path), tmp_(path + ".tmp") {
     const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
     if (direct) {
       fd_ = Fd(::open(tmp_.c_str(), flags | O_DIRECT, 0644));
@@ -200,7 +201,8 @@ class AtomicFile {
         // The file system (or a size limit that shortens the write to a
         // partial block) refuses O_DIRECT here: go on through the page cache.
         const int flags = ::fcntl(fd_.get(), F_GETFL);
-        if (flags < 0 || ::fcntl(fd_.get(), F_SETFL, flags & ~O_DIRECT) != 0) fail_sys("write", tmp_);
+        if (flags < 0 || ::fcntl(fd_.get(), F_SETFL, flags & ~O_DIRECT) != 0)
+          fail_sys("write", tmp_);
         direct_ = false;
         continue;
       }
@@ -318,11 +320,14 @@ const TensorInfo& Reader::at(const std::string& name) const {
 }
 
 Layout plan(const std::string& path, const std::vector<TensorView>& tensors,
-            const std::map<std::string, std::string>& metadata, uint64_t align, uint64_t min_prefix) {
-  if (align == 0 || align % 8 != 0) fail(path, "the prefix alignment " + str(align) + " is not a multiple of 8");
+            const std::map<std::string, std::string>& metadata, uint64_t align,
+            uint64_t min_prefix) {
+  if (align == 0 || align % 8 != 0)
+    fail(path, "the prefix alignment " + str(align) + " is not a multiple of 8");
   std::vector<size_t> sorted(tensors.size());
   for (size_t i = 0; i < sorted.size(); ++i) sorted[i] = i;
-  std::sort(sorted.begin(), sorted.end(), [&](size_t a, size_t b) { return tensors[a].name < tensors[b].name; });
+  std::sort(sorted.begin(), sorted.end(),
+            [&](size_t a, size_t b) { return tensors[a].name < tensors[b].name; });
 
   Layout out;
   out.offsets.resize(tensors.size());
@@ -375,7 +380,8 @@ void write(const std::string& path, const std::vector<TensorView>& tensors,
   const Layout layout = plan(path, tensors, metadata);
   std::vector<size_t> order(tensors.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return layout.offsets[a] < layout.offsets[b]; });
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return layout.offsets[a] < layout.offsets[b]; });
 
   AtomicFile file(path);
   file.put(layout.prefix.data(), layout.prefix.size());
@@ -388,13 +394,15 @@ void write_buffer(const std::string& path, uint8_t* buffer, uint64_t size, uint6
   constexpr uint64_t kBlock = 4096;
   constexpr uint64_t kChunk = 16 << 20;
   if (prefix_size > size) fail(path, "the prefix is longer than the file");
-  const bool aligned = reinterpret_cast<uintptr_t>(buffer) % kBlock == 0 && prefix_size % kBlock == 0 &&
+  const bool aligned = reinterpret_cast<uintptr_t>(buffer) % kBlock == 0 &&
+                       prefix_size % kBlock == 0 &&
                        capacity >= (size + kBlock - 1) / kBlock * kBlock;
   AtomicFile file(path, /*direct=*/aligned);
   // With O_DIRECT every write is whole blocks; the tail past `size` is cut
   // off again by truncate().
   const uint64_t end = file.direct() ? (size + kBlock - 1) / kBlock * kBlock : size;
-  for (uint64_t at = prefix_size; at < end; at += kChunk) file.put_at(buffer + at, std::min(kChunk, end - at), at);
+  for (uint64_t at = prefix_size; at < end; at += kChunk)
+    file.put_at(buffer + at, std::min(kChunk, end - at), at);
   fill_prefix();
   file.put_at(buffer, prefix_size, 0);
   if (end != size) file.truncate(size);

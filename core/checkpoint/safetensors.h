@@ -95,7 +95,8 @@ struct Layout {
   uint64_t file_size = 0;
 };
 Layout plan(const std::string& path, const std::vector<TensorView>& tensors,
-            const std::map<std::string, std::string>& metadata, uint64_t align = 8, uint64_t min_prefix = 0);
+            const std::map<std::string, std::string>& metadata, uint64_t align = 8,
+            uint64_t min_prefix = 0);
 
 // Writes the file laid out in buffer[0, size) atomically, like write(): the
 // bytes after the prefix first, then calls fill_prefix() (which puts the

@@ -11,8 +11,12 @@ namespace moxie::kernels {
 
 template <>
 struct Num<__nv_bfloat16> {
-  static __host__ __device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
-  static __host__ __device__ __forceinline__ __nv_bfloat16 store(float v) { return __float2bfloat16(v); }
+  static __host__ __device__ __forceinline__ float load(__nv_bfloat16 v) {
+    return __bfloat162float(v);
+  }
+  static __host__ __device__ __forceinline__ __nv_bfloat16 store(float v) {
+    return __float2bfloat16(v);
+  }
 };
 
 // Calls f with a null pointer of the element type `dtype` names.
@@ -30,6 +34,8 @@ constexpr int kWarps = 8;
 __device__ __forceinline__ int64_t warp_row() {
   return static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
 }
-inline unsigned int row_blocks(int64_t rows) { return static_cast<unsigned int>((rows + kWarps - 1) / kWarps); }
+inline unsigned int row_blocks(int64_t rows) {
+  return static_cast<unsigned int>((rows + kWarps - 1) / kWarps);
+}
 
 }  // namespace moxie::kernels

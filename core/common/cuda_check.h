@@ -11,8 +11,8 @@ namespace moxie::kernels {
 
 inline void cuda_check(cudaError_t r, const char* call, const char* file, int line) {
   if (r != cudaSuccess) {
-    throw std::runtime_error(std::string(call) + " failed: " + cudaGetErrorString(r) + " (" + file + ":" +
-                             std::to_string(line) + ")");
+    throw std::runtime_error(std::string(call) + " failed: " + cudaGetErrorString(r) + " (" + file +
+                             ":" + std::to_string(line) + ")");
   }
 }
 
@@ -20,4 +20,5 @@ inline void cuda_check(cudaError_t r, const char* call, const char* file, int li
 
 #define MOXIE_CUDA_CHECK(call) ::moxie::kernels::cuda_check((call), #call, __FILE__, __LINE__)
 // After a <<<...>>> launch: a bad configuration shows up here, not later.
-#define MOXIE_LAUNCH_CHECK(name) ::moxie::kernels::cuda_check(cudaGetLastError(), name, __FILE__, __LINE__)
+#define MOXIE_LAUNCH_CHECK(name) \
+  ::moxie::kernels::cuda_check(cudaGetLastError(), name, __FILE__, __LINE__)

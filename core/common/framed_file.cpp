@@ -62,7 +62,8 @@ std::string read_framed_file(const std::string& path, const char magic[8], uint3
   s << in.rdbuf();
   const std::string bytes = s.str();
   if (bytes.size() < 24 || std::memcmp(bytes.data(), magic, 8) != 0) {
-    throw FramedFileError(path + " is not a " + std::string(magic, 8) + " file (bad magic or truncated)");
+    throw FramedFileError(path + " is not a " + std::string(magic, 8) +
+                          " file (bad magic or truncated)");
   }
   uint32_t got_version, crc;
   uint64_t size;

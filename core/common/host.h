@@ -63,7 +63,8 @@ void host_by_dtype(const torch::Tensor& t, F&& f) {
   if (t.scalar_type() == torch::kBFloat16) {
     f(static_cast<c10::BFloat16*>(nullptr));
   } else {
-    TORCH_CHECK(t.scalar_type() == torch::kFloat, "moxie kernels take float32 or bfloat16, not ", t.scalar_type());
+    TORCH_CHECK(t.scalar_type() == torch::kFloat, "moxie kernels take float32 or bfloat16, not ",
+                t.scalar_type());
     f(static_cast<float*>(nullptr));
   }
 }

@@ -36,12 +36,12 @@ struct TrainOptions {
   std::string run_dir = "runs/tiny";
   DeviceKind device = DeviceKind::kCpu;
   TrainDtype dtype = TrainDtype::kFloat32;
-  int64_t threads = 0;            // intra-op threads; 0: all cores
+  int64_t threads = 0;  // intra-op threads; 0: all cores
   // Checkpoints in run_dir/checkpoints (core/checkpoint/checkpoint.h): every N steps,
   // at the end and on SIGTERM/SIGINT; 0: none.
   int64_t checkpoint_every = 0;
-  int64_t keep_checkpoints = 3;   // committed checkpoints kept
-  int64_t stop_at = 0;            // save and stop after this step (a job's time slot); 0: never
+  int64_t keep_checkpoints = 3;  // committed checkpoints kept
+  int64_t stop_at = 0;           // save and stop after this step (a job's time slot); 0: never
   // auto: from the run folder's latest committed checkpoint if there is one;
   // latest: that, required; none: start fresh; or a checkpoint folder.
   std::string resume = "auto";
@@ -59,8 +59,9 @@ struct FinetuneOptions {
   // Parameters kept at their starting values: "router" (every MoE gate),
   // "experts" (the routed experts), or any part of a parameter's name.
   std::vector<std::string> freeze;
-  double router_lr = 1.0;           // the routers' learning rate, as a multiple of the schedule's
-  int64_t early_stop_patience = 0;  // stop after this many evaluations without a lower eval loss; 0: never
+  double router_lr = 1.0;  // the routers' learning rate, as a multiple of the schedule's
+  int64_t early_stop_patience =
+      0;  // stop after this many evaluations without a lower eval loss; 0: never
 };
 
 }  // namespace moxie

@@ -21,8 +21,8 @@ AttentionImpl::AttentionImpl(const ModelOptions& options, const TensorParallel& 
   q_proj = register_module("q_proj", column(options.n_heads));
   k_proj = register_module("k_proj", column(options.n_kv_heads));
   v_proj = register_module("v_proj", column(options.n_kv_heads));
-  o_proj = register_module("o_proj", ParallelLinear(options.n_heads * hd, d, Split::kRow, tp,
-                                                    options.init_std));
+  o_proj = register_module(
+      "o_proj", ParallelLinear(options.n_heads * hd, d, Split::kRow, tp, options.init_std));
   // The cos/sin table is derived state, not a weight: not a registered module.
   rope_ = RotaryEmbedding(head_dim_, options.max_seq_len, options.rope_theta);
 }

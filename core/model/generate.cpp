@@ -5,7 +5,8 @@
 
 namespace moxie {
 
-std::vector<int64_t> generate(CausalLM& model, std::vector<int64_t> tokens, const GenerateOptions& o) {
+std::vector<int64_t> generate(CausalLM& model, std::vector<int64_t> tokens,
+                              const GenerateOptions& o) {
   torch::NoGradGuard no_grad;
   auto generator = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   const int64_t context = model->model_options().max_seq_len;
@@ -19,12 +20,16 @@ std::vector<int64_t> generate(CausalLM& model, std::vector<int64_t> tokens, cons
     if (cached && n <= context) {
       // The prompt once, then one token a step.
       const int64_t seen = cache.empty() ? 0 : cache.front().length();
-      auto input = torch::tensor(std::vector<int64_t>(tokens.begin() + seen, tokens.end()), torch::kLong).unsqueeze(0);
+      auto input =
+          torch::tensor(std::vector<int64_t>(tokens.begin() + seen, tokens.end()), torch::kLong)
+              .unsqueeze(0);
       logits = model->forward_cached(input, cache)[0][-1].to(torch::kDouble);
     } else {
       // Past max_seq_len the window slides, and every position moves.
       const int64_t from = std::max<int64_t>(0, n - context);
-      auto input = torch::tensor(std::vector<int64_t>(tokens.begin() + from, tokens.end()), torch::kLong).unsqueeze(0);
+      auto input =
+          torch::tensor(std::vector<int64_t>(tokens.begin() + from, tokens.end()), torch::kLong)
+              .unsqueeze(0);
       logits = model->forward(input).logits[0][-1].to(torch::kDouble);
     }
     int64_t next;
@@ -35,7 +40,8 @@ std::vector<int64_t> generate(CausalLM& model, std::vector<int64_t> tokens, cons
       if (o.top_p < 1.0) {
         auto [sorted, order] = probs.sort(0, /*descending=*/true);
         auto keep = (sorted.cumsum(0) - sorted) < o.top_p;  // the smallest set reaching top_p
-        probs = torch::zeros_like(probs).index_put_({order}, sorted * keep.to(sorted.scalar_type()));
+        probs =
+            torch::zeros_like(probs).index_put_({order}, sorted * keep.to(sorted.scalar_type()));
       }
       next = torch::multinomial(probs, 1, false, generator).item<int64_t>();
     }

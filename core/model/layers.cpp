@@ -1,9 +1,8 @@
 // RMSNorm, rotary embeddings, masked cross-entropy.
 #include "core/model/layers.h"
 
-#include "parallel/tensor_parallel.h"
-
 #include "core/model/fused.h"
+#include "parallel/tensor_parallel.h"
 
 namespace moxie {
 namespace {
@@ -37,9 +36,10 @@ RotaryEmbeddingImpl::RotaryEmbeddingImpl(int64_t head_dim, int64_t max_seq_len, 
 torch::Tensor RotaryEmbeddingImpl::forward(const torch::Tensor& x, int64_t offset) {
   const int64_t S = x.size(2);
   const int64_t half = x.size(3) / 2;
-  TORCH_CHECK(offset + S <= cos_.size(0), "sequence length ", offset + S, " exceeds model.max_seq_len ",
-              cos_.size(0));
-  if (!cos_cast_.defined() || cos_cast_.device() != x.device() || cos_cast_.scalar_type() != x.scalar_type()) {
+  TORCH_CHECK(offset + S <= cos_.size(0), "sequence length ", offset + S,
+              " exceeds model.max_seq_len ", cos_.size(0));
+  if (!cos_cast_.defined() || cos_cast_.device() != x.device() ||
+      cos_cast_.scalar_type() != x.scalar_type()) {
     cos_cast_ = cos_.to(x.device(), x.scalar_type());
     sin_cast_ = sin_.to(x.device(), x.scalar_type());
   }
@@ -59,7 +59,8 @@ torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Ten
   } else {
     auto flat = logits.reshape({-1, V}).to(at_least_float(logits.scalar_type()));
     per_token = torch::nn::functional::cross_entropy(
-        flat, targets.reshape({-1}), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+        flat, targets.reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   }
   auto mask = loss_mask.reshape({-1}).to(per_token.scalar_type());
   return (per_token * mask).sum() / mask.sum().clamp_min(1.0);
@@ -101,7 +102,9 @@ torch::Tensor AudioEncoderImpl::forward(const torch::Tensor& frames, const torch
   auto freq = torch::exp(-std::log(10000.0) * 2.0 * k / static_cast<double>(d_model_));
   auto angle = index.to(torch::kDouble).unsqueeze(1) * freq.unsqueeze(0);
   auto pos = torch::cat({torch::sin(angle), torch::cos(angle)}, 1);
-  if (pos.size(1) < d_model_) pos = torch::nn::functional::pad(pos, torch::nn::functional::PadFuncOptions({0, d_model_ - pos.size(1)}));
+  if (pos.size(1) < d_model_)
+    pos = torch::nn::functional::pad(
+        pos, torch::nn::functional::PadFuncOptions({0, d_model_ - pos.size(1)}));
   const auto dtype = proj->weight.scalar_type();
   return proj(features.to(dtype)) + pos.to(dtype).to(frames.device());
 }

@@ -20,14 +20,16 @@ BlockImpl::BlockImpl(const ModelOptions& model, const MoEOptions& moe, bool moe_
     block_sparse_moe =
         register_module("block_sparse_moe", MoELayer(model.d_model, moe, parallel, model.init_std));
   } else {
-    mlp = register_module("mlp", SwiGLU(model.d_model, model.ffn_hidden, model.init_std, parallel.tp));
+    mlp = register_module("mlp",
+                          SwiGLU(model.d_model, model.ffn_hidden, model.init_std, parallel.tp));
   }
   input_layernorm = register_module("input_layernorm", RMSNorm(model.d_model, model.norm_eps));
   post_attention_layernorm =
       register_module("post_attention_layernorm", RMSNorm(model.d_model, model.norm_eps));
 }
 
-BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& attn_mask, KVCacheLayer* cache) {
+BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& attn_mask,
+                               KVCacheLayer* cache) {
   BlockOutput out;
   auto h = x + (cache ? self_attn->forward_cached(input_layernorm(x), *cache)
                       : self_attn(input_layernorm(x), attn_mask));
@@ -66,20 +68,22 @@ CausalLMImpl::CausalLMImpl(const ModelOptions& model_opts, const MoEOptions& moe
                                                         Split::kColumn, tp_, model_opts.init_std));
   }
   if (model_opts.image_patch_dim > 0) {
-    image_encoder = register_module("image_encoder",
-                                    ImageEncoder(model_opts.image_patch_dim, model_opts.image_patches,
-                                                 model_opts.d_model, model_opts.init_std));
+    image_encoder = register_module(
+        "image_encoder", ImageEncoder(model_opts.image_patch_dim, model_opts.image_patches,
+                                      model_opts.d_model, model_opts.init_std));
   }
   if (model_opts.audio_frame > 0) {
     audio_encoder = register_module(
-        "audio_encoder", AudioEncoder(model_opts.audio_frame, model_opts.d_model, model_opts.init_std));
+        "audio_encoder",
+        AudioEncoder(model_opts.audio_frame, model_opts.d_model, model_opts.init_std));
   }
 }
 
 torch::Tensor document_mask(const torch::Tensor& doc) {
   const int64_t S = doc.size(1);
   auto same = doc.unsqueeze(2).eq(doc.unsqueeze(1));
-  auto causal = torch::ones({S, S}, torch::TensorOptions().dtype(torch::kBool).device(doc.device())).tril();
+  auto causal =
+      torch::ones({S, S}, torch::TensorOptions().dtype(torch::kBool).device(doc.device())).tril();
   return (same & causal).unsqueeze(1);
 }
 
@@ -102,10 +106,12 @@ ModelOutput CausalLMImpl::forward_inputs(const ModelInputs& in) {
     x = x.reshape({-1, x.size(-1)});
     const double share = 1.0 / static_cast<double>(tp_.size());
     if (has_images) {
-      x = x.index_put({in.patch_slot}, image_encoder(in.patches, in.patch_index).to(x.scalar_type()) * share);
+      x = x.index_put({in.patch_slot},
+                      image_encoder(in.patches, in.patch_index).to(x.scalar_type()) * share);
     }
     if (has_audio) {
-      x = x.index_put({in.frame_slot}, audio_encoder(in.frames, in.frame_index).to(x.scalar_type()) * share);
+      x = x.index_put({in.frame_slot},
+                      audio_encoder(in.frames, in.frame_index).to(x.scalar_type()) * share);
     }
     x = x.reshape(shape);
   }
@@ -133,7 +139,8 @@ ModelOutput CausalLMImpl::forward_inputs(const ModelInputs& in) {
   return out;
 }
 
-torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& tokens, std::vector<KVCacheLayer>& cache) {
+torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& tokens,
+                                           std::vector<KVCacheLayer>& cache) {
   TORCH_CHECK(!tp_.on(), "a KV cache needs the whole model on one rank (parallel.tp=1)");
   cache.resize(model->layers->size());
   auto x = model->embed_tokens(tokens);
@@ -147,9 +154,9 @@ torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& tokens, std::vec
 torch::Tensor CausalLMImpl::cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                           const torch::Tensor& loss_mask) const {
   if (!tp_.on()) return masked_cross_entropy(logits, targets, loss_mask);
-  auto per_token = vocab_parallel_cross_entropy(*tp_.group, logits.reshape({-1, logits.size(-1)}),
-                                                targets.reshape({-1}),
-                                                model->embed_tokens->vocab_start());
+  auto per_token =
+      vocab_parallel_cross_entropy(*tp_.group, logits.reshape({-1, logits.size(-1)}),
+                                   targets.reshape({-1}), model->embed_tokens->vocab_start());
   auto mask = loss_mask.reshape({-1}).to(per_token.scalar_type());
   return (per_token * mask).sum() / mask.sum().clamp_min(1.0);
 }
@@ -191,9 +198,12 @@ int64_t CausalLMImpl::add_lora(const LoraOptions& lora) {
   }
   for (const auto& [target, n] : hits) {
     if (n == 0) {
-      throw std::runtime_error("lora.targets: '" + target + "' matches no layer of this model (linear layers: "
-                               "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head, or a path "
-                               "part such as self_attn or shared_expert; also router, experts, experts.w13, experts.w2)");
+      throw std::runtime_error(
+          "lora.targets: '" + target +
+          "' matches no layer of this model (linear layers: "
+          "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head, or a path "
+          "part such as self_attn or shared_expert; also router, experts, experts.w13, "
+          "experts.w2)");
     }
   }
   return adapted;
@@ -219,7 +229,8 @@ void BlockImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out)
 void DecoderImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
   embed_tokens->describe(prefix + "embed_tokens.", out);
   size_t i = 0;
-  for (const auto& layer : *layers) layer->as<BlockImpl>()->describe(prefix + "layers." + std::to_string(i++) + ".", out);
+  for (const auto& layer : *layers)
+    layer->as<BlockImpl>()->describe(prefix + "layers." + std::to_string(i++) + ".", out);
   norm->describe(prefix + "norm.", out);
 }
 
@@ -235,12 +246,14 @@ std::vector<ParamSpec> CausalLMImpl::param_specs() const {
   const auto params = named_parameters();
   for (const auto& item : params) {
     const auto it = at.find(item.key());
-    if (it == at.end()) throw std::logic_error("parameter " + item.key() + " has no ParamSpec: its layer must describe it");
+    if (it == at.end())
+      throw std::logic_error("parameter " + item.key() +
+                             " has no ParamSpec: its layer must describe it");
     out.push_back(described[it->second]);
   }
   if (out.size() != described.size()) {
-    throw std::logic_error("the model describes " + std::to_string(described.size()) + " parameters but has " +
-                           std::to_string(out.size()));
+    throw std::logic_error("the model describes " + std::to_string(described.size()) +
+                           " parameters but has " + std::to_string(out.size()));
   }
   return out;
 }

@@ -15,9 +15,9 @@
 #include "core/model/layers.h"
 #include "core/model/options.h"
 #include "experts/experts.h"
-#include "experts/swiglu.h"
 #include "experts/moe_layer.h"
 #include "experts/options.h"
+#include "experts/swiglu.h"
 #include "parallel/parallelize.h"
 #include "parallel/tensor_parallel.h"
 
@@ -73,11 +73,11 @@ struct ModelInputs {
 torch::Tensor document_mask(const torch::Tensor& doc);
 
 struct ModelOutput {
-  torch::Tensor logits;                // [B, S, V/tp]: this rank's vocabulary shard
+  torch::Tensor logits;  // [B, S, V/tp]: this rank's vocabulary shard
   // Scalar sum over MoE layers (weighted); 0 if none. Under tensor
   // parallelism, this rank's share: summed over the TP group it is the aux loss.
   torch::Tensor aux_loss;
-  std::vector<MoEStats> moe_stats;     // one per MoE layer, in layer order
+  std::vector<MoEStats> moe_stats;  // one per MoE layer, in layer order
 };
 
 class CausalLMImpl : public torch::nn::Module {
@@ -86,7 +86,8 @@ class CausalLMImpl : public torch::nn::Module {
   // one process): experts over parallel.ep; with parallel.tp, attention
   // heads, FFN widths and the vocabulary split over TP, and the sequence split
   // between blocks (sequence parallelism).
-  CausalLMImpl(const ModelOptions& model, const MoEOptions& moe, const ModelParallel& parallel = {});
+  CausalLMImpl(const ModelOptions& model, const MoEOptions& moe,
+               const ModelParallel& parallel = {});
   // tokens: int64 [B, S], the same on every TP rank.
   ModelOutput forward(const torch::Tensor& tokens);
   ModelOutput forward_inputs(const ModelInputs& inputs);  // packed, multimodal batches
@@ -120,7 +121,7 @@ class CausalLMImpl : public torch::nn::Module {
   const MoEOptions& moe_options() const { return moe_options_; }
 
   Decoder model{nullptr};
-  ParallelLinear lm_head{nullptr};  // null when model.tie_embeddings
+  ParallelLinear lm_head{nullptr};      // null when model.tie_embeddings
   ImageEncoder image_encoder{nullptr};  // null unless model.image_patch_dim
   AudioEncoder audio_encoder{nullptr};  // null unless model.audio_frame
 

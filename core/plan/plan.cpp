@@ -21,15 +21,18 @@ std::string gb(double bytes) {
 
 std::string count(double n) {
   char buf[32];
-  if (n >= 1e12) std::snprintf(buf, sizeof(buf), "%.3fT", n / 1e12);
-  else if (n >= 1e9) std::snprintf(buf, sizeof(buf), "%.2fB", n / 1e9);
-  else if (n >= 1e6) std::snprintf(buf, sizeof(buf), "%.2fM", n / 1e6);
-  else std::snprintf(buf, sizeof(buf), "%.0f", n);
+  if (n >= 1e12)
+    std::snprintf(buf, sizeof(buf), "%.3fT", n / 1e12);
+  else if (n >= 1e9)
+    std::snprintf(buf, sizeof(buf), "%.2fB", n / 1e9);
+  else if (n >= 1e6)
+    std::snprintf(buf, sizeof(buf), "%.2fM", n / 1e6);
+  else
+    std::snprintf(buf, sizeof(buf), "%.0f", n);
   return buf;
 }
 
 }  // namespace
-
 
 std::vector<ParamSpec> plan_param_specs(const Config& c, const ParallelDims& dims) {
   const auto& m = c.model;
@@ -37,20 +40,26 @@ std::vector<ParamSpec> plan_param_specs(const Config& c, const ParallelDims& dim
   const int64_t tp = dims.tp(), d = m.d_model;
   const int64_t hd = m.head_dim > 0 ? m.head_dim : d / m.n_heads;
   std::vector<ParamSpec> specs;
-  auto add = [&](std::string name, std::vector<int64_t> shape, int tp_axis = -1, ParamRole role = ParamRole::kDense) {
+  auto add = [&](std::string name, std::vector<int64_t> shape, int tp_axis = -1,
+                 ParamRole role = ParamRole::kDense) {
     specs.push_back({std::move(name), std::move(shape), tp_axis, role, false});
   };
   // Column-parallel: output rows split (axis 0); row-parallel: input columns (axis 1).
-  auto column = [&](const std::string& name, int64_t out, int64_t in) { add(name, {out / tp, in}, 0); };
-  auto row = [&](const std::string& name, int64_t out, int64_t in) { add(name, {out, in / tp}, 1); };
+  auto column = [&](const std::string& name, int64_t out, int64_t in) {
+    add(name, {out / tp, in}, 0);
+  };
+  auto row = [&](const std::string& name, int64_t out, int64_t in) {
+    add(name, {out, in / tp}, 1);
+  };
   auto swiglu = [&](const std::string& prefix, int64_t hidden) {
     column(prefix + "gate_proj.weight", hidden, d);
     column(prefix + "up_proj.weight", hidden, d);
     row(prefix + "down_proj.weight", d, hidden);
   };
   const int64_t shared_hidden = e.num_shared_experts == 0 ? 0
-                                : e.shared_expert_hidden > 0 ? e.shared_expert_hidden
-                                                             : e.expert_hidden * e.num_shared_experts;
+                                : e.shared_expert_hidden > 0
+                                    ? e.shared_expert_hidden
+                                    : e.expert_hidden * e.num_shared_experts;
   add("model.embed_tokens.weight", {m.vocab_size / tp, d}, 0, ParamRole::kEmbedding);
   for (int64_t i = 0; i < m.n_layers; ++i) {
     const std::string l = "model.layers." + std::to_string(i) + ".";
@@ -79,10 +88,11 @@ std::vector<ParamSpec> plan_param_specs(const Config& c, const ParallelDims& dim
   return specs;
 }
 
-std::vector<ParamLayout> plan_rank_parameters(const Config& c, const ParallelDims& dims, int64_t rank) {
+std::vector<ParamLayout> plan_rank_parameters(const Config& c, const ParallelDims& dims,
+                                              int64_t rank) {
   const auto specs = plan_param_specs(c, dims);
-  return make_param_layouts(specs, std::vector<bool>(specs.size(), true), dims, coordinates_of(dims, rank),
-                            c.parallel.zero1);
+  return make_param_layouts(specs, std::vector<bool>(specs.size(), true), dims,
+                            coordinates_of(dims, rank), c.parallel.zero1);
 }
 
 Plan make_plan(const Config& c, const PlanOptions& o) {
@@ -99,8 +109,9 @@ Plan make_plan(const Config& c, const PlanOptions& o) {
   const int64_t dense_ffn = 3 * d * m.ffn_hidden;
   const int64_t expert = 3 * d * e.expert_hidden;
   const int64_t shared_hidden = e.num_shared_experts == 0 ? 0
-                                : e.shared_expert_hidden > 0 ? e.shared_expert_hidden
-                                                             : e.expert_hidden * e.num_shared_experts;
+                                : e.shared_expert_hidden > 0
+                                    ? e.shared_expert_hidden
+                                    : e.expert_hidden * e.num_shared_experts;
   const int64_t shared = shared_hidden > 0 ? 3 * d * shared_hidden + d : 0;
   const int64_t router = e.num_experts * d;
   const int64_t embedding = m.vocab_size * d * (m.tie_embeddings ? 1 : 2);
@@ -122,9 +133,9 @@ Plan make_plan(const Config& c, const PlanOptions& o) {
   p.params_total = tp_split + replicated + p.params_experts;
   p.params_active = p.params_total - n_moe * (e.num_experts - e.top_k) * expert;
   // Matmul weights a token uses (the embedding lookup is not a matmul; the head is).
-  const double matmul_active =
-      static_cast<double>(p.params_active) - static_cast<double>(m.vocab_size * d) *
-                                                 (m.tie_embeddings ? 0 : 1) - replicated + n_moe * router;
+  const double matmul_active = static_cast<double>(p.params_active) -
+                               static_cast<double>(m.vocab_size * d) * (m.tie_embeddings ? 0 : 1) -
+                               replicated + n_moe * router;
   p.flops_per_token = 6.0 * matmul_active + 12.0 * m.n_layers * m.n_heads * hd * c.data.seq_len;
 
   if (o.rank < 0 || o.rank >= o.world) {
@@ -162,7 +173,8 @@ Plan make_plan(const Config& c, const PlanOptions& o) {
     const auto expert = loads(SyncAxis::kExpertDp);
     for (int64_t r = 0; r < o.world; ++r) {
       const int64_t mine = rep[r] + split[r / dims.tp()] + expert[r / dims.ep()];
-      p.worst_optimizer_bytes = std::max(p.worst_optimizer_bytes, state * static_cast<double>(mine));
+      p.worst_optimizer_bytes =
+          std::max(p.worst_optimizer_bytes, state * static_cast<double>(mine));
     }
   }
 
@@ -181,17 +193,17 @@ Plan make_plan(const Config& c, const PlanOptions& o) {
                                  : 4.0 * m.ffn_hidden;
   }
   p.rank_activation_bytes = tokens * per_token * o.param_bytes / dims.tp();
-  p.rank_total_bytes = p.rank_param_bytes + p.rank_grad_bytes + p.rank_optimizer_bytes +
-                       p.rank_activation_bytes;
+  p.rank_total_bytes =
+      p.rank_param_bytes + p.rank_grad_bytes + p.rank_optimizer_bytes + p.rank_activation_bytes;
   p.fits = p.rank_total_bytes - p.rank_optimizer_bytes + p.worst_optimizer_bytes <= o.device_bytes;
 
   // Each token's K copies leave the rank with probability (ep - 1) / ep, and
   // come back; the backward pass moves as much again.
   const double local_tokens = tokens / dims.tp();
-  p.alltoall_bytes_per_step = dims.ep() > 1 ? 4.0 * n_moe * local_tokens * e.top_k * d *
-                                                  o.param_bytes * (dims.ep() - 1) / dims.ep() *
-                                                  c.train.grad_accum
-                                            : 0.0;
+  p.alltoall_bytes_per_step = dims.ep() > 1
+                                  ? 4.0 * n_moe * local_tokens * e.top_k * d * o.param_bytes *
+                                        (dims.ep() - 1) / dims.ep() * c.train.grad_accum
+                                  : 0.0;
   return p;
 }
 
@@ -207,10 +219,12 @@ std::string describe(const Config& c, const PlanOptions& o, const Plan& p) {
     << " expert) = " << gb(p.rank_param_bytes) << "\n"
     << "  gradients         " << gb(p.rank_grad_bytes) << "\n"
     << "  optimizer state   " << gb(p.rank_optimizer_bytes)
-    << (c.parallel.zero1 ? " (largest ZeRO-1 share of any rank: " + gb(p.worst_optimizer_bytes) + ")" : "")
+    << (c.parallel.zero1
+            ? " (largest ZeRO-1 share of any rank: " + gb(p.worst_optimizer_bytes) + ")"
+            : "")
     << "\n"
-    << "  activations (est) " << gb(p.rank_activation_bytes) << " for "
-    << c.train.micro_batch_size << " x " << c.data.seq_len << " tokens\n"
+    << "  activations (est) " << gb(p.rank_activation_bytes) << " for " << c.train.micro_batch_size
+    << " x " << c.data.seq_len << " tokens\n"
     << "  total             " << gb(p.rank_total_bytes) << " of " << gb(o.device_bytes) << ": "
     << (p.fits ? "fits" : "DOES NOT FIT") << (c.parallel.zero1 ? " (with the largest share)" : "")
     << "\n"

@@ -26,17 +26,18 @@ std::string human(double v) {
 
 class ConsoleSink : public MetricSink {
  public:
-  explicit ConsoleSink(const SinkOptions& o) : log_every_(o.log_every), out_(*o.out), bar_(isatty(STDERR_FILENO) != 0) {}
+  explicit ConsoleSink(const SinkOptions& o)
+      : log_every_(o.log_every), out_(*o.out), bar_(isatty(STDERR_FILENO) != 0) {}
   ~ConsoleSink() override { clear_bar(); }
 
   void step(const StepMetrics& m) override {
     if (m.step % log_every_ == 0 || m.step == m.total_steps || m.skipped) {
       std::ostringstream line;
-      line << "step " << m.step << "/" << m.total_steps << "  loss " << fmt("%.4f", m.loss) << "  aux "
-           << fmt("%.4f", m.aux_loss) << "  gnorm " << fmt("%.3f", m.grad_norm) << "  lr " << fmt("%.2e", m.lr)
-           << "  " << human(m.tokens_per_s) << " tok/s"
-           << "  load " << fmt("%.3f", m.load_min) << ".." << fmt("%.3f", m.load_max) << "  dropped "
-           << fmt("%.3f", m.dropped_frac);
+      line << "step " << m.step << "/" << m.total_steps << "  loss " << fmt("%.4f", m.loss)
+           << "  aux " << fmt("%.4f", m.aux_loss) << "  gnorm " << fmt("%.3f", m.grad_norm)
+           << "  lr " << fmt("%.2e", m.lr) << "  " << human(m.tokens_per_s) << " tok/s"
+           << "  load " << fmt("%.3f", m.load_min) << ".." << fmt("%.3f", m.load_max)
+           << "  dropped " << fmt("%.3f", m.dropped_frac);
       for (const auto& [name, value] : m.extra) line << "  " << name << " " << fmt("%.4g", value);
       if (m.skipped) line << "  SKIPPED (non-finite loss or gradient)";
       message(line.str());
@@ -46,8 +47,9 @@ class ConsoleSink : public MetricSink {
       const int filled = static_cast<int>(width * m.step / std::max<int64_t>(1, m.total_steps));
       std::string bar(filled, '#');
       bar.resize(width, '.');
-      std::fprintf(stderr, "\r[%s] %lld/%lld loss %.3f %s tok/s", bar.c_str(), static_cast<long long>(m.step),
-                   static_cast<long long>(m.total_steps), m.loss, human(m.tokens_per_s).c_str());
+      std::fprintf(stderr, "\r[%s] %lld/%lld loss %.3f %s tok/s", bar.c_str(),
+                   static_cast<long long>(m.step), static_cast<long long>(m.total_steps), m.loss,
+                   human(m.tokens_per_s).c_str());
       std::fflush(stderr);
       bar_shown_ = true;
     }

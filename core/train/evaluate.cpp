@@ -22,7 +22,8 @@ ModelInputs inputs_of(const Batch& b, bool blank_media) {
 // The loss mask restricted to documents that hold an image (slots: patch
 // slots) or audio (frame slots).
 torch::Tensor media_loss_mask(const Batch& b, const torch::Tensor& slots) {
-  if (!b.doc.defined() || !slots.defined() || slots.numel() == 0) return torch::zeros_like(b.loss_mask);
+  if (!b.doc.defined() || !slots.defined() || slots.numel() == 0)
+    return torch::zeros_like(b.loss_mask);
   auto docs = b.doc.reshape({-1}).index_select(0, slots);
   return b.loss_mask * torch::isin(b.doc, docs).to(b.loss_mask.scalar_type());
 }
@@ -37,8 +38,8 @@ struct EvalSums {
   Media image, audio;
 
   torch::Tensor pack() const {
-    return torch::tensor({loss, targets, image.with, image.blanked, image.targets, audio.with, audio.blanked,
-                          audio.targets},
+    return torch::tensor({loss, targets, image.with, image.blanked, image.targets, audio.with,
+                          audio.blanked, audio.targets},
                          torch::kDouble);
   }
   static EvalSums unpack(const torch::Tensor& t) {
@@ -65,12 +66,14 @@ EvalResult evaluate(CausalLM& model, const std::vector<Batch>& batches, Communic
     sums.loss += model->cross_entropy(out.logits, b.targets, b.loss_mask).item<double>() * n;
     sums.targets += n;
     torch::Tensor blank_logits;
-    for (auto [slots, media] : {std::pair{&host.patch_slot, &sums.image}, std::pair{&host.frame_slot, &sums.audio}}) {
+    for (auto [slots, media] :
+         {std::pair{&host.patch_slot, &sums.image}, std::pair{&host.frame_slot, &sums.audio}}) {
       const auto mask_host = media_loss_mask(host, *slots);
       const double m = mask_host.sum().item<double>();
       if (m == 0) continue;
       const auto mask = mask_host.to(device);
-      if (!blank_logits.defined()) blank_logits = model->forward_inputs(inputs_of(b, /*blank_media=*/true)).logits;
+      if (!blank_logits.defined())
+        blank_logits = model->forward_inputs(inputs_of(b, /*blank_media=*/true)).logits;
       media->with += model->cross_entropy(out.logits, b.targets, mask).item<double>() * m;
       media->blanked += model->cross_entropy(blank_logits, b.targets, mask).item<double>() * m;
       media->targets += m;

@@ -7,8 +7,9 @@
 
 namespace moxie {
 
-Gradients::Gradients(const std::vector<torch::Tensor>& params, const std::vector<ParamLayout>& layouts,
-                     const ProcessGroups& g, const ParallelOptions& options) {
+Gradients::Gradients(const std::vector<torch::Tensor>& params,
+                     const std::vector<ParamLayout>& layouts, const ProcessGroups& g,
+                     const ParallelOptions& options) {
   const auto& dims = g.dims;
   multi_rank_ = dims.world() > 1;
   overlap_ = options.overlap_grad_sync && multi_rank_;
@@ -31,8 +32,10 @@ Gradients::Gradients(const std::vector<torch::Tensor>& params, const std::vector
   const double inv_dp = 1.0 / static_cast<double>(dims.dp());
   for (size_t k = 0; k < groups_.size(); ++k) {
     auto& group = groups_[k];
-    group.sync = std::make_unique<GradientSync>(group.params, *group.sync_group, inv_dp, 32 << 20, overlap_);
-    if (options.zero1) group.zero = std::make_unique<Zero1Partition>(group.params, owners[k], *group.sync_group);
+    group.sync =
+        std::make_unique<GradientSync>(group.params, *group.sync_group, inv_dp, 32 << 20, overlap_);
+    if (options.zero1)
+      group.zero = std::make_unique<Zero1Partition>(group.params, owners[k], *group.sync_group);
   }
 }
 

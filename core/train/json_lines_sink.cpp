@@ -20,12 +20,18 @@ class JsonLinesSink : public MetricSink {
   }
 
   void step(const StepMetrics& m) override {
-    nlohmann::json j = {{"step", m.step},           {"loss", num(m.loss)},
-                        {"aux_loss", num(m.aux_loss)}, {"balance", num(m.balance)},
-                        {"grad_norm", num(m.grad_norm)}, {"lr", m.lr},
-                        {"tokens_per_s", m.tokens_per_s}, {"step_time_s", m.step_time_s},
-                        {"expert_load_min", m.load_min}, {"expert_load_max", m.load_max},
-                        {"dropped_frac", m.dropped_frac}, {"skipped", m.skipped}};
+    nlohmann::json j = {{"step", m.step},
+                        {"loss", num(m.loss)},
+                        {"aux_loss", num(m.aux_loss)},
+                        {"balance", num(m.balance)},
+                        {"grad_norm", num(m.grad_norm)},
+                        {"lr", m.lr},
+                        {"tokens_per_s", m.tokens_per_s},
+                        {"step_time_s", m.step_time_s},
+                        {"expert_load_min", m.load_min},
+                        {"expert_load_max", m.load_max},
+                        {"dropped_frac", m.dropped_frac},
+                        {"skipped", m.skipped}};
     for (const auto& [name, value] : m.extra) j[name] = num(value);
     jsonl_ << j.dump() << '\n';
     jsonl_.flush();

@@ -33,9 +33,11 @@ struct LocalSums {
   int64_t dropped = 0, assignments = 0;
 };
 
-StepReport LanguageModelStep::forward_backward(const std::vector<Batch>& micro_batches, StepContext& c) {
+StepReport LanguageModelStep::forward_backward(const std::vector<Batch>& micro_batches,
+                                               StepContext& c) {
   const auto& groups = c.groups;
-  const double n_dp = static_cast<double>(groups.dims.dp()), n_tp = static_cast<double>(groups.dims.tp());
+  const double n_dp = static_cast<double>(groups.dims.dp()),
+               n_tp = static_cast<double>(groups.dims.tp());
   const int64_t grad_accum = static_cast<int64_t>(micro_batches.size());
   // The loss is the mean over the global batch's counted targets (packed
   // rows count different numbers): each micro-batch's sum over the global
@@ -55,7 +57,8 @@ StepReport LanguageModelStep::forward_backward(const std::vector<Batch>& micro_b
     const auto batch = host_batch.to(c.device);
     auto out = c.model->forward_inputs(inputs_of(batch));
     auto ce = c.model->cross_entropy(out.logits, batch.targets, batch.loss_mask);
-    auto loss = ce * (targets * n_dp / global_targets) + out.aux_loss / static_cast<double>(grad_accum);
+    auto loss =
+        ce * (targets * n_dp / global_targets) + out.aux_loss / static_cast<double>(grad_accum);
     if (c.poison_loss) {
       ce = ce * std::numeric_limits<double>::quiet_NaN();
       loss = loss * std::numeric_limits<double>::quiet_NaN();
@@ -78,9 +81,10 @@ StepReport LanguageModelStep::forward_backward(const std::vector<Batch>& micro_b
   // Over the global batch: the cross-entropy is equal on a replica's TP
   // ranks, the aux loss is split into TP shares, the balance and drop counts
   // are per rank.
-  auto reduced = torch::cat({torch::stack({sums.loss, sums.aux, sums.balance}).cpu(),
-                             torch::tensor({static_cast<double>(sums.dropped), static_cast<double>(sums.assignments)},
-                                           torch::kDouble)});
+  auto reduced = torch::cat(
+      {torch::stack({sums.loss, sums.aux, sums.balance}).cpu(),
+       torch::tensor({static_cast<double>(sums.dropped), static_cast<double>(sums.assignments)},
+                     torch::kDouble)});
   groups.dp_tp->all_reduce(reduced, ReduceOp::kSum);
   r.loss = reduced[0].item<double>() / (n_tp * global_targets);
   r.aux_loss = reduced[1].item<double>() / (n_dp * static_cast<double>(grad_accum));
@@ -93,6 +97,8 @@ StepReport LanguageModelStep::forward_backward(const std::vector<Batch>& micro_b
 
 }  // namespace
 
-std::unique_ptr<TrainStep> make_language_model_step() { return std::make_unique<LanguageModelStep>(); }
+std::unique_ptr<TrainStep> make_language_model_step() {
+  return std::make_unique<LanguageModelStep>();
+}
 
 }  // namespace moxie

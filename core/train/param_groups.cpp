@@ -4,8 +4,10 @@
 namespace moxie {
 
 std::vector<ParamGroup> make_param_groups(const std::vector<torch::Tensor>& params,
-                                          const std::vector<ParamLayout>& layouts, const OptimOptions& optim,
-                                          const std::function<bool(const torch::Tensor&)>& keep, double router_lr) {
+                                          const std::vector<ParamLayout>& layouts,
+                                          const OptimOptions& optim,
+                                          const std::function<bool(const torch::Tensor&)>& keep,
+                                          double router_lr) {
   ParamGroup decay{"decay", {}, optim.weight_decay, 1.0};
   ParamGroup no_decay{"no_decay", {}, 0.0, 1.0};
   ParamGroup router{"router", {}, optim.weight_decay, router_lr};
@@ -30,7 +32,8 @@ std::vector<ParamGroup> make_param_groups(const std::vector<torch::Tensor>& para
 
 std::vector<ParamLayout> single_process_layouts(const CausalLM& model) {
   const auto specs = model->param_specs();
-  return make_param_layouts(specs, std::vector<bool>(specs.size(), true), ParallelDims(), RankCoordinates(), false);
+  return make_param_layouts(specs, std::vector<bool>(specs.size(), true), ParallelDims(),
+                            RankCoordinates(), false);
 }
 
 std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim) {

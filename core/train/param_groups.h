@@ -19,10 +19,10 @@ namespace moxie {
 // params[i] is laid out as layouts[i]. Frozen parameters (requires_grad
 // false) get no group; `keep` selects the parameters this rank updates
 // (ZeRO-1); default: all.
-std::vector<ParamGroup> make_param_groups(const std::vector<torch::Tensor>& params,
-                                          const std::vector<ParamLayout>& layouts, const OptimOptions& optim,
-                                          const std::function<bool(const torch::Tensor&)>& keep = nullptr,
-                                          double router_lr = 1.0);
+std::vector<ParamGroup> make_param_groups(
+    const std::vector<torch::Tensor>& params, const std::vector<ParamLayout>& layouts,
+    const OptimOptions& optim, const std::function<bool(const torch::Tensor&)>& keep = nullptr,
+    double router_lr = 1.0);
 
 // One process: the model's own layouts.
 std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim);

@@ -12,7 +12,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 std::string to_hex(const torch::Tensor& bytes) {
   static const char* digits = "0123456789abcdef";
@@ -29,7 +31,8 @@ std::string to_hex(const torch::Tensor& bytes) {
 torch::Tensor from_hex(const std::string& hex) {
   auto t = torch::empty({static_cast<int64_t>(hex.size() / 2)}, torch::kByte);
   auto* p = t.data_ptr<uint8_t>();
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) p[i / 2] = static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    p[i / 2] = static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16));
   return t;
 }
 
@@ -42,13 +45,15 @@ void check_resume_target(const TrainOptions& train) {
   }
   if (train.resume != "auto" && train.resume != "latest" && train.resume != "none" &&
       !std::filesystem::is_directory(train.resume)) {
-    throw std::runtime_error("checkpoint folder " + train.resume +
-                             " does not exist; name a folder under RUN/checkpoints, or use --resume latest");
+    throw std::runtime_error(
+        "checkpoint folder " + train.resume +
+        " does not exist; name a folder under RUN/checkpoints, or use --resume latest");
   }
 }
 
 RunCheckpoints::RunCheckpoints(const Config& config, const ProcessGroups& groups, CausalLM& model,
-                               const std::vector<ParamLayout>& layouts, AdamW& optimizer, std::ostream& log)
+                               const std::vector<ParamLayout>& layouts, AdamW& optimizer,
+                               std::ostream& log)
     : config_(config),
       groups_(groups),
       model_(model),
@@ -75,7 +80,8 @@ std::vector<CheckpointEntry> RunCheckpoints::entries(bool base_weights) {
   }
   if (base_weights) return out;
   for (const auto& item : model_->named_buffers()) {
-    out.push_back({"buffer/" + item.key(), item.value(), std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
+    out.push_back({"buffer/" + item.key(), item.value(),
+                   std::vector<int64_t>(static_cast<size_t>(item.value().dim()), 0),
                    item.value().sizes().vec(), rank0});
   }
   optimizer_steps_.clear();
@@ -84,24 +90,28 @@ std::vector<CheckpointEntry> RunCheckpoints::entries(bool base_weights) {
     for (size_t i = 0; i < groups[g].params.size(); ++i) {
       const size_t k = index_of.at(groups[g].params[i].unsafeGetTensorImpl());
       const auto& l = layouts_[k];
-      const bool write = config_.parallel.zero1 || l.writes_box;  // with ZeRO-1 its owner alone holds it
+      const bool write =
+          config_.parallel.zero1 || l.writes_box;  // with ZeRO-1 its owner alone holds it
       const auto& st = optimizer_.state(g, i);
       const std::string base = "optim/" + params[k].key();
       out.push_back({base + "/exp_avg", st.exp_avg, l.box_start, l.global_shape, write});
       out.push_back({base + "/exp_avg_sq", st.exp_avg_sq, l.box_start, l.global_shape, write});
-      if (st.master.defined()) out.push_back({base + "/master", st.master, l.box_start, l.global_shape, write});
+      if (st.master.defined())
+        out.push_back({base + "/master", st.master, l.box_start, l.global_shape, write});
       auto step = torch::tensor(st.step, torch::kLong);
       optimizer_steps_.emplace_back(g, i, step);
       // One count per parameter (every box of it takes the same steps):
       // written with the box at the origin.
-      const bool origin = std::all_of(l.box_start.begin(), l.box_start.end(), [](int64_t s) { return s == 0; });
+      const bool origin =
+          std::all_of(l.box_start.begin(), l.box_start.end(), [](int64_t s) { return s == 0; });
       out.push_back({base + "/step", step, {}, {}, write && origin});
     }
   }
   return out;
 }
 
-std::map<std::string, std::string> RunCheckpoints::rank_state(const RunCounters& c, const BatchSource& source) const {
+std::map<std::string, std::string> RunCheckpoints::rank_state(const RunCounters& c,
+                                                              const BatchSource& source) const {
   return {{"step", std::to_string(c.step)},
           {"bad_in_a_row", std::to_string(c.bad_in_a_row)},
           {"skipped_steps", std::to_string(c.skipped_steps)},
@@ -134,7 +144,8 @@ void RunCheckpoints::load_base() {
   std::string error;
   const auto load_start = Clock::now();
   try {
-    load_checkpoint(base, base_entries, groups_.world->rank(), static_cast<int>(groups_.dims.world()));
+    load_checkpoint(base, base_entries, groups_.world->rank(),
+                    static_cast<int>(groups_.dims.world()));
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -143,7 +154,8 @@ void RunCheckpoints::load_base() {
                              (error.empty() ? "another rank could not load its part" : error));
   }
   masters_follow_parameters();
-  log_ << "fine-tuning from " << base << " (weights; rank 0 loaded in " << seconds_since(load_start) << " s)\n";
+  log_ << "fine-tuning from " << base << " (weights; rank 0 loaded in " << seconds_since(load_start)
+       << " s)\n";
 }
 
 RunCounters RunCheckpoints::resume(BatchSource& source) {
@@ -171,15 +183,18 @@ RunCounters RunCheckpoints::resume(BatchSource& source) {
       // A checkpoint without optimizer state (moxie import): weights only,
       // the optimizer starts fresh.
       const auto index = read_checkpoint_index(candidates[k]);
-      weights_only = std::none_of(index.tensors.begin(), index.tensors.end(),
-                                  [](const CheckpointTensor& t) { return t.name.rfind("optim/", 0) == 0; });
+      weights_only =
+          std::none_of(index.tensors.begin(), index.tensors.end(),
+                       [](const CheckpointTensor& t) { return t.name.rfind("optim/", 0) == 0; });
       if (weights_only) {
-        to_load.erase(std::remove_if(to_load.begin(), to_load.end(),
-                                     [](const CheckpointEntry& e) { return e.name.rfind("optim/", 0) == 0; }),
-                      to_load.end());
+        to_load.erase(
+            std::remove_if(to_load.begin(), to_load.end(),
+                           [](const CheckpointEntry& e) { return e.name.rfind("optim/", 0) == 0; }),
+            to_load.end());
         optimizer_steps_.clear();
       }
-      state = load_checkpoint(candidates[k], to_load, groups_.world->rank(), static_cast<int>(groups_.dims.world()));
+      state = load_checkpoint(candidates[k], to_load, groups_.world->rank(),
+                              static_cast<int>(groups_.dims.world()));
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -193,7 +208,8 @@ RunCounters RunCheckpoints::resume(BatchSource& source) {
            << "); falling back to the previous committed checkpoint\n";
       continue;
     }
-    for (const auto& [g, i, step] : optimizer_steps_) optimizer_.set_step(g, i, step.item<int64_t>());
+    for (const auto& [g, i, step] : optimizer_steps_)
+      optimizer_.set_step(g, i, step.item<int64_t>());
     auto number = [&](const char* key) { return state.count(key) ? std::stoll(state.at(key)) : 0; };
     counters.step = number("step");
     counters.bad_in_a_row = number("bad_in_a_row");
@@ -209,8 +225,8 @@ RunCounters RunCheckpoints::resume(BatchSource& source) {
     }
     // Without it (moxie import) the data starts from the beginning.
     if (state.count("source")) source.restore(state.at("source"));
-    log_ << "resumed from " << candidates[k] << " at step " << counters.step << " (rank 0 loaded in "
-         << seconds_since(load_start) << " s)\n";
+    log_ << "resumed from " << candidates[k] << " at step " << counters.step
+         << " (rank 0 loaded in " << seconds_since(load_start) << " s)\n";
     break;
   }
   return counters;
@@ -221,18 +237,18 @@ void RunCheckpoints::commit_pending() {
   if (step < 0) return;
   const std::string error = writer_.finish();
   if (any_rank_failed(error)) {
-    throw std::runtime_error("saving the checkpoint of step " + std::to_string(step) + " failed: " +
-                             (error.empty() ? "on another rank" : error) +
+    throw std::runtime_error("saving the checkpoint of step " + std::to_string(step) +
+                             " failed: " + (error.empty() ? "on another rank" : error) +
                              "; every earlier committed checkpoint is intact");
   }
   const auto& train = config_.train;
   if (groups_.world->rank() == 0) {
-    commit_from_ranks(train.run_dir, step, static_cast<int>(groups_.dims.world()), groups_.dims.describe(),
-                      static_cast<int>(train.keep_checkpoints));
+    commit_from_ranks(train.run_dir, step, static_cast<int>(groups_.dims.world()),
+                      groups_.dims.describe(), static_cast<int>(train.keep_checkpoints));
   }
-  log_ << "checkpoint of step " << step << " committed (" << checkpoint_dir(train.run_dir, step) << "): rank 0 wrote "
-       << writer_.bytes() << " bytes in " << writer_.write_seconds() << " s in the background after a "
-       << writer_.copy_seconds() << " s copy\n";
+  log_ << "checkpoint of step " << step << " committed (" << checkpoint_dir(train.run_dir, step)
+       << "): rank 0 wrote " << writer_.bytes() << " bytes in " << writer_.write_seconds()
+       << " s in the background after a " << writer_.copy_seconds() << " s copy\n";
 }
 
 void RunCheckpoints::commit_if_written() {
@@ -244,10 +260,11 @@ void RunCheckpoints::commit_if_written() {
   if (written.item<double>() == 0) commit_pending();
 }
 
-void RunCheckpoints::save(int64_t steps_done, const RunCounters& counters, const BatchSource& source,
-                          bool background) {
+void RunCheckpoints::save(int64_t steps_done, const RunCounters& counters,
+                          const BatchSource& source, bool background) {
   commit_pending();  // the previous save, if its write is still running
-  writer_.start(steps_done, entries(/*base_weights=*/false), rank_state(counters, source), background);
+  writer_.start(steps_done, entries(/*base_weights=*/false), rank_state(counters, source),
+                background);
 }
 
 }  // namespace moxie

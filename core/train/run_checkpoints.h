@@ -52,14 +52,16 @@ class RunCheckpoints {
   // commits a background save whose write has ended on every rank.
   void commit_if_written();
   // Commits the previous save if still pending, then starts this one.
-  void save(int64_t steps_done, const RunCounters& counters, const BatchSource& source, bool background);
+  void save(int64_t steps_done, const RunCounters& counters, const BatchSource& source,
+            bool background);
   // Waits for the write in flight on every rank; rank 0 then commits it.
   void commit_pending();
 
  private:
   // base_weights: only what a base checkpoint holds (every parameter but the adapters).
   std::vector<CheckpointEntry> entries(bool base_weights);
-  std::map<std::string, std::string> rank_state(const RunCounters& counters, const BatchSource& source) const;
+  std::map<std::string, std::string> rank_state(const RunCounters& counters,
+                                                const BatchSource& source) const;
   bool any_rank_failed(const std::string& error) const;
   void masters_follow_parameters();
 

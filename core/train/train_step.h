@@ -57,7 +57,8 @@ class TrainStep {
   // Runs forward and backward over each, leaving gradients scaled so that
   // the data-parallel average (GradientSync) is the objective's gradient.
   // Collective: every rank calls it with the same number of micro-batches.
-  virtual StepReport forward_backward(const std::vector<Batch>& micro_batches, StepContext& context) = 0;
+  virtual StepReport forward_backward(const std::vector<Batch>& micro_batches,
+                                      StepContext& context) = 0;
 };
 
 // The language model's step: next-token cross-entropy over the loss mask,

@@ -24,9 +24,9 @@
 namespace moxie {
 
 struct TrainSummary {
-  std::vector<double> train_losses;                       // one per step
-  std::vector<std::pair<int64_t, double>> eval_losses;    // (step, loss)
-  double unigram_entropy_nats = 0;                        // of the training corpus (text source)
+  std::vector<double> train_losses;                     // one per step
+  std::vector<std::pair<int64_t, double>> eval_losses;  // (step, loss)
+  double unigram_entropy_nats = 0;                      // of the training corpus (text source)
   int64_t skipped_steps = 0;
   // Datasets with media (last evaluation): the loss on the text of samples
   // that hold an image (audio), and the same with the media blanked.
@@ -70,8 +70,8 @@ class Trainer {
   std::ostream& log_;
   torch::Device device_;  // train.device: CPU, or this rank's GPU
   CausalLM model_{nullptr};
-  std::vector<torch::Tensor> params_;    // named_parameters() order
-  std::vector<ParamLayout> layouts_;     // one per parameter
+  std::vector<torch::Tensor> params_;  // named_parameters() order
+  std::vector<ParamLayout> layouts_;   // one per parameter
   std::unique_ptr<Gradients> gradients_;
   std::unique_ptr<TrainStep> step_;
 };

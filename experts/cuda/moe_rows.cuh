@@ -15,8 +15,8 @@ constexpr int kMaxTopK = 16;
 struct RouterRowOptions {
   int64_t E = 0;
   int K = 0;
-  bool sigmoid = false;      // else softmax
-  bool renormalize = true;   // top-k weights sum to one
+  bool sigmoid = false;     // else softmax
+  bool renormalize = true;  // top-k weights sum to one
 };
 
 // Per-row softmax statistics: max and sum of exp(l - max).
@@ -41,8 +41,9 @@ MOXIE_HD float router_score(const float* l, int64_t c, bool sigmoid, float M, fl
 // (scores, renormalised to sum to one if asked) and the log-sum-exp of l
 // (z-loss). Lane 0 writes weight_K, idx_K and lse.
 template <class L>
-MOXIE_HD void router_forward_row(const L& lanes, const float* l, const float* bias, const RouterRowOptions& o,
-                                 float* probs, float* weight_K, int64_t* idx_K, float* lse) {
+MOXIE_HD void router_forward_row(const L& lanes, const float* l, const float* bias,
+                                 const RouterRowOptions& o, float* probs, float* weight_K,
+                                 int64_t* idx_K, float* lse) {
   const int64_t E = o.E;
   float M, S;
   softmax_stats(lanes, l, E, M, S);
@@ -96,8 +97,9 @@ MOXIE_HD void router_forward_row(const L& lanes, const float* l, const float* bi
 // Its backward: dl[E] from the gradients of weight_K (g_weight, may be
 // null), probs[E] (g_probs, may be null) and lse (g_lse).
 template <class L>
-MOXIE_HD void router_backward_row(const L& lanes, const float* l, const int64_t* idx_K, const float* g_weight,
-                                  const float* g_probs, float g_lse, const RouterRowOptions& o, float* dl) {
+MOXIE_HD void router_backward_row(const L& lanes, const float* l, const int64_t* idx_K,
+                                  const float* g_weight, const float* g_probs, float g_lse,
+                                  const RouterRowOptions& o, float* dl) {
   const int64_t E = o.E;
   float M, S;
   softmax_stats(lanes, l, E, M, S);
@@ -153,8 +155,8 @@ MOXIE_HD void router_backward_row(const L& lanes, const float* l, const int64_t*
 // of w[pos] * rows[pos] (w null: weight 1), accumulated in float. Unpermute
 // (with the routing weights) and the permutation's backward (without).
 template <class T, class L>
-MOXIE_HD void gather_sum_row(const L& lanes, const T* rows, int64_t D, const int64_t* pos_K, int K, const float* w,
-                             T* out) {
+MOXIE_HD void gather_sum_row(const L& lanes, const T* rows, int64_t D, const int64_t* pos_K, int K,
+                             const float* w, T* out) {
   for (int64_t c = lanes.lane(); c < D; c += L::kCount) {
     float acc = 0.f;
     for (int k = 0; k < K; ++k) {
@@ -170,7 +172,8 @@ MOXIE_HD void gather_sum_row(const L& lanes, const T* rows, int64_t D, const int
 // also writes sum(in * dot_with) to *dot. The permutation (rows copied to
 // their experts) and the unpermute's backward (with the weight's gradient).
 template <class T, class L>
-MOXIE_HD void scale_row(const L& lanes, const T* in, int64_t D, float w, T* out, const T* dot_with, float* dot) {
+MOXIE_HD void scale_row(const L& lanes, const T* in, int64_t D, float w, T* out, const T* dot_with,
+                        float* dot) {
   float acc = 0.f;
   for (int64_t c = lanes.lane(); c < D; c += L::kCount) {
     const float v = Num<T>::load(in[c]);

@@ -14,8 +14,7 @@
 
 namespace moxie::kernels {
 
-
-void launch_adamw(const AdamWTensor* tensors, const AdamWChunk* chunks, int64_t n_chunks, AdamWHyper hyper,
-                  cudaStream_t stream);
+void launch_adamw(const AdamWTensor* tensors, const AdamWChunk* chunks, int64_t n_chunks,
+                  AdamWHyper hyper, cudaStream_t stream);
 
 }  // namespace moxie::kernels

@@ -40,7 +40,8 @@ struct AdamWHyper {
 // PyTorch's formula (torch.optim.AdamW, as its fused kernels compute it):
 //   w *= decay; m = lerp(m, g, 1 - beta1); v = beta2 v + (1 - beta2) g^2;
 //   w -= step_size * m / (sqrt(v) / bc2_sqrt + eps)
-MOXIE_HD void adamw_element(float& w, float& m, float& v, float g, const AdamWTensor& t, const AdamWHyper& h) {
+MOXIE_HD void adamw_element(float& w, float& m, float& v, float g, const AdamWTensor& t,
+                            const AdamWHyper& h) {
   w *= t.decay;
   m += (1.f - h.beta1) * (g - m);
   v = h.beta2 * v + (1.f - h.beta2) * g * g;

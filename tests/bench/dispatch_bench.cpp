@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
     if (r >= 0) t_disp += std::chrono::duration<double>(Clock::now() - t0).count();
   }
   if (const char* trace = std::getenv("MOXIE_PROFILE")) {
-    torch::autograd::profiler::RecordProfile guard(std::string(trace) + "." + std::to_string(comm.rank()));
+    torch::autograd::profiler::RecordProfile guard(std::string(trace) + "." +
+                                                   std::to_string(comm.rank()));
     auto dd = dispatcher.dispatch(x, routing);
     dispatcher.combine(dd.tokens_ND, dd);
   }
@@ -82,10 +83,10 @@ int main(int argc, char** argv) {
   for (int r = -2; r < reps; ++r) {
     MPI_Barrier(MPI_COMM_WORLD);
     const auto t0 = Clock::now();
-    MPI_Alltoallv(sbuf.data_ptr(), send.data(), sdis.data(), MPI_FLOAT, rbuf.data_ptr(), recv.data(),
-                  rdis.data(), MPI_FLOAT, MPI_COMM_WORLD);
-    MPI_Alltoallv(rbuf.data_ptr(), recv.data(), rdis.data(), MPI_FLOAT, sbuf.data_ptr(), send.data(),
-                  sdis.data(), MPI_FLOAT, MPI_COMM_WORLD);
+    MPI_Alltoallv(sbuf.data_ptr(), send.data(), sdis.data(), MPI_FLOAT, rbuf.data_ptr(),
+                  recv.data(), rdis.data(), MPI_FLOAT, MPI_COMM_WORLD);
+    MPI_Alltoallv(rbuf.data_ptr(), recv.data(), rdis.data(), MPI_FLOAT, sbuf.data_ptr(),
+                  send.data(), sdis.data(), MPI_FLOAT, MPI_COMM_WORLD);
     if (r >= 0) t_bare += std::chrono::duration<double>(Clock::now() - t0).count();
   }
   // Payload: every row this rank sends out and gets back, summed over ranks (max time).

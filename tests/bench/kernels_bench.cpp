@@ -57,9 +57,10 @@ int main(int argc, char** argv) {
   std::ostringstream json;
   json << "{\"tokens\": " << T;
   auto report = [&](const char* op, double aten, double fused) {
-    std::cout << op << ": ATen " << aten << " ms, fused " << fused << " ms, speed-up " << aten / fused << "x\n";
-    json << ", \"" << op << "\": {\"aten_ms\": " << aten << ", \"fused_ms\": " << fused << ", \"speedup\": " << aten / fused
-         << "}";
+    std::cout << op << ": ATen " << aten << " ms, fused " << fused << " ms, speed-up "
+              << aten / fused << "x\n";
+    json << ", \"" << op << "\": {\"aten_ms\": " << aten << ", \"fused_ms\": " << fused
+         << ", \"speedup\": " << aten / fused << "}";
   };
 
   {  // RMSNorm
@@ -76,7 +77,8 @@ int main(int argc, char** argv) {
   }
   {  // cross-entropy over the vocabulary
     auto logits = torch::randn({T, V}, bf).requires_grad_();
-    auto targets = torch::randint(0, V, {T}, torch::TensorOptions().device(dev).dtype(torch::kLong));
+    auto targets =
+        torch::randint(0, V, {T}, torch::TensorOptions().device(dev).dtype(torch::kLong));
     auto aten = [&] {
       auto l = torch::nn::functional::cross_entropy(logits.to(torch::kFloat), targets);
       l.backward();
@@ -142,8 +144,8 @@ int main(int argc, char** argv) {
     const double loop_ms = median_ms(loop), grouped_ms = median_ms(grouped);
     report("experts_grouped_gemm", loop_ms, grouped_ms);
     const double flops = 6.0 * N * D * 3 * H;  // forward + backward of the three projections
-    std::cout << "  experts: " << flops / grouped_ms / 1e9 << " TFLOP/s grouped, " << flops / loop_ms / 1e9
-              << " TFLOP/s per-expert loop\n";
+    std::cout << "  experts: " << flops / grouped_ms / 1e9 << " TFLOP/s grouped, "
+              << flops / loop_ms / 1e9 << " TFLOP/s per-expert loop\n";
   }
   {  // AdamW over 0.4B bf16 parameters with fp32 masters, in 64 tensors
     const int64_t n = 6'000'000, count = 64;
@@ -161,8 +163,8 @@ int main(int argc, char** argv) {
     auto aten = [&] {  // what AdamW::step did before: fp32 grads, fused update, rounding pass
       std::vector<torch::Tensor> g32;
       for (auto& g : grads) g32.push_back(g.to(torch::kFloat));
-      at::_fused_adamw_(masters, g32, m, v, {}, steps_t, 1e-4, o.beta1, o.beta2, 0.1, o.eps, false, false,
-                        std::nullopt, std::nullopt);
+      at::_fused_adamw_(masters, g32, m, v, {}, steps_t, 1e-4, o.beta1, o.beta2, 0.1, o.eps, false,
+                        false, std::nullopt, std::nullopt);
       torch::_foreach_copy_(params, masters);
     };
     auto fused = [&] { multi_tensor_adamw(masters, grads, m, v, params, steps, 1e-4, 0.1, o); };

@@ -27,7 +27,8 @@ namespace {
 std::vector<std::string> shard_files(const std::string& dir) {
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() == ".shard" || e.path().filename() == "manifest.pb") files.push_back(e.path().string());
+    if (e.path().extension() == ".shard" || e.path().filename() == "manifest.pb")
+      files.push_back(e.path().string());
   }
   std::sort(files.begin(), files.end());
   return files;
@@ -67,7 +68,9 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_loader DATASET [--seq-len N] [--rows N] [--threads N] [--repeats N] [--no-verify]\n");
+    std::fprintf(stderr,
+                 "usage: bench_loader DATASET [--seq-len N] [--rows N] [--threads N] [--repeats N] "
+                 "[--no-verify]\n");
     return 2;
   }
   moxie::keep_freed_memory_for_reuse();  // as `moxie train` does
@@ -81,12 +84,18 @@ int main(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return std::atoll(argv[++i]); };
-    if (a == "--seq-len") o.seq_len = next();
-    else if (a == "--rows") o.rows_per_rank = next();
-    else if (a == "--threads") o.prefetch_threads = static_cast<int>(next());
-    else if (a == "--repeats") repeats = static_cast<int>(next());
-    else if (a == "--no-verify") o.verify_shards = false;
-    else if (a == "--warm") warm = true;
+    if (a == "--seq-len")
+      o.seq_len = next();
+    else if (a == "--rows")
+      o.rows_per_rank = next();
+    else if (a == "--threads")
+      o.prefetch_threads = static_cast<int>(next());
+    else if (a == "--repeats")
+      repeats = static_cast<int>(next());
+    else if (a == "--no-verify")
+      o.verify_shards = false;
+    else if (a == "--warm")
+      warm = true;
     else {
       std::fprintf(stderr, "bench_loader: unknown option %s\n", a.c_str());
       return 2;
@@ -117,11 +126,13 @@ int main(int argc, char** argv) {
       "{\"dataset\": \"%s\", \"file_bytes\": %llu, \"samples\": %llu, \"batches\": %llu, "
       "\"positions\": %llu, \"threads\": %d, \"verify\": %s, \"repeats\": %d,\n"
       " \"plain_read_s\": %.4f, \"plain_read_mb_s\": %.1f,\n"
-      " \"loader_s\": %.4f, \"loader_mb_s\": %.1f, \"loader_samples_s\": %.1f, \"loader_positions_s\": %.1f,\n"
+      " \"loader_s\": %.4f, \"loader_mb_s\": %.1f, \"loader_samples_s\": %.1f, "
+      "\"loader_positions_s\": %.1f,\n"
       " \"ratio_loader_over_plain\": %.3f}\n",
-      o.path.c_str(), static_cast<unsigned long long>(file_bytes), static_cast<unsigned long long>(samples),
-      static_cast<unsigned long long>(batches), static_cast<unsigned long long>(positions), o.prefetch_threads,
-      o.verify_shards ? "true" : "false", repeats, tp, file_bytes / tp / 1e6, tl, file_bytes / tl / 1e6,
-      samples / tl, positions / tl, tp / tl);
+      o.path.c_str(), static_cast<unsigned long long>(file_bytes),
+      static_cast<unsigned long long>(samples), static_cast<unsigned long long>(batches),
+      static_cast<unsigned long long>(positions), o.prefetch_threads,
+      o.verify_shards ? "true" : "false", repeats, tp, file_bytes / tp / 1e6, tl,
+      file_bytes / tl / 1e6, samples / tl, positions / tl, tp / tl);
   return 0;
 }

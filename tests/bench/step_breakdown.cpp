@@ -10,8 +10,8 @@
 #include "core/common/allocator.h"
 #include "core/config/config.h"
 #include "core/model/layers.h"
-#include "core/train/trainer.h"
 #include "core/train/param_groups.h"
+#include "core/train/trainer.h"
 #include "optim/clip.h"
 
 using namespace moxie;
@@ -26,8 +26,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   int steps = 10;
   for (int i = 2; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--set")) overrides.push_back(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--set"))
+      overrides.push_back(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--steps"))
+      steps = std::atoi(argv[i + 1]);
   }
   const auto config = load_config(argv[1], overrides);
   if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));
@@ -38,7 +40,9 @@ int main(int argc, char** argv) {
   const int64_t B = config.train.micro_batch_size, S = config.data.seq_len;
 
   double t_fwd = 0, t_bwd = 0, t_clip = 0, t_opt = 0;
-  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  auto since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
   for (int s = -2; s < steps; ++s) {  // two untimed warm-up steps
     auto tokens = torch::randint(0, config.model.vocab_size, {B, S + 1});
     auto inputs = tokens.narrow(1, 0, S), targets = tokens.narrow(1, 1, S);
@@ -74,6 +78,7 @@ int main(int argc, char** argv) {
   row("backward", t_bwd);
   row("clip", t_clip);
   row("optimizer", t_opt);
-  std::printf("%-10s %8.1f ms/step  %.0f tokens/s\n", "total", 1e3 * total / steps, B * S * steps / total);
+  std::printf("%-10s %8.1f ms/step  %.0f tokens/s\n", "total", 1e3 * total / steps,
+              B * S * steps / total);
   return 0;
 }

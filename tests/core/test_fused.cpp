@@ -8,7 +8,8 @@ using namespace moxie::testing;
 TEST_CASE("fused RMSNorm (host form) matches ATen, forward and backward") {
   check_rms_norm(torch::kCPU, torch::kFloat);
   check_rms_norm(torch::kCPU, torch::kBFloat16);
-  check_rms_norm(torch::kCPU, torch::kFloat, 3, 2050);  // a row wider than a warp's stride many times over
+  check_rms_norm(torch::kCPU, torch::kFloat, 3,
+                 2050);  // a row wider than a warp's stride many times over
 }
 
 TEST_CASE("fused cross-entropy (host form) matches ATen and makes no float32 logits") {

@@ -1,14 +1,13 @@
 // The model: finite differences in float64, causality, rotary embeddings'
 // relative-position property, RMSNorm, layer placement, HF name round trip.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 
 #include "core/checkpoint/checkpoint.h"
-#include "core/model/generate.h"
 #include "core/checkpoint/hf_interop.h"
+#include "core/model/generate.h"
 #include "core/model/layers.h"
 #include "core/model/transformer.h"
 
@@ -45,7 +44,8 @@ torch::Tensor total_loss(CausalLM& model, const torch::Tensor& tokens) {
   auto inputs = tokens.narrow(1, 0, tokens.size(1) - 1);
   auto shifted = model(inputs);
   auto targets = tokens.narrow(1, 1, tokens.size(1) - 1);
-  return masked_cross_entropy(shifted.logits, targets, torch::ones_like(targets)) + shifted.aux_loss;
+  return masked_cross_entropy(shifted.logits, targets, torch::ones_like(targets)) +
+         shifted.aux_loss;
 }
 
 }  // namespace
@@ -102,7 +102,9 @@ TEST_CASE("attention is causal: later tokens never change earlier logits") {
   CHECK(!torch::allclose(la.narrow(1, 6, 2), lb.narrow(1, 6, 2)));
 }
 
-TEST_CASE("the KV cache gives the full forward's logits in any chunks, and generate agrees with and without it") {
+TEST_CASE(
+    "the KV cache gives the full forward's logits in any chunks, and generate agrees with and "
+    "without it") {
   torch::manual_seed(17);
   auto m = tiny_model();
   m.qkv_bias = true;
@@ -115,7 +117,8 @@ TEST_CASE("the KV cache gives the full forward's logits in any chunks, and gener
   auto tokens = torch::randint(0, 11, {2, 12});
   torch::NoGradGuard g;
   const auto full = model(tokens).logits;
-  for (const std::vector<int64_t>& chunks : {std::vector<int64_t>{12}, {5, 1, 1, 1, 4}, {1, 3, 8}}) {
+  for (const std::vector<int64_t>& chunks :
+       {std::vector<int64_t>{12}, {5, 1, 1, 1, 4}, {1, 3, 8}}) {
     std::vector<KVCacheLayer> cache;
     std::vector<torch::Tensor> parts;
     int64_t at = 0;
@@ -141,7 +144,8 @@ TEST_CASE("the KV cache gives the full forward's logits in any chunks, and gener
   CHECK(generate(model, prompt, o) == sampled);
 }
 
-TEST_CASE("packed samples never attend to each other: each one's logits equal the sample run alone") {
+TEST_CASE(
+    "packed samples never attend to each other: each one's logits equal the sample run alone") {
   // The naive reference: every sample through the model on its own.
   torch::manual_seed(19);
   auto m = tiny_model();
@@ -206,7 +210,8 @@ TEST_CASE("masked cross-entropy ignores masked positions") {
   auto mask = torch::tensor({{1.0, 0.0, 1.0}});
   auto lp = torch::log_softmax(logits, -1)[0];
   const double expected = -(lp[0][1].item<double>() + lp[2][3].item<double>()) / 2;
-  CHECK(masked_cross_entropy(logits, targets, mask).item<double>() == Approx(expected).epsilon(1e-6));
+  CHECK(masked_cross_entropy(logits, targets, mask).item<double>() ==
+        Approx(expected).epsilon(1e-6));
 }
 
 TEST_CASE("first_k_dense and moe_every place dense and MoE layers") {
@@ -245,7 +250,8 @@ TEST_CASE("weights survive a save and load under Hugging Face names") {
   auto o = tiny_moe();
   o.num_shared_experts = 0;
   CausalLM a(m, o), b(m, o);
-  const auto path = (std::filesystem::temp_directory_path() / "moxie_hf_roundtrip.safetensors").string();
+  const auto path =
+      (std::filesystem::temp_directory_path() / "moxie_hf_roundtrip.safetensors").string();
   save_hf_safetensors(a, path);
   load_hf_safetensors(b, path);
   auto tokens = torch::randint(0, 11, {1, 5});
@@ -261,8 +267,8 @@ TEST_CASE("weights survive a save and load under Hugging Face names") {
   auto wrong = m;
   wrong.d_model = 16;
   CausalLM c(wrong, o);
-  CHECK_THROWS_WITH(load_hf_safetensors(c, path), Catch::Contains("shape mismatch") &&
-                                                      Catch::Contains(path));
+  CHECK_THROWS_WITH(load_hf_safetensors(c, path),
+                    Catch::Contains("shape mismatch") && Catch::Contains(path));
   std::filesystem::remove(path);
 }
 

@@ -2,8 +2,8 @@
 // a whole model and of one expert-parallel rank's shard, and FLOPs by hand.
 #include <catch2/catch.hpp>
 
-#include "core/plan/plan.h"
 #include "core/model/transformer.h"
+#include "core/plan/plan.h"
 #include "parallel/simulated_communicator.h"
 #include "parallel/zero.h"
 
@@ -75,8 +75,10 @@ TEST_CASE("plan: one expert-parallel rank holds what an EP shard of the model ho
   const auto specs = rank_model->param_specs();
   const auto params = rank_model->parameters();
   for (size_t i = 0; i < params.size(); ++i) {
-    if (specs[i].role == ParamRole::kExpert) experts += params[i].numel();
-    else dense.push_back(params[i]);
+    if (specs[i].role == ParamRole::kExpert)
+      experts += params[i].numel();
+    else
+      dense.push_back(params[i]);
   }
   const auto owners = zero1_owners(dense, 4);
   int64_t owned = experts;
@@ -91,7 +93,9 @@ TEST_CASE("plan: one expert-parallel rank holds what an EP shard of the model ho
   CHECK(make_plan(c, o).rank_optimizer_bytes == Approx(8.0 * owned));
 }
 
-TEST_CASE("plan: a tensor- and expert-parallel rank's parameters, name by name, as the trainer lays them out") {
+TEST_CASE(
+    "plan: a tensor- and expert-parallel rank's parameters, name by name, as the trainer lays them "
+    "out") {
   auto c = small();
   c.parallel.dp = 2;
   c.parallel.tp = 2;
@@ -112,7 +116,8 @@ TEST_CASE("plan: a tensor- and expert-parallel rank's parameters, name by name, 
     const auto planned = plan_rank_parameters(c, dims, r);
     const auto built = model->named_parameters();
     const auto specs = model->param_specs();
-    const auto trainer = make_param_layouts(specs, std::vector<bool>(specs.size(), true), dims, at, c.parallel.zero1);
+    const auto trainer = make_param_layouts(specs, std::vector<bool>(specs.size(), true), dims, at,
+                                            c.parallel.zero1);
     REQUIRE(planned.size() == built.size());
     for (size_t i = 0; i < planned.size(); ++i) {
       INFO(planned[i].name);

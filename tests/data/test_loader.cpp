@@ -246,7 +246,8 @@ TEST_CASE("a truncated shard fails at open, or its samples are skipped, as confi
   fs::resize_file(shard, fs::file_size(shard) - 30);
   auto o = options(path, 4, 0, 1);
   o.on_corrupt = OnCorrupt::kFail;
-  CHECK_THROWS_WITH(DatasetLoader(o), Catch::Contains("shard-00001.shard") && Catch::Contains("truncated"));
+  CHECK_THROWS_WITH(DatasetLoader(o),
+                    Catch::Contains("shard-00001.shard") && Catch::Contains("truncated"));
   o.on_corrupt = OnCorrupt::kSkip;
   std::vector<std::string> logged;
   o.log = [&](const std::string& line) { logged.push_back(line); };

@@ -60,8 +60,10 @@ void check_layer(MoEOptions o) {
   auto w2 = full->experts->w2.grad().clone();
   comm.all_reduce(w13, ReduceOp::kSum);
   comm.all_reduce(w2, ReduceOp::kSum);
-  CHECK(torch::allclose(ep_layer->experts->w13.grad(), w13.narrow(0, me * local, local), 1e-10, 1e-12));
-  CHECK(torch::allclose(ep_layer->experts->w2.grad(), w2.narrow(0, me * local, local), 1e-10, 1e-12));
+  CHECK(torch::allclose(ep_layer->experts->w13.grad(), w13.narrow(0, me * local, local), 1e-10,
+                        1e-12));
+  CHECK(
+      torch::allclose(ep_layer->experts->w2.grad(), w2.narrow(0, me * local, local), 1e-10, 1e-12));
 }
 
 }  // namespace

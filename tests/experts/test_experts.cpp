@@ -18,8 +18,8 @@ Grads run(bool grouped, const torch::Tensor& x0, const torch::Tensor& w13_0,
   auto x = x0.clone().requires_grad_(true);
   auto w13 = w13_0.clone().requires_grad_(true);
   auto w2 = w2_0.clone().requires_grad_(true);
-  auto y = grouped ? grouped_swiglu(x, w13, w2, counts)
-                   : grouped_swiglu_reference(x, w13, w2, counts);
+  auto y =
+      grouped ? grouped_swiglu(x, w13, w2, counts) : grouped_swiglu_reference(x, w13, w2, counts);
   (y * upstream).sum().backward();
   return {y.detach(), x.grad(), w13.grad(), w2.grad()};
 }
@@ -97,5 +97,6 @@ TEST_CASE("segments may name their expert: several per expert, any order, some e
   auto fast = run_with(true), ref = run_with(false);
   for (size_t i = 0; i < fast.size(); ++i) CHECK(torch::allclose(fast[i], ref[i], 1e-12, 1e-12));
   CHECK(fast[2][0].abs().sum().item<double>() == 0.0);
-  CHECK_THROWS_WITH(grouped_swiglu(x, w13, w2, rows, {1, 0, 1, 3, 1}), Catch::Contains("segment expert 3"));
+  CHECK_THROWS_WITH(grouped_swiglu(x, w13, w2, rows, {1, 0, 1, 3, 1}),
+                    Catch::Contains("segment expert 3"));
 }

@@ -5,7 +5,8 @@
 
 using namespace moxie::testing;
 
-TEST_CASE("fused router (host form) matches the ATen router: softmax, sigmoid, renormalisation, bias") {
+TEST_CASE(
+    "fused router (host form) matches the ATen router: softmax, sigmoid, renormalisation, bias") {
   for (const auto& c : router_cases()) {
     INFO("E=" << c.E << " K=" << c.K << " sigmoid=" << c.sigmoid << " renormalize=" << c.renormalize
               << " bias=" << c.bias);

@@ -1,7 +1,6 @@
 // Permutation and capacity dropping against naive loops over assignments.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <map>
 #include <set>
 #include <tuple>
@@ -31,16 +30,18 @@ std::set<std::pair<int64_t, int64_t>> naive_kept(const std::vector<Assignment>& 
                                                  int64_t group = 1 << 30) {
   std::set<std::pair<int64_t, int64_t>> kept;
   for (int64_t g = 0; g * group <= all.back().token; ++g)
-  for (int64_t e = 0; e < E; ++e) {
-    std::vector<Assignment> mine;
-    for (const auto& a : all)
-      if (a.expert == e && a.token / group == g) mine.push_back(a);
-    if (policy == DropPolicy::kProbs)
-      std::stable_sort(mine.begin(), mine.end(),
-                       [](const Assignment& a, const Assignment& b) { return a.weight > b.weight; });
-    for (size_t i = 0; i < mine.size() && (capacity <= 0 || static_cast<int64_t>(i) < capacity); ++i)
-      kept.insert({mine[i].token, mine[i].k});
-  }
+    for (int64_t e = 0; e < E; ++e) {
+      std::vector<Assignment> mine;
+      for (const auto& a : all)
+        if (a.expert == e && a.token / group == g) mine.push_back(a);
+      if (policy == DropPolicy::kProbs)
+        std::stable_sort(mine.begin(), mine.end(), [](const Assignment& a, const Assignment& b) {
+          return a.weight > b.weight;
+        });
+      for (size_t i = 0; i < mine.size() && (capacity <= 0 || static_cast<int64_t>(i) < capacity);
+           ++i)
+        kept.insert({mine[i].token, mine[i].k});
+    }
   return kept;
 }
 
@@ -151,8 +152,9 @@ TEST_CASE("capacity groups: each group of tokens has its own capacity per expert
     // The same tokens as three separate batches drop exactly the same.
     int64_t dropped = 0;
     for (int64_t g = 0; g < T / G; ++g) {
-      dropped += make_permute_plan(idx.narrow(0, g * G, G), w.narrow(0, g * G, G), E, capacity,
-                                   policy).dropped;
+      dropped +=
+          make_permute_plan(idx.narrow(0, g * G, G), w.narrow(0, g * G, G), E, capacity, policy)
+              .dropped;
     }
     CHECK(dropped == plan.dropped);
   }

@@ -3,12 +3,11 @@
 // pieces that a CPU cannot exercise. Exit 77 with the reason where no GPU
 // is visible (CI) or the build has no CUDA.
 #define CATCH_CONFIG_RUNNER
-#include "tests/kernel_checks.h"
-
 #include <iostream>
 
 #include "core/model/layers.h"
 #include "experts/router.h"
+#include "tests/kernel_checks.h"
 
 using namespace moxie;
 using namespace moxie::testing;
@@ -53,7 +52,9 @@ TEST_CASE("CUDA SwiGLU kernels match silu(g) * u") {
   }
 }
 
-TEST_CASE("grouped-GEMM experts on the GPU match the token loop") { check_grouped_gemm(kGpu, torch::kBFloat16); }
+TEST_CASE("grouped-GEMM experts on the GPU match the token loop") {
+  check_grouped_gemm(kGpu, torch::kBFloat16);
+}
 
 TEST_CASE("CUDA multi-tensor AdamW matches ATen's fused AdamW") { check_multi_tensor_adamw(kGpu); }
 

@@ -2,15 +2,14 @@
 // (written by transformers' save_pretrained) give the same logits, loss and
 // gradients in moxie. The reference comes from tests/hf/make_reference.py;
 // run through run_parity.sh, which points MOXIE_HF_REFERENCE at its output.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <string>
 
 #include "core/checkpoint/hf_interop.h"
-#include "core/model/layers.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/model/layers.h"
 
 using namespace moxie;
 

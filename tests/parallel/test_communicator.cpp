@@ -1,12 +1,11 @@
 // MPI communicator under mpiexec: every collective against the result each
 // rank can compute alone from the (deterministic) inputs of all ranks.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdlib>
 
-#include "parallel/grad_sync.h"
 #include "parallel/differentiable.h"
+#include "parallel/grad_sync.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_groups.h"
 #include "parallel/zero.h"
@@ -39,7 +38,8 @@ TEST_CASE("all_reduce: sum, average and max") {
   comm.all_reduce(t, ReduceOp::kMax);
   CHECK(torch::equal(t, expected_max));
   auto bf = torch::ones({2}, torch::kBFloat16);
-  CHECK_THROWS_WITH(comm.all_reduce(bf, ReduceOp::kSum), Catch::Contains("reduce gradients in float32"));
+  CHECK_THROWS_WITH(comm.all_reduce(bf, ReduceOp::kSum),
+                    Catch::Contains("reduce gradients in float32"));
 }
 
 TEST_CASE("all_gather, reduce_scatter and broadcast") {
@@ -72,7 +72,8 @@ TEST_CASE("all_to_all with uneven and empty splits, and its gradient") {
   for (int p = 0; p < n; ++p) {
     send[p] = rows_from_to(me, p);
     recv[p] = rows_from_to(p, me);
-    for (int64_t k = 0; k < send[p]; ++k) mine.push_back(torch::tensor({{1.0 * me, 1.0 * p, 1.0 * k}}));
+    for (int64_t k = 0; k < send[p]; ++k)
+      mine.push_back(torch::tensor({{1.0 * me, 1.0 * p, 1.0 * k}}));
   }
   auto input = mine.empty() ? torch::zeros({0, 3}) : torch::cat(mine);
   auto x = input.clone().requires_grad_(true);
@@ -111,7 +112,8 @@ TEST_CASE("process groups follow the documented rank order") {
   // One node here: local rank = world rank; and it agrees with Open MPI's own variable.
   CHECK(g.local_size == 4);
   CHECK(g.local_rank == r);
-  if (const char* ompi = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) CHECK(std::atoi(ompi) == g.local_rank);
+  if (const char* ompi = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK"))
+    CHECK(std::atoi(ompi) == g.local_rank);
   // The members of each group, seen through an all_gather of world ranks.
   auto members = [&](Communicator& c) { return c.all_gather(torch::tensor({int64_t{r}})); };
   CHECK(torch::equal(members(*g.tp), torch::tensor({r / 2 * 2, r / 2 * 2 + 1})));
@@ -169,7 +171,8 @@ TEST_CASE("gradient sync: bucketed sums, and overlapped with backward the same")
   };
   auto check = [&](const std::vector<torch::Tensor>& ps, double times) {
     for (size_t i = 0; i < ps.size(); ++i) {
-      CHECK(torch::allclose(ps[i].grad(), torch::full_like(ps[i], times * (i + 1.0) * (n + 1) / 2.0)));
+      CHECK(torch::allclose(ps[i].grad(),
+                            torch::full_like(ps[i], times * (i + 1.0) * (n + 1) / 2.0)));
     }
   };
   auto plain = make();

@@ -3,13 +3,11 @@
 // under mpiexec with one rank per GPU where one is lent.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <iostream>
 
 #include "parallel/mpi_communicator.h"
 #include "parallel/nccl_communicator.h"
-
 
 using namespace moxie;
 
@@ -51,13 +49,15 @@ TEST_CASE("NCCL collectives match their CPU results") {
   for (int p = 0; p < n; ++p) {
     send[p] = (me + p) % 3;
     recv[p] = (p + me) % 3;
-    for (int64_t k = 0; k < send[p]; ++k) rows.push_back(torch::tensor({{1.0f * me, 1.0f * p, 1.0f * k}}));
+    for (int64_t k = 0; k < send[p]; ++k)
+      rows.push_back(torch::tensor({{1.0f * me, 1.0f * p, 1.0f * k}}));
   }
   auto in = rows.empty() ? torch::zeros({0, 3}) : torch::cat(rows);
   auto out = comm->all_to_all(in.to(torch::kCUDA), send, recv).cpu();
   std::vector<torch::Tensor> expected;
   for (int s = 0; s < n; ++s)
-    for (int64_t k = 0; k < (s + me) % 3; ++k) expected.push_back(torch::tensor({{1.0f * s, 1.0f * me, 1.0f * k}}));
+    for (int64_t k = 0; k < (s + me) % 3; ++k)
+      expected.push_back(torch::tensor({{1.0f * s, 1.0f * me, 1.0f * k}}));
   CHECK(torch::equal(out, expected.empty() ? torch::zeros({0, 3}) : torch::cat(expected)));
   comm->barrier();
 }

@@ -52,13 +52,19 @@ TEST_CASE("tensor parallelism refuses sizes it cannot split, naming the key") {
     change(t);
     CHECK_THROWS_WITH(ParallelDims(layout(1, 2, 1), 2, t), Catch::Contains(message));
   };
-  bad([](LayoutShape& t) { t.vocab_size = 259; }, "model.vocab_size=259 is not divisible by parallel.tp=2");
+  bad([](LayoutShape& t) { t.vocab_size = 259; },
+      "model.vocab_size=259 is not divisible by parallel.tp=2");
   bad([](LayoutShape& t) { t.ffn_hidden = 95; }, "model.ffn_hidden=95");
   bad([](LayoutShape& t) { t.shared_expert_hidden = 7; }, "moe.shared_expert_hidden=7");
   bad([](LayoutShape& t) { t.seq_len = 33; }, "data.seq_len=33");
   // Capacity groups may not straddle two ranks' sequence slices.
   bad([](LayoutShape& t) { t.capacity = true; }, "moe.capacity_group=0 (one whole sequence)");
-  bad([](LayoutShape& t) { t.capacity = true; t.capacity_group = 32; }, "divisor of 16");
+  bad(
+      [](LayoutShape& t) {
+        t.capacity = true;
+        t.capacity_group = 32;
+      },
+      "divisor of 16");
   LayoutShape ok = s;
   ok.capacity = true;
   ok.capacity_group = 8;

@@ -12,8 +12,8 @@ namespace moxie::kernels {
 // 1/sqrt(mean(x^2) + eps) in float (Hugging Face's order: normalise in float,
 // round to the input's type, then scale). Lane 0 writes rstd.
 template <class T, class L>
-MOXIE_HD void rmsnorm_forward_row(const L& lanes, const T* x, const T* w, T* y, float* rstd, int64_t D,
-                                  float eps) {
+MOXIE_HD void rmsnorm_forward_row(const L& lanes, const T* x, const T* w, T* y, float* rstd,
+                                  int64_t D, float eps) {
   float ss = 0.f;
   for (int64_t c = lanes.lane(); c < D; c += L::kCount) {
     const float v = Num<T>::load(x[c]);
@@ -31,8 +31,8 @@ MOXIE_HD void rmsnorm_forward_row(const L& lanes, const T* x, const T* w, T* y, 
 // dx = rstd * (dn - n * mean(dn * n)). (The rounding of n is differentiated as
 // the identity, as autograd does for a dtype cast.)
 template <class T, class L>
-MOXIE_HD void rmsnorm_backward_row(const L& lanes, const T* dy, const T* x, const T* w, float rstd, T* dx,
-                                   int64_t D) {
+MOXIE_HD void rmsnorm_backward_row(const L& lanes, const T* dy, const T* x, const T* w, float rstd,
+                                   T* dx, int64_t D) {
   float dot = 0.f;
   for (int64_t c = lanes.lane(); c < D; c += L::kCount) {
     dot += Num<T>::load(dy[c]) * Num<T>::load(w[c]) * Num<T>::load(x[c]) * rstd;
@@ -47,8 +47,8 @@ MOXIE_HD void rmsnorm_backward_row(const L& lanes, const T* dy, const T* x, cons
 
 // The weight's gradient over rows [r0, r1) of column c: sum of dy * round_T(x * rstd).
 template <class T>
-MOXIE_HD float rmsnorm_dw_column(const T* dy, const T* x, const float* rstd, int64_t c, int64_t r0, int64_t r1,
-                                 int64_t D) {
+MOXIE_HD float rmsnorm_dw_column(const T* dy, const T* x, const float* rstd, int64_t c, int64_t r0,
+                                 int64_t r1, int64_t D) {
   float acc = 0.f;
   for (int64_t r = r0; r < r1; ++r) {
     acc += Num<T>::load(dy[r * D + c]) * round_to<T>(Num<T>::load(x[r * D + c]) * rstd[r]);
@@ -84,8 +84,8 @@ MOXIE_HD float cross_entropy_forward_row(const L& lanes, const T* logits, int64_
 
 // Its backward: dlogits = g * (softmax - onehot(target)), written in T.
 template <class T, class L>
-MOXIE_HD void cross_entropy_backward_row(const L& lanes, const T* logits, int64_t V, int64_t target, float lse,
-                                         float g, T* dlogits) {
+MOXIE_HD void cross_entropy_backward_row(const L& lanes, const T* logits, int64_t V, int64_t target,
+                                         float lse, float g, T* dlogits) {
   for (int64_t c = lanes.lane(); c < V; c += L::kCount) {
     const float p = g == 0.f ? 0.f : expf(Num<T>::load(logits[c]) - lse);
     dlogits[c] = Num<T>::store(g * (p - (c == target ? 1.f : 0.f)));
