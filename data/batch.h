@@ -14,7 +14,7 @@ struct Batch {
   torch::Tensor loss_mask;  // float32 [B, S], 1 where the target counts
   // Packed batches (data/dataset_source.h); undefined for the text source.
   torch::Tensor doc;                               // int64 [B, S]: document per position
-  torch::Tensor patches, patch_slot, patch_index;  // see core/transformer.h ModelInputs
+  torch::Tensor patches, patch_slot, patch_index;  // see core/model/transformer.h ModelInputs
   torch::Tensor frames, frame_slot, frame_index;
   int64_t num_tokens() const { return tokens.numel(); }
 

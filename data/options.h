@@ -10,7 +10,7 @@
 namespace moxie {
 
 // Each choice's names, in the enum's order, are the values its config key
-// takes (core/config.cpp reads them, core/config_to_yaml.cpp writes them).
+// takes (core/config/config.cpp reads them, core/config/config_to_yaml.cpp writes them).
 
 // text: a folder of text files; dataset: built by moxie data build.
 enum class DataSourceKind { kText, kDataset };

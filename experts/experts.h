@@ -12,7 +12,7 @@ namespace moxie {
 
 // Weights are stacked per expert so that expert parallelism shards them along
 // dim 0. Registered as "w13" [E, 2H, D] (HF w1 then w3 along dim 1) and "w2"
-// [E, D, H]; core/hf_interop maps them to Hugging Face's per-expert names.
+// [E, D, H]; core/checkpoint/hf_interop maps them to Hugging Face's per-expert names.
 // Initialisation is layout-independent: global expert e is drawn from its own
 // generator seeded with (one draw from the global generator) + e, so a rank
 // holding experts [first, first + n) gets exactly the single-process values

@@ -8,7 +8,7 @@
 namespace moxie {
 
 // Each choice's names, in the enum's order, are the values its config key
-// takes (core/config.cpp reads them, core/config_to_yaml.cpp writes them).
+// takes (core/config/config.cpp reads them, core/config/config_to_yaml.cpp writes them).
 
 // How router logits become scores.
 enum class ScoreFunc { kSoftmax, kSigmoid };

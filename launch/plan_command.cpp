@@ -1,5 +1,5 @@
-// moxie plan: the plan of a layout (core/plan.h), and with --materialize-rank
-// one rank's shard built and compared with it (core/materialize.h).
+// moxie plan: the plan of a layout (core/plan/plan.h), and with --materialize-rank
+// one rank's shard built and compared with it (core/plan/materialize.h).
 #include "launch/plan_command.h"
 
 #include <iostream>

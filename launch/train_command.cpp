@@ -1,5 +1,5 @@
-// moxie train | config: the config resolved (core/config.h), then printed, or
-// trained on by this rank's process groups (core/trainer.h).
+// moxie train | config: the config resolved (core/config/config.h), then printed, or
+// trained on by this rank's process groups (core/train/trainer.h).
 #include "launch/train_command.h"
 
 #include <iostream>

@@ -1,6 +1,6 @@
 // Sharded checkpoints: each rank writes its boxes of the global tensors (its
 // parameters, optimizer state, RNG) to its own safetensors file, on a
-// background thread; rank 0 then writes the index (core/checkpoint_index.h)
+// background thread; rank 0 then writes the index (core/checkpoint/checkpoint_index.h)
 // and the commit marker. Loading fills any rank's boxes from the pieces that
 // overlap them, so a checkpoint can be read back at another layout.
 #pragma once

@@ -1,4 +1,4 @@
-// What the host forms of moxie's kernels need beside core/cuda/lanes.cuh:
+// What the host forms of moxie's kernels need beside core/common/lanes.cuh:
 // bfloat16 as c10::BFloat16, the switch between fused kernels and ATen, and
 // the current CUDA stream. For the torch-side wrappers (core/fused.cpp,
 // experts/fused.cpp, optim/adamw.cpp), never for .cu files.

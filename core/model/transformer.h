@@ -2,7 +2,7 @@
 // + dense or MoE FFN), final norm, LM head. Module and parameter names follow
 // Hugging Face's Mixtral ("model.layers.3.self_attn.q_proj.weight"), except
 // that experts are stacked per layer ("...block_sparse_moe.experts.w13");
-// core/hf_interop maps between the two. Dense FFN layers use "mlp.gate_proj" etc.
+// core/checkpoint/hf_interop maps between the two. Dense FFN layers use "mlp.gate_proj" etc.
 #pragma once
 
 #include <torch/torch.h>

@@ -1,7 +1,7 @@
 // Row functions of experts/'s kernels (router, token permutation, SwiGLU),
 // shared by the CUDA kernels (experts/cuda/moe_kernels.cu) and their host
 // form (experts/fused.cpp), which the CPU tests hold to the ATen path. See
-// core/cuda/lanes.cuh.
+// core/common/lanes.cuh.
 #pragma once
 
 #include <climits>

@@ -1,4 +1,4 @@
-// The checkpoint index (core/checkpoint_index.h): every field survives a
+// The checkpoint index (core/checkpoint/checkpoint_index.h): every field survives a
 // commit and a read, each tensor's shape and pieces are found under its name,
 // a missing, uncommitted, truncated or damaged index is one CheckpointError
 // naming the file, and the folder bookkeeping (commit, list, prune) keeps what

@@ -10,8 +10,9 @@
 #include "core/model/generate.h"
 #include "core/model/layers.h"
 #include "core/model/transformer.h"
+#include "parallel/simulated_communicator.h"
 
-using namespace moxie;
+    using namespace moxie;
 
 namespace {
 
@@ -286,5 +287,63 @@ TEST_CASE("model.init_std sets the scale of every weight matrix, experts and rou
     INFO(item.key());
     // Sample standard deviation of thousands of N(0, 0.5^2) draws.
     CHECK(item.value().std().item<double>() == Approx(0.5).epsilon(0.1));
+  }
+}
+
+TEST_CASE("param_specs: every parameter described, roles and TP axes as the layers hold them") {
+  ModelOptions m;
+  m.vocab_size = 64;
+  m.d_model = 16;
+  m.n_layers = 2;
+  m.n_heads = 4;
+  m.n_kv_heads = 2;
+  m.ffn_hidden = 24;
+  m.first_k_dense = 1;
+  m.qkv_bias = true;
+  MoEOptions e;
+  e.num_experts = 4;
+  e.top_k = 2;
+  e.expert_hidden = 8;
+  e.num_shared_experts = 1;
+  LoraOptions lora;
+  lora.rank = 2;
+  lora.targets = {"q_proj", "o_proj", "router", "experts", "gate_proj"};
+  for (const int tp_size : {1, 2}) {
+    SimulatedCommunicator tp(0, tp_size);
+    ModelParallel parallel;
+    parallel.tp.group = &tp;
+    CausalLM model(m, e, parallel);
+    model->add_lora(lora);
+    const auto specs = model->param_specs();
+    const auto params = model->named_parameters();
+    REQUIRE(specs.size() == params.size());
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const auto& name = params[i].key();
+      const auto& s = specs[i];
+      INFO(name);
+      // Names as an independent account of what each parameter is.
+      auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+      CHECK(s.name == name);
+      CHECK(s.shape == params[i].value().sizes().vec());
+      CHECK(s.adapter == has("lora_"));
+      CHECK((s.role == ParamRole::kExpert) == has(".experts."));
+      CHECK((s.role == ParamRole::kRouter) == has(".block_sparse_moe.gate."));
+      CHECK((s.role == ParamRole::kEmbedding) == has("embed_tokens"));
+      const bool column = has("q_proj") || has("k_proj") || has("v_proj") || has("gate_proj") ||
+                          has("up_proj") || has("lm_head") || has("embed_tokens");
+      const bool row = has("o_proj") || has("down_proj");
+      int axis = -1;
+      if (has("lora_A"))
+        axis = row ? 1 : -1;
+      else if (has("lora_B"))
+        axis = column ? 0 : -1;
+      else if (column)
+        axis = 0;
+      else if (row)
+        axis = 1;
+      if (s.role == ParamRole::kRouter || s.role == ParamRole::kExpert || has("shared_expert_gate"))
+        axis = -1;
+      CHECK(s.tp_axis == axis);
+    }
   }
 }

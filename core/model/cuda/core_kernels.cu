@@ -1,5 +1,5 @@
 // core/'s CUDA kernels, then their launchers. Kernels are thin: the row
-// arithmetic is core/cuda/core_rows.cuh, shared with the host form.
+// arithmetic is core/model/cuda/core_rows.cuh, shared with the host form.
 #include <algorithm>
 #include <type_traits>
 

@@ -2,7 +2,7 @@
 // cross-entropy forward and backward. Each takes device pointers of
 // contiguous row-major tensors, queues its kernels on `stream`, checks the
 // launch (throws std::runtime_error naming the kernel) and returns without
-// waiting. The row arithmetic is in core/cuda/core_rows.cuh.
+// waiting. The row arithmetic is in core/model/cuda/core_rows.cuh.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -1,7 +1,7 @@
 // Row functions of core/'s kernels (RMSNorm, cross-entropy), shared by the
-// CUDA kernels (core/cuda/core_kernels.cu, a warp per row) and their host
+// CUDA kernels (core/model/cuda/core_kernels.cu, a warp per row) and their host
 // form (core/fused.cpp, one lane per row), which the CPU tests hold to ATen.
-// See core/cuda/lanes.cuh.
+// See core/common/lanes.cuh.
 #pragma once
 
 #include "core/common/lanes.cuh"
