@@ -161,63 +161,6 @@ torch::Tensor CausalLMImpl::cross_entropy(const torch::Tensor& logits, const tor
   return (per_token * mask).sum() / mask.sum().clamp_min(1.0);
 }
 
-int64_t CausalLMImpl::add_lora(const LoraOptions& lora) {
-  std::map<std::string, int64_t> hits;
-  for (const auto& t : lora.targets) hits[t] = 0;
-  auto wants = [&](const std::string& target) {
-    auto it = hits.find(target);
-    return it != hits.end();
-  };
-  int64_t adapted = 0;
-  for (const auto& item : named_modules("", /*include_self=*/false)) {
-    const std::string path = "." + item.key() + ".";
-    auto* m = item.value().get();
-    if (auto* l = dynamic_cast<ParallelLinearImpl*>(m)) {
-      for (auto& [target, n] : hits) {
-        if (target == "router" || target.rfind("experts", 0) == 0) continue;
-        if (path.find("." + target + ".") == std::string::npos) continue;
-        l->add_lora(lora.rank, lora.alpha, lora.dropout);
-        ++n;
-        ++adapted;
-        break;
-      }
-    } else if (auto* r = dynamic_cast<RouterImpl*>(m)) {
-      if (!wants("router")) continue;
-      r->add_lora(lora.rank, lora.alpha);
-      ++hits["router"];
-      ++adapted;
-    } else if (auto* e = dynamic_cast<ExpertsImpl*>(m)) {
-      const bool w13 = wants("experts") || wants("experts.w13");
-      const bool w2 = wants("experts") || wants("experts.w2");
-      if (!w13 && !w2) continue;
-      e->add_lora(w13, w2, lora.rank, lora.alpha);
-      for (const char* t : {"experts", "experts.w13", "experts.w2"})
-        if (wants(t)) ++hits[t];
-      adapted += int64_t{w13} + int64_t{w2};
-    }
-  }
-  for (const auto& [target, n] : hits) {
-    if (n == 0) {
-      throw std::runtime_error(
-          "lora.targets: '" + target +
-          "' matches no layer of this model (linear layers: "
-          "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head, or a path "
-          "part such as self_attn or shared_expert; also router, experts, experts.w13, "
-          "experts.w2)");
-    }
-  }
-  return adapted;
-}
-
-void CausalLMImpl::merge_lora() {
-  for (const auto& item : named_modules("", /*include_self=*/false)) {
-    auto* m = item.value().get();
-    if (auto* l = dynamic_cast<ParallelLinearImpl*>(m)) l->merge_lora();
-    if (auto* r = dynamic_cast<RouterImpl*>(m)) r->merge_lora();
-    if (auto* e = dynamic_cast<ExpertsImpl*>(m)) e->merge_lora();
-  }
-}
-
 void BlockImpl::describe(const std::string& prefix, std::vector<ParamSpec>& out) const {
   self_attn->describe(prefix + "self_attn.", out);
   if (block_sparse_moe) block_sparse_moe->describe(prefix + "block_sparse_moe.", out);

@@ -131,7 +131,8 @@ TEST_CASE("console sink: a line every log_every steps, at the last step and for 
 }
 
 TEST_CASE(
-    "metric sinks: every sink gets everything, in registration order; disabled ranks have none") {
+    "metric sinks: every sink gets everything, in registration order, and disabled ranks have "
+    "none") {
   std::vector<std::string> log;
   MetricSinks sinks;
   sinks.add(std::make_unique<Recorder>(&log, "a"));

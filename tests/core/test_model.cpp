@@ -12,7 +12,7 @@
 #include "core/model/transformer.h"
 #include "parallel/simulated_communicator.h"
 
-    using namespace moxie;
+using namespace moxie;
 
 namespace {
 
