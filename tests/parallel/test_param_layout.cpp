@@ -68,6 +68,16 @@ TEST_CASE("param layouts: boxes, sync axes and writers at dp2 x tp2, ep4 (rank 3
   CHECK(l[5].box_start == std::vector<int64_t>{6, 0, 0});
   CHECK(l[7].box_start == std::vector<int64_t>{4, 0});
   for (const auto& p : l) CHECK(p.zero_owner == -1);
+
+  // Rank 1 (replica 0, TP slice 1, EP index 1, expert-dp rank 0) writes its
+  // TP slices and its experts, but not the replicated tensors.
+  const auto r1 =
+      make_param_layouts(specs(), std::vector<bool>(8, true), dims, coordinates_of(dims, 1), false);
+  CHECK(r1[0].writes_box);
+  CHECK(r1[0].box_start == std::vector<int64_t>{10, 0});
+  CHECK(!r1[3].writes_box);
+  CHECK(r1[4].writes_box);
+  CHECK(r1[4].box_start == std::vector<int64_t>{2, 0, 0});
 }
 
 TEST_CASE("param layouts: without tp nothing is split, rank 0 writes every dense box") {
