@@ -108,7 +108,12 @@ void jpeg_error_fn(j_common_ptr cinfo) {
   (*cinfo->err->format_message)(cinfo, f->message);
   std::longjmp(f->jump, 1);
 }
-void jpeg_silence(j_common_ptr, int) {}
+// Trace messages (level >= 0) are dropped; a warning (level -1) is damage
+// libjpeg would paper over (a truncated file decodes to grey rows, "Premature
+// end of JPEG file"), so it fails the decode like an error.
+void jpeg_message_fn(j_common_ptr cinfo, int level) {
+  if (level < 0) jpeg_error_fn(cinfo);
+}
 }  // namespace
 
 Image decode_jpeg(const std::string& bytes, const std::string& name) {
@@ -116,7 +121,7 @@ Image decode_jpeg(const std::string& bytes, const std::string& name) {
   JpegFailure failure;
   cinfo.err = jpeg_std_error(&failure.mgr);
   failure.mgr.error_exit = jpeg_error_fn;
-  failure.mgr.emit_message = jpeg_silence;
+  failure.mgr.emit_message = jpeg_message_fn;
   Image image;
   if (setjmp(failure.jump)) {
     jpeg_destroy_decompress(&cinfo);
