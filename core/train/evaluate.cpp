@@ -3,21 +3,10 @@
 
 #include <algorithm>
 
+#include "core/train/train_step.h"
+
 namespace moxie {
 namespace {
-
-ModelInputs inputs_of(const Batch& b, bool blank_media) {
-  ModelInputs in;
-  in.tokens = b.tokens;
-  in.doc = b.doc;
-  in.patches = blank_media && b.patches.defined() ? torch::zeros_like(b.patches) : b.patches;
-  in.patch_slot = b.patch_slot;
-  in.patch_index = b.patch_index;
-  in.frames = blank_media && b.frames.defined() ? torch::zeros_like(b.frames) : b.frames;
-  in.frame_slot = b.frame_slot;
-  in.frame_index = b.frame_index;
-  return in;
-}
 
 // The loss mask restricted to documents that hold an image (slots: patch
 // slots) or audio (frame slots).
@@ -61,7 +50,7 @@ EvalResult evaluate(CausalLM& model, const std::vector<Batch>& batches, Communic
   EvalSums sums;
   for (const auto& host : batches) {
     const auto b = host.to(device);
-    auto out = model->forward_inputs(inputs_of(b, /*blank_media=*/false));
+    auto out = model->forward_inputs(model_inputs(b));
     const double n = host.loss_mask.sum().item<double>();
     sums.loss += model->cross_entropy(out.logits, b.targets, b.loss_mask).item<double>() * n;
     sums.targets += n;
@@ -73,7 +62,7 @@ EvalResult evaluate(CausalLM& model, const std::vector<Batch>& batches, Communic
       if (m == 0) continue;
       const auto mask = mask_host.to(device);
       if (!blank_logits.defined())
-        blank_logits = model->forward_inputs(inputs_of(b, /*blank_media=*/true)).logits;
+        blank_logits = model->forward_inputs(model_inputs(b, /*blank_media=*/true)).logits;
       media->with += model->cross_entropy(out.logits, b.targets, mask).item<double>() * m;
       media->blanked += model->cross_entropy(blank_logits, b.targets, mask).item<double>() * m;
       media->targets += m;

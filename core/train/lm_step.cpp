@@ -13,19 +13,6 @@ class LanguageModelStep : public TrainStep {
   StepReport forward_backward(const std::vector<Batch>& micro_batches, StepContext& c) override;
 };
 
-ModelInputs inputs_of(const Batch& b) {
-  ModelInputs in;
-  in.tokens = b.tokens;
-  in.doc = b.doc;
-  in.patches = b.patches;
-  in.patch_slot = b.patch_slot;
-  in.patch_index = b.patch_index;
-  in.frames = b.frames;
-  in.frame_slot = b.frame_slot;
-  in.frame_index = b.frame_index;
-  return in;
-}
-
 // Sums over this rank's micro-batches, reduced over the batch group in one
 // all-reduce, in this order.
 struct LocalSums {
@@ -55,7 +42,7 @@ StepReport LanguageModelStep::forward_backward(const std::vector<Batch>& micro_b
     const auto& host_batch = micro_batches[static_cast<size_t>(micro)];
     const double targets = host_batch.loss_mask.sum().item<double>();
     const auto batch = host_batch.to(c.device);
-    auto out = c.model->forward_inputs(inputs_of(batch));
+    auto out = c.model->forward_inputs(model_inputs(batch));
     auto ce = c.model->cross_entropy(out.logits, batch.targets, batch.loss_mask);
     auto loss =
         ce * (targets * n_dp / global_targets) + out.aux_loss / static_cast<double>(grad_accum);

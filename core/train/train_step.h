@@ -61,6 +61,10 @@ class TrainStep {
                                       StepContext& context) = 0;
 };
 
+// What the model reads of a batch; blank_media: images and audio zeroed
+// (evaluation of what the media add).
+ModelInputs model_inputs(const Batch& batch, bool blank_media = false);
+
 // The language model's step: next-token cross-entropy over the loss mask,
 // the mean over every counted target of the global batch, plus router aux losses.
 std::unique_ptr<TrainStep> make_language_model_step();
