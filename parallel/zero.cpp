@@ -16,9 +16,6 @@ std::vector<int> zero1_owners(const std::vector<torch::Tensor>& params, int grou
   return zero1_owners(numel, group_size);
 }
 
-Zero1Partition::Zero1Partition(std::vector<torch::Tensor> params, Communicator& group)
-    : params_(std::move(params)), owners_(zero1_owners(params_, group.size())), group_(group) {}
-
 Zero1Partition::Zero1Partition(std::vector<torch::Tensor> params, std::vector<int> owners,
                                Communicator& group)
     : params_(std::move(params)), owners_(std::move(owners)), group_(group) {

@@ -19,10 +19,8 @@ std::vector<int> zero1_owners(const std::vector<torch::Tensor>& params, int grou
 
 class Zero1Partition {
  public:
-  // group must outlive this object.
-  Zero1Partition(std::vector<torch::Tensor> params, Communicator& group);
   // owners[i]: the group rank that owns params[i], as make_param_layouts
-  // assigned it (ParamLayout::zero_owner).
+  // assigned it (ParamLayout::zero_owner). group must outlive this object.
   Zero1Partition(std::vector<torch::Tensor> params, std::vector<int> owners, Communicator& group);
   // The parameters this rank updates.
   std::vector<torch::Tensor> owned() const;

@@ -2,6 +2,16 @@
 #include "core/train/param_groups.h"
 
 namespace moxie {
+namespace {
+
+// The layouts of a model on one process (no parallelism, no ZeRO-1).
+std::vector<ParamLayout> single_process_layouts(const CausalLM& model) {
+  const auto specs = model->param_specs();
+  return make_param_layouts(specs, std::vector<bool>(specs.size(), true), ParallelDims(),
+                            RankCoordinates(), false);
+}
+
+}  // namespace
 
 std::vector<ParamGroup> make_param_groups(const std::vector<torch::Tensor>& params,
                                           const std::vector<ParamLayout>& layouts,
@@ -28,12 +38,6 @@ std::vector<ParamGroup> make_param_groups(const std::vector<torch::Tensor>& para
   }
   if (router.params.empty()) return {decay, no_decay};
   return {decay, no_decay, router};
-}
-
-std::vector<ParamLayout> single_process_layouts(const CausalLM& model) {
-  const auto specs = model->param_specs();
-  return make_param_layouts(specs, std::vector<bool>(specs.size(), true), ParallelDims(),
-                            RankCoordinates(), false);
 }
 
 std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim) {

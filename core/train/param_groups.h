@@ -27,7 +27,4 @@ std::vector<ParamGroup> make_param_groups(
 // One process: the model's own layouts.
 std::vector<ParamGroup> make_param_groups(CausalLM& model, const OptimOptions& optim);
 
-// The layouts of a model on one process (no parallelism, no ZeRO-1).
-std::vector<ParamLayout> single_process_layouts(const CausalLM& model);
-
 }  // namespace moxie

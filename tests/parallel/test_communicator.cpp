@@ -146,8 +146,8 @@ TEST_CASE("ZeRO-1 owners: every parameter owned once, shares balanced within one
 TEST_CASE("ZeRO-1 hands every rank the owners' updated values") {
   MpiCommunicator comm(MPI_COMM_WORLD);
   std::vector<torch::Tensor> params = {torch::zeros({5}), torch::zeros({3}), torch::zeros({4})};
-  Zero1Partition zero(params, comm);
-  auto owners = zero1_owners(params, comm.size());
+  const auto owners = zero1_owners(params, comm.size());
+  Zero1Partition zero(params, owners, comm);
   for (auto& p : zero.owned()) p.fill_(comm.rank() + 1);  // "update" what this rank owns
   zero.broadcast_updates();
   for (size_t i = 0; i < params.size(); ++i) {
