@@ -27,14 +27,6 @@ namespace {
 
 constexpr char kManifestMagic[8] = {'M', 'O', 'X', 'M', 'A', 'N', 'I', 'F'};
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DatasetError("cannot read " + path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 }  // namespace
 
 void write_manifest(const std::string& path, const data::Manifest& manifest) {

@@ -1,17 +1,10 @@
 // Atomically written, checksummed metadata files.
 #include "core/common/framed_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/common/crc32c.h"
+#include "core/common/file_io.h"
 
 namespace moxie {
 
@@ -26,41 +19,20 @@ void write_framed_file(const std::string& path, const char magic[8], uint32_t ve
   std::memcpy(fields + 12, &crc, 4);
   bytes.append(fields, 16);
   bytes += payload;
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw FramedFileError("cannot create " + tmp + ": " + std::strerror(errno));
-  size_t done = 0;
-  int error = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      error = n < 0 ? errno : EIO;
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (!error && ::fsync(fd) != 0) error = errno;
-  ::close(fd);
-  if (!error && std::rename(tmp.c_str(), path.c_str()) != 0) error = errno;
-  if (error) {
-    ::unlink(tmp.c_str());
-    throw FramedFileError("cannot write " + path + ": " + std::strerror(error));
-  }
-  const auto folder = std::filesystem::path(path).parent_path();
-  const int dir = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    (void)::fsync(dir);  // the rename survives a crash; the file itself is complete already
-    ::close(dir);
+  try {
+    write_file_atomically(path, bytes, "file");
+  } catch (const FileError& e) {
+    throw FramedFileError(e.what());
   }
 }
 
 std::string read_framed_file(const std::string& path, const char magic[8], uint32_t version) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw FramedFileError("cannot read " + path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  const std::string bytes = s.str();
+  std::string bytes;
+  try {
+    bytes = read_small_file(path, std::string(magic, 8) + " file", kMaxFramedBytes);
+  } catch (const FileError& e) {
+    throw FramedFileError(e.what());
+  }
   if (bytes.size() < 24 || std::memcmp(bytes.data(), magic, 8) != 0) {
     throw FramedFileError(path + " is not a " + std::string(magic, 8) +
                           " file (bad magic or truncated)");

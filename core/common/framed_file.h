@@ -1,7 +1,6 @@
 // Small metadata files written whole and checked whole:
 //   8-byte magic | u32 format version | u64 payload bytes | u32 crc32c(payload) | payload
-// (little-endian), written atomically: a temporary file, fsync, rename over
-// the target, fsync of the folder. A dataset's manifest.pb and a
+// (little-endian), written atomically through OutputFile (file_io.h). A dataset's manifest.pb and a
 // checkpoint's index.pb are such files. Torch- and protobuf-free.
 #pragma once
 
@@ -15,6 +14,9 @@ class FramedFileError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// The largest framed file read (a manifest of millions of shards is far below).
+constexpr uint64_t kMaxFramedBytes = uint64_t{1} << 30;
 
 // FramedFileError naming the file and the system's reason; the target is
 // then untouched (no partial file).
