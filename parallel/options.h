@@ -18,6 +18,10 @@ struct ParallelOptions {
   // default: on CPU, MPI's non-blocking all-reduce only progresses inside
   // other MPI calls, and measured 2.6% slower (tests/bench/RESULTS.md).
   bool overlap_grad_sync = false;
+  // A rank that makes no progress for this long (stuck in a collective,
+  // waiting for a stopped or deadlocked rank) ends the job, naming the ranks
+  // whose heartbeat went stale (parallel/watchdog.h). 0 turns it off.
+  double collective_timeout_s = 600;
 };
 
 }  // namespace moxie

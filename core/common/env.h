@@ -18,6 +18,11 @@ inline constexpr const char* kMallocDefault = "MOXIE_MALLOC_DEFAULT";
 // on every rank), for tests of the non-finite-step path. core/train/faults.cpp.
 inline constexpr const char* kFaultNonfinite = "MOXIE_FAULT_NONFINITE";
 
+// "STEP@RANK": after finishing STEP, RANK stops itself with SIGSTOP, as a
+// hung or swapped-out node would, for tests of the watchdog.
+// core/train/faults.cpp.
+inline constexpr const char* kFaultStop = "MOXIE_FAULT_STOP";
+
 // The mpirun that `moxie launch` runs (default: mpirun on PATH).
 // launch/launch_command.cpp.
 inline constexpr const char* kMpirun = "MOXIE_MPIRUN";

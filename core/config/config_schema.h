@@ -117,6 +117,7 @@ void fields(ParallelOptions& o, F&& f) {
   f("pp", o.pp);
   f("zero1", o.zero1);
   f("overlap_grad_sync", o.overlap_grad_sync);
+  f("collective_timeout_s", o.collective_timeout_s);
 }
 
 template <class F>

@@ -149,6 +149,9 @@ void validate(const Config& c) {
   }
   require(p.pp == 1, "parallel.pp=" + str(p.pp) +
                          ": pipeline parallelism is not implemented; set parallel.pp=1");
+  require(p.collective_timeout_s >= 0 && p.collective_timeout_s <= 7 * 24 * 3600.0,
+          "parallel.collective_timeout_s=" + str(p.collective_timeout_s) +
+              " must be between 0 (no watchdog) and 604800 (a week) seconds");
 
   const auto& f = c.finetune;
   require(f.router_lr > 0, "finetune.router_lr=" + std::to_string(f.router_lr) + " must be > 0");

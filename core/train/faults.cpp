@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <stdexcept>
@@ -34,6 +35,19 @@ std::set<int64_t> injected_nonfinite_steps(int rank) {
                              "' is not STEP[,STEP...][@RANK]; unset it outside of tests");
   }
   return steps;
+}
+
+void stop_if_injected(int rank, int64_t step_done) {
+  const char* env = std::getenv(env::kFaultStop);
+  if (env == nullptr || *env == '\0') return;
+  long long step = 0;
+  int at_rank = 0;
+  char tail = 0;
+  if (std::sscanf(env, "%lld@%d%c", &step, &at_rank, &tail) != 2) {
+    throw std::runtime_error(std::string("MOXIE_FAULT_STOP='") + env +
+                             "' is not STEP@RANK; unset it outside of tests");
+  }
+  if (at_rank == rank && step == step_done) std::raise(SIGSTOP);
 }
 
 void catch_stop_signals() {

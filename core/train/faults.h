@@ -13,6 +13,11 @@ namespace moxie {
 // the variable when it does not parse.
 std::set<int64_t> injected_nonfinite_steps(int rank);
 
+// MOXIE_FAULT_STOP="STEP@RANK" (core/common/env.h): on RANK, after STEP, the
+// process stops itself with SIGSTOP. Throws naming the variable when it does
+// not parse.
+void stop_if_injected(int rank, int64_t step_done);
+
 // From now on SIGTERM and SIGINT only set a flag (see stop_signal()): the run
 // saves at the end of the step, then stops.
 void catch_stop_signals();

@@ -1,9 +1,8 @@
 // metrics.jsonl: one JSON object per step and per evaluation.
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <stdexcept>
 
+#include "core/common/file_io.h"
 #include "core/train/metric_sink.h"
 
 namespace moxie {
@@ -14,10 +13,10 @@ nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlo
 
 class JsonLinesSink : public MetricSink {
  public:
-  explicit JsonLinesSink(const SinkOptions& o) {
-    jsonl_.open(o.run_dir + "/metrics.jsonl", o.append ? std::ios::app : std::ios::trunc);
-    if (!jsonl_) throw std::runtime_error("cannot write " + o.run_dir + "/metrics.jsonl");
-  }
+  // A link planted at the name is refused; a write that fails (a full disk)
+  // is a FileError naming the file, not a run that logs nothing.
+  explicit JsonLinesSink(const SinkOptions& o)
+      : jsonl_(o.run_dir + "/metrics.jsonl", "metrics log", !o.append) {}
 
   void step(const StepMetrics& m) override {
     nlohmann::json j = {{"step", m.step},
@@ -33,19 +32,17 @@ class JsonLinesSink : public MetricSink {
                         {"dropped_frac", m.dropped_frac},
                         {"skipped", m.skipped}};
     for (const auto& [name, value] : m.extra) j[name] = num(value);
-    jsonl_ << j.dump() << '\n';
-    jsonl_.flush();
+    jsonl_.append(j.dump() + '\n');
   }
 
   void eval(int64_t step, double loss) override {
-    jsonl_ << nlohmann::json({{"step", step}, {"eval_loss", num(loss)}}).dump() << '\n';
-    jsonl_.flush();
+    jsonl_.append(nlohmann::json({{"step", step}, {"eval_loss", num(loss)}}).dump() + '\n');
   }
 
   void message(const std::string&) override {}
 
  private:
-  std::ofstream jsonl_;
+  AppendFile jsonl_;
 };
 
 }  // namespace

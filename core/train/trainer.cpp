@@ -4,11 +4,11 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <ostream>
 #include <set>
 
+#include "core/common/file_io.h"
 #include "core/config/layout.h"
 #include "core/train/evaluate.h"
 #include "core/train/faults.h"
@@ -17,6 +17,7 @@
 #include "data/loader.h"
 #include "optim/schedule.h"
 #include "parallel/parallelize.h"
+#include "parallel/watchdog.h"
 
 namespace moxie {
 namespace {
@@ -108,9 +109,7 @@ void Trainer::write_run_folder() {
   const auto& dir = config_.train.run_dir;
   std::filesystem::create_directories(dir);
   const std::string resolved = to_yaml(config_);
-  std::ofstream out(dir + "/config.yaml");
-  out << resolved;
-  if (!out) throw std::runtime_error("cannot write " + dir + "/config.yaml");
+  write_file_atomically(dir + "/config.yaml", resolved, "run config");
   log_ << "resolved config (saved to " << dir << "/config.yaml):\n" << resolved << "\n";
 }
 
@@ -204,6 +203,7 @@ struct Trainer::Loop {
   std::unique_ptr<MetricSinks> metrics;
   std::set<int64_t> poisoned_steps;
   std::vector<MoELayer> moe_layers;
+  std::unique_ptr<Watchdog> watchdog;  // multi-rank runs with a timeout
   double best_eval = std::numeric_limits<double>::infinity();
   int64_t first_step = 0;  // where this run (re)started
   int64_t best_step = 0, since_best = 0, last_step = 0;
@@ -265,13 +265,21 @@ TrainSummary Trainer::run() {
   loop.metrics = make_metric_sinks(sinks, rank0_);
   loop.poisoned_steps = injected_nonfinite_steps(groups_.world->rank());
   loop.last_step = train.steps;
+  const double timeout = config_.parallel.collective_timeout_s;
+  if (groups_.dims.world() > 1 && timeout > 0) {
+    loop.watchdog = std::make_unique<Watchdog>(train.run_dir + "/heartbeat", groups_.world->rank(),
+                                               groups_.dims.world(), timeout);
+  }
 
   for (int64_t step = loop.counters.step; step < train.steps; ++step) {
     const auto m = train_one_step(loop, step);
     loop.summary.train_losses.push_back(m.loss);
     loop.metrics->step(m);
     loop.data.train->step_done(step + 1);
-    if (!after_step(loop, step)) break;
+    const bool go_on = after_step(loop, step);
+    if (loop.watchdog) loop.watchdog->progress();
+    stop_if_injected(groups_.world->rank(), step + 1);
+    if (!go_on) break;
   }
   loop.checkpoints->commit_pending();
   if (!loop.stopped) finish(loop);
