@@ -75,6 +75,12 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
   constexpr uint32_t kWidestChecksum = 0xFFFFFFFFu;  // reserves the header's room for any checksum
   const std::string dir = checkpoint_dir(run_dir_, step);
   const std::string path = (fs::path(dir) / rank_file(rank_)).string();
+  if (rank_ == 0) {
+    // A folder saved again (a run resumed from an older checkpoint) is not
+    // committed while its files are replaced.
+    std::error_code ec;
+    fs::remove(fs::path(dir) / kCommitMarker, ec);
+  }
 
   // The file's layout: the header (with room for the checksums, which are
   // computed while the data is written), then the tensors sorted by name.
