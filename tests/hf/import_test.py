@@ -71,9 +71,13 @@ with mt.scratch_dir("moxie-import-") as tmp:
            "short context: the imported config trains 3 steps with finite losses")
 
     # 2. A folder that holds a run.
+    before = (open(os.path.join(run, "config.yaml")).read(), sorted(os.listdir(os.path.join(run, "checkpoints"))),
+              os.path.getmtime(os.path.join(run, "checkpoints", "step-00000000", "index.pb")))
     out = moxie("import", "--hf", hf_dir, run, check=False)
     refused("import into a run folder", out, run, "already holds a run", "--overwrite")
-    expect(os.path.exists(os.path.join(run, "checkpoints", "step-00000003")), "the run's checkpoints are untouched")
+    after = (open(os.path.join(run, "config.yaml")).read(), sorted(os.listdir(os.path.join(run, "checkpoints"))),
+             os.path.getmtime(os.path.join(run, "checkpoints", "step-00000000", "index.pb")))
+    expect(before == after, "the run's config and checkpoints are untouched")
     out = moxie("import", "--hf", hf_dir, run, "--overwrite", "--set", TEXT)
     expect(sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["step-00000000"],
            "--overwrite: the import replaces the run's checkpoints")
