@@ -2,6 +2,7 @@
 #include "core/checkpoint/checkpoint_index.h"
 
 #include <fcntl.h>
+#include <google/protobuf/stubs/logging.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -174,7 +175,11 @@ CheckpointIndex read_checkpoint_index(const std::string& dir) {
     throw CheckpointError(std::string("checkpoint index: ") + e.what());
   }
   ckpt::Index pb;
-  if (!pb.ParseFromString(payload)) throw CheckpointError(file + " does not parse");
+  {
+    // A damaged payload is this error alone, not also protobuf's log line.
+    google::protobuf::LogSilencer quiet;
+    if (!pb.ParseFromString(payload)) throw CheckpointError(file + " does not parse");
+  }
   auto bad = [&](const std::string& why) { return CheckpointError(file + ": " + why); };
   CheckpointIndex index;
   index.format_version = version;
