@@ -165,6 +165,19 @@ def damage_in_each_place():
             same = all(got.get(step) == reference[step] for step in range(6, 21))
             expect(same, f"{name}: steps 6-20 after the fallback are bitwise the uninterrupted run's")
 
+    # An index of format version 1 (no header records; the frame's version
+    # field, bytes 8-11, is outside its checksum) still resumes, and says that
+    # its headers were not checked.
+    run = os.path.join(tmp, "d_v1")
+    shutil.copytree(pristine, run)
+    with open(os.path.join(run, "checkpoints", "step-00000010", "index.pb"), "r+b") as f:
+        f.seek(8)
+        f.write((1).to_bytes(4, "little"))
+    out = train(run, resume="latest", check=False)
+    expect(out.returncode == 0 and "format version 1" in out.stdout and "at step 10" in out.stdout
+           and all(losses(run).get(step) == reference[step] for step in range(11, 21)),
+           "an index of format version 1 resumes (headers unchecked, said so), bitwise")
+
 
 def edit_first_dtype(path):
     """Changes the first "F32" dtype of the header to "I32" (same size, same
