@@ -2,6 +2,7 @@
 // core/ (checkpoints, Hugging Face interchange, generation).
 #include "launch/model_command.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
@@ -13,6 +14,7 @@
 #include "core/checkpoint/hf_interop.h"
 #include "core/config/config.h"
 #include "core/model/generate.h"
+#include "core/plan/plan.h"
 #include "data/byte_tokenizer.h"
 #include "launch/cli_args.h"
 
@@ -58,7 +60,7 @@ std::string valid_utf8(const std::string& in) {
 int model_command(const std::string& command, int argc, char** argv) {
   std::vector<std::string> positional, overrides;
   std::string hf, arch, peft, prompt, tokens, logits_path;
-  bool merge_lora = false;
+  bool merge_lora = false, overwrite = false;
   moxie::GenerateOptions gen;
   bool have_prompt = false, have_tokens = false;
   for (int i = 2; i < argc; ++i) {
@@ -78,6 +80,8 @@ int model_command(const std::string& command, int argc, char** argv) {
       if (arch != "mixtral" && arch != "qwen2_moe") {
         throw UsageError("--arch '" + arch + "' is not one moxie writes; use mixtral or qwen2_moe");
       }
+    } else if (command == "import" && arg == "--overwrite") {
+      overwrite = true;
     } else if (command == "import" && arg == "--set") {
       overrides.push_back(value());
     } else if (command == "generate" && arg == "--prompt") {
@@ -144,15 +148,57 @@ int model_command(const std::string& command, int argc, char** argv) {
   }
   if (command == "import") {
     if (positional.size() != 1 || hf.empty()) {
-      throw UsageError("usage: moxie import --hf HF_DIR OUT_RUN_DIR [--set key=value]...");
+      throw UsageError(
+          "usage: moxie import --hf HF_DIR OUT_RUN_DIR [--set key=value]... [--overwrite]");
+    }
+    namespace fs = std::filesystem;
+    const fs::path out_dir = positional[0];
+    const bool has_config = fs::exists(out_dir / "config.yaml");
+    const bool has_checkpoints = fs::exists(out_dir / "checkpoints");
+    if ((has_config || has_checkpoints) && !overwrite) {
+      throw std::runtime_error(
+          out_dir.string() + " already holds a run (" + (has_config ? "config.yaml" : "") +
+          (has_config && has_checkpoints ? " and " : "") + (has_checkpoints ? "checkpoints/" : "") +
+          "); importing would replace it. Name a new folder, or add "
+          "--overwrite to replace its config and checkpoints");
     }
     const auto hf_config = moxie::read_hf_config(hf + "/config.json");
     moxie::Config config = moxie::parse_config("", overrides);
     config.model = hf_config.model;
     config.moe = hf_config.moe;
+    // A model with a shorter context than moxie's default sequence length
+    // trains on sequences as long as its context, unless data.seq_len is set.
+    const bool seq_len_set = std::any_of(overrides.begin(), overrides.end(), [](const auto& o) {
+      return o.rfind("data.seq_len=", 0) == 0;
+    });
+    if (!seq_len_set && config.data.seq_len > config.model.max_seq_len) {
+      std::cout << "data.seq_len set to " << config.model.max_seq_len << " (was "
+                << config.data.seq_len << "): the model's max_position_embeddings in " << hf
+                << "/config.json is " << config.model.max_seq_len << "\n";
+      config.data.seq_len = config.model.max_seq_len;
+    }
     moxie::validate(config);
+    // The config's sizes must not describe more parameters than the weight
+    // files hold: the model is only allocated once they are known to fit.
+    uint64_t held = 0;
+    for (const auto& file : moxie::hf_weight_files(hf)) {
+      const moxie::safetensors::Reader reader(file);
+      for (const auto& t : reader.tensors())
+        held += t.nbytes / moxie::safetensors::dtype_size(t.dtype);
+    }
+    const auto params = moxie::make_plan(config, moxie::PlanOptions{}).params_total;
+    if (params < 0 || static_cast<uint64_t>(params) > held) {
+      throw std::runtime_error(hf + "/config.json describes a model of " + std::to_string(params) +
+                               " parameters but its weight files hold " + std::to_string(held) +
+                               " values: the config does not belong to these weights");
+    }
     moxie::CausalLM model(config.model, config.moe);
     moxie::load_hf_safetensors(model, hf, hf_config.arch);
+    if (overwrite && has_checkpoints) {
+      // Its checkpoints are of another model; a newer one would be resumed.
+      fs::remove_all(out_dir / "checkpoints");
+      std::cout << "removed the checkpoints of the run that was in " << out_dir.string() << "\n";
+    }
     const auto dir = moxie::write_weights_checkpoint(model, config, positional[0]);
     std::cout << "imported " << hf << " as " << dir << "; fine-tune with: moxie train "
               << positional[0] << "/config.yaml (at any layout)\n";

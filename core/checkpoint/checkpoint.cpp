@@ -23,6 +23,7 @@
 
 #include "core/checkpoint/hf_interop.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/common/file_io.h"
 
 namespace moxie {
 namespace fs = std::filesystem;
@@ -32,6 +33,30 @@ std::string rank_file(int rank) {
   char name[40];
   std::snprintf(name, sizeof(name), "rank-%05d.safetensors", rank);
   return name;
+}
+
+// The rank's saved state (moxie.state): a JSON object of strings whose
+// "step", where present, is the index's step.
+std::map<std::string, std::string> rank_state_of(const std::string& dir,
+                                                 const CheckpointIndex& index,
+                                                 const safetensors::Reader& reader) {
+  const auto it = reader.metadata().find("moxie.state");
+  if (it == reader.metadata().end()) throw CheckpointError(reader.path() + " has no rank state");
+  std::map<std::string, std::string> state;
+  try {
+    state = nlohmann::json::parse(it->second).get<std::map<std::string, std::string>>();
+  } catch (const nlohmann::json::exception&) {
+    throw CheckpointError("checkpoint " + dir + ": " + reader.path() +
+                          ": its rank state (moxie.state) is not a JSON object of strings; "
+                          "the file is damaged");
+  }
+  if (state.count("step") && state.at("step") != std::to_string(index.step)) {
+    throw CheckpointError("checkpoint " + dir + ": " + reader.path() +
+                          ": its rank state is of step '" + excerpt(state.at("step"), 30) +
+                          "' but the index is of step " + std::to_string(index.step) +
+                          "; the file is damaged");
+  }
+  return state;
 }
 
 }  // namespace
@@ -50,6 +75,12 @@ void CheckpointWriter::start(int64_t step, const std::vector<CheckpointEntry>& e
   constexpr uint32_t kWidestChecksum = 0xFFFFFFFFu;  // reserves the header's room for any checksum
   const std::string dir = checkpoint_dir(run_dir_, step);
   const std::string path = (fs::path(dir) / rank_file(rank_)).string();
+  if (rank_ == 0) {
+    // A folder saved again (a run resumed from an older checkpoint) is not
+    // committed while its files are replaced.
+    std::error_code ec;
+    fs::remove(fs::path(dir) / kCommitMarker, ec);
+  }
 
   // The file's layout: the header (with room for the checksums, which are
   // computed while the data is written), then the tensors sorted by name.
@@ -160,29 +191,42 @@ void commit_from_ranks(const std::string& run_dir, int64_t step, int world,
   for (int r = 0; r < world; ++r) {
     const std::string file = rank_file(r);
     index.rank_files.push_back(file);
-    safetensors::Reader reader((fs::path(dir) / file).string());
-    const auto& meta = reader.metadata();
+    // The header as it is on disk now is what later loads are checked against.
+    index.files.push_back(describe_rank_file(dir, file));
+    std::unique_ptr<safetensors::Reader> reader;
+    try {
+      reader = std::make_unique<safetensors::Reader>((fs::path(dir) / file).string());
+    } catch (const safetensors::Error& e) {
+      throw CheckpointError(std::string("cannot commit checkpoint ") + dir + ": " + e.what());
+    }
+    const auto& meta = reader->metadata();
     const auto it = meta.find("moxie.pieces");
-    if (it == meta.end()) throw CheckpointError(reader.path() + " has no piece table");
-    const auto pieces = nlohmann::json::parse(it->second);
-    for (const auto& info : reader.tensors()) {
-      const auto& p = pieces.at(info.name);
-      auto [pos, fresh] = position.emplace(info.name, index.tensors.size());
-      if (fresh) {
-        CheckpointTensor t;
-        t.name = info.name;
-        t.dtype = safetensors::dtype_name(info.dtype);
-        t.shape = p.at("global").get<std::vector<int64_t>>();
-        index.tensors.push_back(std::move(t));
+    if (it == meta.end()) throw CheckpointError(reader->path() + " has no piece table");
+    try {
+      const auto pieces = nlohmann::json::parse(it->second);
+      for (const auto& info : reader->tensors()) {
+        const auto& p = pieces.at(info.name);
+        auto [pos, fresh] = position.emplace(info.name, index.tensors.size());
+        if (fresh) {
+          CheckpointTensor t;
+          t.name = info.name;
+          t.dtype = safetensors::dtype_name(info.dtype);
+          t.shape = p.at("global").get<std::vector<int64_t>>();
+          index.tensors.push_back(std::move(t));
+        }
+        CheckpointPiece piece;
+        piece.rank = r;
+        piece.file = file;
+        piece.name = info.name;
+        piece.start = p.at("start").get<std::vector<int64_t>>();
+        piece.shape = info.shape;
+        piece.crc32c = p.at("crc32c").get<uint32_t>();
+        index.tensors[pos->second].pieces.push_back(std::move(piece));
       }
-      CheckpointPiece piece;
-      piece.rank = r;
-      piece.file = file;
-      piece.name = info.name;
-      piece.start = p.at("start").get<std::vector<int64_t>>();
-      piece.shape = info.shape;
-      piece.crc32c = p.at("crc32c").get<uint32_t>();
-      index.tensors[pos->second].pieces.push_back(std::move(piece));
+    } catch (const nlohmann::json::exception&) {
+      throw CheckpointError(reader->path() +
+                            ": its piece table (moxie.pieces) does not describe its tensors; "
+                            "the save is damaged and was not committed");
     }
   }
   commit_checkpoint(dir, index);
@@ -196,11 +240,15 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir,
   std::map<std::string, const CheckpointTensor*> by_name;
   for (const auto& t : index.tensors) by_name[t.name] = &t;
   std::map<std::string, std::unique_ptr<safetensors::Reader>> readers;
+  std::map<std::string, int> rank_of;
+  for (int r = 0; r < index.world; ++r) rank_of[index.rank_files[static_cast<size_t>(r)]] = r;
   auto reader_of = [&](const std::string& file) -> safetensors::Reader& {
     auto& r = readers[file];
     if (!r) {
+      // Size and header checksum against the index before the header is parsed.
+      const std::string path = checked_rank_file(dir, index, rank_of.at(file));
       try {
-        r = std::make_unique<safetensors::Reader>((fs::path(dir) / file).string());
+        r = std::make_unique<safetensors::Reader>(path);
       } catch (const safetensors::Error& e) {
         throw CheckpointError(std::string("checkpoint ") + dir + ": " + e.what());
       }
@@ -247,6 +295,11 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir,
       if (!info || info->shape != p.shape) {
         throw CheckpointError("checkpoint " + dir + ": " + p.file + " lacks its piece of " +
                               e.name);
+      }
+      if (t.dtype != safetensors::dtype_name(info->dtype)) {
+        throw CheckpointError("checkpoint " + dir + ": " + p.file + " holds " + e.name + " as " +
+                              safetensors::dtype_name(info->dtype) + " but the index says " +
+                              t.dtype + " (the file is damaged or from another save)");
       }
       const bool whole = p.start == e.start && p.shape == e.tensor.sizes().vec() &&
                          torch_dtype(info->dtype) == e.tensor.scalar_type() &&
@@ -375,9 +428,7 @@ std::map<std::string, std::string> load_checkpoint(const std::string& dir,
   }
   const int from = index.world == world ? rank : 0;
   auto& reader = reader_of(index.rank_files.at(static_cast<size_t>(from)));
-  const auto it = reader.metadata().find("moxie.state");
-  if (it == reader.metadata().end()) throw CheckpointError(reader.path() + " has no rank state");
-  return nlohmann::json::parse(it->second).get<std::map<std::string, std::string>>();
+  return rank_state_of(dir, index, reader);
 }
 
 namespace {
@@ -441,10 +492,11 @@ LoadedModel load_model(const std::string& dir) {
 std::string write_weights_checkpoint(CausalLM& model, Config config, const std::string& run_dir) {
   config.train.run_dir = run_dir;
   fs::create_directories(run_dir);
-  {
-    std::ofstream out(fs::path(run_dir) / "config.yaml");
-    out << to_yaml(config);
-    if (!out) throw CheckpointError("cannot write " + run_dir + "/config.yaml");
+  try {
+    write_file_atomically((fs::path(run_dir) / "config.yaml").string(), to_yaml(config),
+                          "run config");
+  } catch (const FileError& e) {
+    throw CheckpointError(e.what());
   }
   CheckpointWriter writer(run_dir, 0);
   writer.start(0, whole_model_entries(model), {{"step", "0"}});

@@ -3,7 +3,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -11,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/checkpoint/safetensors.h"
+#include "core/common/file_io.h"
 
 namespace moxie {
 namespace {
@@ -28,6 +28,16 @@ void write_named(const std::string& path, const std::map<std::string, torch::Ten
                      static_cast<uint64_t>(c.nbytes())});
   }
   st::write(path, views, {{"format", "pt"}});
+}
+
+// A JSON file written whole or not at all (OutputFile); std::runtime_error
+// naming the file and the system's reason.
+void write_json(const std::string& path, const nlohmann::json& j, const std::string& what) {
+  try {
+    write_file_atomically(path, j.dump(2) + "\n", what);
+  } catch (const FileError& e) {
+    throw std::runtime_error(e.what());
+  }
 }
 
 }  // namespace
@@ -87,138 +97,6 @@ torch::Tensor read_safetensor(const safetensors::Reader& reader, const std::stri
   return out;
 }
 
-const char* hf_class_name(HfArch arch) {
-  return arch == HfArch::kMixtral ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM";
-}
-
-HfArch hf_arch_for(const ModelOptions& model, const MoEOptions& moe) {
-  return moe.num_shared_experts > 0 || model.qkv_bias || model.first_k_dense > 0 ||
-                 model.moe_every != 1 || !moe.renormalize
-             ? HfArch::kQwen2Moe
-             : HfArch::kMixtral;
-}
-
-HfModelConfig read_hf_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open Hugging Face config " + path);
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const std::exception& e) {
-    throw std::runtime_error(path + " is not valid JSON: " + e.what());
-  }
-  const std::string type = j.value("model_type", "");
-  HfModelConfig c;
-  if (type == "mixtral") {
-    c.arch = HfArch::kMixtral;
-  } else if (type == "qwen2_moe") {
-    c.arch = HfArch::kQwen2Moe;
-  } else {
-    throw std::runtime_error(path + ": model_type '" + type +
-                             "' is not one moxie imports; it reads mixtral and qwen2_moe folders");
-  }
-  const std::string what = std::string(" for a ") + hf_class_name(c.arch) + " config";
-  auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!j.contains(key) || j[key].is_null())
-      throw std::runtime_error(path + ": missing key '" + key + "'" + what);
-    return j[key];
-  };
-  const bool sliding = c.arch == HfArch::kMixtral
-                           ? j.contains("sliding_window") && !j["sliding_window"].is_null()
-                           : j.value("use_sliding_window", false);
-  if (sliding) {
-    throw std::runtime_error(
-        path +
-        ": sliding-window attention is not supported (moxie attends to the whole "
-        "context); set " +
-        std::string(c.arch == HfArch::kMixtral ? "sliding_window to null"
-                                               : "use_sliding_window to false"));
-  }
-  if (j.value("hidden_act", "silu") != "silu") {
-    throw std::runtime_error(path + ": hidden_act '" + j.value("hidden_act", "") +
-                             "' is not supported (moxie's "
-                             "FFNs are SwiGLU: silu)");
-  }
-  c.model.vocab_size = need("vocab_size").get<int64_t>();
-  c.model.d_model = need("hidden_size").get<int64_t>();
-  c.model.n_layers = need("num_hidden_layers").get<int64_t>();
-  c.model.n_heads = need("num_attention_heads").get<int64_t>();
-  c.model.n_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
-                           ? j["num_key_value_heads"].get<int64_t>()
-                           : c.model.n_heads;
-  if (j.contains("head_dim") && !j["head_dim"].is_null())
-    c.model.head_dim = j["head_dim"].get<int64_t>();
-  c.model.max_seq_len = need("max_position_embeddings").get<int64_t>();
-  c.model.norm_eps = need("rms_norm_eps").get<double>();
-  c.model.tie_embeddings = j.value("tie_word_embeddings", false);
-  // transformers 5 nests rope_theta in rope_parameters; 4.x had it at top level.
-  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
-    const auto& rope = j["rope_parameters"];
-    const std::string rope_type = rope.value("rope_type", "default");
-    if (rope_type != "default") {
-      throw std::runtime_error(path + ": rope_type '" + rope_type +
-                               "' is not supported (moxie has plain RoPE)");
-    }
-    c.model.rope_theta = rope.contains("rope_theta") ? rope["rope_theta"].get<double>()
-                                                     : need("rope_theta").get<double>();
-  } else {
-    if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-      throw std::runtime_error(path + ": rope_scaling is not supported (moxie has plain RoPE)");
-    }
-    c.model.rope_theta = need("rope_theta").get<double>();
-  }
-  c.moe.score_func = ScoreFunc::kSoftmax;
-  c.moe.capacity_factor = 0.0;
-  c.moe.aux_loss_coef = j.value("router_aux_loss_coef", 0.0);
-  if (c.arch == HfArch::kMixtral) {
-    c.model.first_k_dense = 0;
-    c.model.moe_every = 1;
-    c.moe.num_experts = need("num_local_experts").get<int64_t>();
-    c.moe.top_k = need("num_experts_per_tok").get<int64_t>();
-    c.moe.expert_hidden = need("intermediate_size").get<int64_t>();
-    c.moe.renormalize = true;
-    return c;
-  }
-  c.model.qkv_bias = j.value("qkv_bias", true);  // the class's default
-  c.model.ffn_hidden = need("intermediate_size").get<int64_t>();
-  c.moe.num_experts = need("num_experts").get<int64_t>();
-  c.moe.top_k = need("num_experts_per_tok").get<int64_t>();
-  c.moe.expert_hidden = need("moe_intermediate_size").get<int64_t>();
-  c.moe.renormalize = j.value("norm_topk_prob", false);
-  c.moe.num_shared_experts = 1;
-  c.moe.shared_expert_hidden = need("shared_expert_intermediate_size").get<int64_t>();
-  // Which layers are sparse, and the moxie layout (first_k_dense, moe_every)
-  // that gives the same ones.
-  const int64_t step = j.value("decoder_sparse_step", int64_t{1});
-  std::set<int64_t> dense_only;
-  if (j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array()) {
-    for (const auto& l : j["mlp_only_layers"]) dense_only.insert(l.get<int64_t>());
-  }
-  std::vector<bool> sparse(static_cast<size_t>(c.model.n_layers));
-  for (int64_t i = 0; i < c.model.n_layers; ++i) {
-    sparse[static_cast<size_t>(i)] =
-        !dense_only.count(i) && c.moe.num_experts > 0 && step > 0 && (i + 1) % step == 0;
-  }
-  for (int64_t k = 0; k <= c.model.n_layers; ++k) {
-    for (int64_t every = 1; every <= std::max<int64_t>(1, c.model.n_layers); ++every) {
-      bool same = true;
-      for (int64_t i = 0; i < c.model.n_layers && same; ++i) {
-        same = sparse[static_cast<size_t>(i)] == (i >= k && (i - k) % every == 0);
-      }
-      if (same) {
-        c.model.first_k_dense = k;
-        c.model.moe_every = every;
-        return c;
-      }
-    }
-  }
-  throw std::runtime_error(
-      path +
-      ": its sparse layers (decoder_sparse_step, mlp_only_layers) are not dense "
-      "layers first and then every k-th layer, the only pattern moxie lays out "
-      "(model.first_k_dense, model.moe_every)");
-}
-
 std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads, HfArch arch) {
   if (model->tensor_parallel().on()) {
     throw std::runtime_error(
@@ -260,44 +138,6 @@ std::map<std::string, torch::Tensor> to_hf_state(CausalLM& model, bool grads, Hf
   if (model->model_options().tie_embeddings) state.erase("lm_head.weight");
   return state;
 }
-
-namespace {
-// The safetensors files of a Hugging Face folder (or one file): the
-// model.safetensors.index.json's weight_map, or model.safetensors.
-std::vector<std::string> hf_weight_files(const std::string& path) {
-  namespace fs = std::filesystem;
-  if (!fs::is_directory(path)) return {path};
-  const auto single = fs::path(path) / "model.safetensors";
-  const auto index = fs::path(path) / "model.safetensors.index.json";
-  if (fs::exists(single)) return {single.string()};
-  if (!fs::exists(index)) {
-    throw std::runtime_error(path +
-                             " has neither model.safetensors nor model.safetensors.index.json");
-  }
-  std::ifstream in(index);
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const std::exception& e) {
-    throw std::runtime_error(index.string() + " is not valid JSON: " + e.what());
-  }
-  if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
-    throw std::runtime_error(index.string() + " has no weight_map");
-  }
-  std::set<std::string> files;
-  for (const auto& [name, file] : j["weight_map"].items()) {
-    const auto f = file.get<std::string>();
-    if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..") {
-      throw std::runtime_error(index.string() + ": weight_map names the file '" + f +
-                               "'; only files beside the index are read");
-    }
-    files.insert(f);
-  }
-  std::vector<std::string> out;
-  for (const auto& f : files) out.push_back((fs::path(path) / f).string());
-  return out;
-}
-}  // namespace
 
 void load_hf_safetensors(CausalLM& model, const std::string& path, HfArch arch) {
   std::vector<std::unique_ptr<st::Reader>> readers;
@@ -407,10 +247,7 @@ void write_peft_adapters(CausalLM& model, const LoraOptions& lora,
                       {"init_lora_weights", true},
                       {"inference_mode", true}};
   if (router) c["target_parameters"] = {"mlp.gate.weight"};
-  std::ofstream out(fs::path(dir) / "adapter_config.json");
-  out << c.dump(2) << "\n";
-  if (!out)
-    throw std::runtime_error("cannot write " + (fs::path(dir) / "adapter_config.json").string());
+  write_json((fs::path(dir) / "adapter_config.json").string(), c, "peft adapter config");
 }
 
 void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch,
@@ -479,9 +316,7 @@ void write_hf_config(const ModelOptions& m, const MoEOptions& e, HfArch arch,
     j["use_sliding_window"] = false;
     j["sliding_window"] = nullptr;
   }
-  std::ofstream out(path);
-  out << j.dump(2) << "\n";
-  if (!out) throw std::runtime_error("cannot write " + path);
+  write_json(path, j, "Hugging Face config");
 }
 
 }  // namespace moxie

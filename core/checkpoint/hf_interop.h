@@ -9,27 +9,13 @@
 #include <map>
 #include <string>
 
+#include "core/checkpoint/hf_config.h"
 #include "core/checkpoint/safetensors.h"
 #include "core/model/options.h"
 #include "core/model/transformer.h"
 #include "experts/options.h"
 
 namespace moxie {
-
-// The Hugging Face classes moxie writes and reads. Mixtral: an MoE FFN in
-// every layer, softmax routing with renormalised top-k weights, no shared
-// experts; Qwen2-MoE: dense layers allowed, a gated shared expert in every
-// sparse layer, optional q/k/v biases and renormalisation.
-enum class HfArch { kMixtral, kQwen2Moe };
-const char* hf_class_name(HfArch arch);
-// Mixtral where it can express the model, else Qwen2-MoE.
-HfArch hf_arch_for(const ModelOptions& model, const MoEOptions& moe);
-
-struct HfModelConfig {
-  HfArch arch = HfArch::kMixtral;
-  ModelOptions model;
-  MoEOptions moe;
-};
 
 // safetensors' dtype for a torch dtype (std::runtime_error naming one it has
 // none for), and back.
@@ -39,12 +25,6 @@ torch::ScalarType torch_dtype(safetensors::DType t);
 // One tensor of a safetensors file as a fresh torch tensor of its own dtype.
 // Copied with memcpy: tensor data in the format is not aligned to its dtype.
 torch::Tensor read_safetensor(const safetensors::Reader& reader, const std::string& name);
-
-// Reads a config.json of model_type mixtral or qwen2_moe. Throws
-// std::runtime_error naming the file and the key for anything missing or
-// unsupported (a sliding window, RoPE scaling, a sparse-layer pattern moxie
-// cannot lay out).
-HfModelConfig read_hf_config(const std::string& config_json_path);
 
 // The model's tensors under the class's Hugging Face names (experts split per
 // expert, the classic layout both classes' checkpoints use). Views of the

@@ -11,13 +11,17 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
+
+#include "core/common/file_io.h"
 
 namespace moxie::safetensors {
 namespace {
 
 // The reference implementation's limit; a longer header is a corrupt length.
 constexpr uint64_t kMaxHeader = 100'000'000;
+constexpr int kMaxDepth = 8;
 
 struct DTypeEntry {
   DType dtype;
@@ -64,36 +68,11 @@ uint64_t nbytes_of(DType dtype, const std::vector<int64_t>& shape, const std::st
   return n;
 }
 
-// A file descriptor, closed when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd& operator=(Fd&& other) noexcept {
-    std::swap(fd_, other.fd_);
-    return *this;
-  }
-  int get() const { return fd_; }
-  // Closes now and reports close's result, which the destructor would drop.
-  int close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
 // One header entry, checked against the byte buffer, which starts at file
 // byte `data_start` and holds `buffer` bytes.
 TensorInfo parse_entry(const std::string& path, const std::string& name, const nlohmann::json& v,
                        uint64_t data_start, uint64_t buffer) {
-  const std::string what = "tensor '" + name + "'";
+  const std::string what = "tensor '" + excerpt(name, 80) + "'";
   if (!v.is_object()) fail(path, what + " is not an object with dtype, shape and data_offsets");
   for (const char* key : {"dtype", "shape", "data_offsets"})
     if (!v.contains(key)) fail(path, what + " has no " + key);
@@ -101,11 +80,11 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const n
   const auto& shape = v.at("shape");
   const auto& offsets = v.at("data_offsets");
   if (!dtype.is_string())
-    fail(path, what + ": dtype is " + dtype.dump() + ", not a string such as \"F32\"");
+    fail(path, what + ": dtype is " + excerpt(dtype.dump(), 60) + ", not a string such as \"F32\"");
   if (!shape.is_array())
-    fail(path, what + ": shape is " + shape.dump() + ", not an array of integers");
+    fail(path, what + ": shape is " + excerpt(shape.dump(), 60) + ", not an array of integers");
   if (!offsets.is_array() || offsets.size() != 2)
-    fail(path, what + ": data_offsets is " + offsets.dump() + ", not [begin, end]");
+    fail(path, what + ": data_offsets is " + excerpt(offsets.dump(), 60) + ", not [begin, end]");
 
   TensorInfo t;
   t.name = name;
@@ -119,12 +98,14 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const n
   // nlohmann parses every non-negative integer as unsigned, every negative one as signed.
   for (const auto& d : shape) {
     if (!d.is_number_unsigned() || d.get<uint64_t>() > INT64_MAX)
-      fail(path, what + ": shape dimension " + d.dump() + " is not a non-negative integer");
+      fail(path,
+           what + ": shape dimension " + excerpt(d.dump(), 60) + " is not a non-negative integer");
     t.shape.push_back(d.get<int64_t>());
   }
   for (const auto& o : offsets)
     if (!o.is_number_unsigned())
-      fail(path, what + ": data offset " + o.dump() + " is not a non-negative integer");
+      fail(path,
+           what + ": data offset " + excerpt(o.dump(), 60) + " is not a non-negative integer");
   const uint64_t begin = offsets[0].get<uint64_t>();
   const uint64_t end = offsets[1].get<uint64_t>();
   if (begin > end)
@@ -138,7 +119,8 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const n
   const uint64_t need = nbytes_of(t.dtype, t.shape, path + ": " + what);
   if (end - begin != need) {
     fail(path, what + " has " + str(end - begin) + " bytes at byte " + str(data_start + begin) +
-                   " but dtype " + dtype_str + " and shape " + shape.dump() + " need " + str(need));
+                   " but dtype " + dtype_str + " and shape " + excerpt(shape.dump(), 60) +
+                   " need " + str(need));
   }
   t.offset = data_start + begin;
   t.nbytes = end - begin;
@@ -152,8 +134,9 @@ void check_tiling(const std::string& path, const std::vector<TensorInfo>& sorted
   const TensorInfo* prev = nullptr;
   for (const auto& t : sorted) {
     if (t.offset < cursor) {  // then prev is set: every offset is >= data_start
-      fail(path, "tensor '" + t.name + "' at " + bytes(t.offset, t.offset + t.nbytes) +
-                     " overlaps tensor '" + prev->name + "' at " + bytes(prev->offset, cursor));
+      fail(path, "tensor '" + excerpt(t.name, 80) + "' at " + bytes(t.offset, t.offset + t.nbytes) +
+                     " overlaps tensor '" + excerpt(prev->name, 80) + "' at " +
+                     bytes(prev->offset, cursor));
     }
     if (t.offset > cursor)
       fail(path, bytes(cursor, t.offset) + " belong to no tensor (the format allows no holes)");
@@ -165,27 +148,19 @@ void check_tiling(const std::string& path, const std::vector<TensorInfo>& sorted
          bytes(cursor, file_size) + " at the end belong to no tensor (the format allows no holes)");
 }
 
-// path + ".tmp", open for writing; removed again unless commit() renamed it
-// over path. `direct`: opened with O_DIRECT where the file system allows it
-// (direct() says whether it did), so that writes go from the caller's buffer
-// to the disk without a copy into the page cache.
+// An OutputFile (core/common/file_io.h: a temporary beside the target,
+// created O_EXCL | O_NOFOLLOW, renamed over it on commit) written at offsets.
+// `direct`: O_DIRECT where the file system allows it (direct() says whether
+// it did), so that writes go from the caller's buffer to the disk without a
+// copy into the page cache.
 class AtomicFile {
  public:
-  explicit AtomicFile(const std::string& path, bool direct = false)
-      : path_(path), tmp_(path + ".tmp") {
-    const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+  explicit AtomicFile(const std::string& path, bool direct = false) : file_(open(path)) {
     if (direct) {
-      fd_ = Fd(::open(tmp_.c_str(), flags | O_DIRECT, 0644));
-      direct_ = fd_.get() >= 0;
+      const int flags = ::fcntl(file_->fd(), F_GETFL);
+      direct_ = flags >= 0 && ::fcntl(file_->fd(), F_SETFL, flags | O_DIRECT) == 0;
     }
-    if (fd_.get() < 0) fd_ = Fd(::open(tmp_.c_str(), flags, 0644));  // e.g. tmpfs refuses O_DIRECT
-    if (fd_.get() < 0) fail_sys("create", tmp_);
   }
-  ~AtomicFile() {
-    if (!committed_) ::unlink(tmp_.c_str());
-  }
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
   bool direct() const { return direct_; }
 
   void put(const void* data, size_t n) {
@@ -195,20 +170,20 @@ class AtomicFile {
   void put_at(const void* data, size_t n, uint64_t offset) {
     const auto* p = static_cast<const uint8_t*>(data);
     while (n > 0) {
-      const ssize_t w = ::pwrite(fd_.get(), p, n, static_cast<off_t>(offset));
+      const ssize_t w = ::pwrite(file_->fd(), p, n, static_cast<off_t>(offset));
       if (w < 0 && errno == EINTR) continue;
       if (w < 0 && errno == EINVAL && direct_) {
         // The file system (or a size limit that shortens the write to a
         // partial block) refuses O_DIRECT here: go on through the page cache.
-        const int flags = ::fcntl(fd_.get(), F_GETFL);
-        if (flags < 0 || ::fcntl(fd_.get(), F_SETFL, flags & ~O_DIRECT) != 0)
-          fail_sys("write", tmp_);
+        const int flags = ::fcntl(file_->fd(), F_GETFL);
+        if (flags < 0 || ::fcntl(file_->fd(), F_SETFL, flags & ~O_DIRECT) != 0)
+          fail_sys("write", file_->temp_path());
         direct_ = false;
         continue;
       }
       if (w <= 0) {
         if (w == 0) errno = EIO;
-        fail_sys("write", tmp_);
+        fail_sys("write", file_->temp_path());
       }
       p += w;
       offset += static_cast<uint64_t>(w);
@@ -216,29 +191,27 @@ class AtomicFile {
     }
   }
   void truncate(uint64_t size) {
-    if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) fail_sys("truncate", tmp_);
+    if (::ftruncate(file_->fd(), static_cast<off_t>(size)) != 0)
+      fail_sys("truncate", file_->temp_path());
   }
-
   void commit() {
-    if (::fsync(fd_.get()) != 0) fail_sys("fsync", tmp_);
-    if (fd_.close() != 0) fail_sys("close", tmp_);
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail_sys("rename " + tmp_ + " to", path_);
-    committed_ = true;
-    // Makes the rename itself survive a crash. Best effort: the file is
-    // already complete and in place, so a failure here is not reported.
-    const auto slash = path_.rfind('/');
-    const std::string dir = slash == std::string::npos ? "."
-                            : slash == 0               ? "/"
-                                                       : path_.substr(0, slash);
-    Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir_fd.get() >= 0) (void)::fsync(dir_fd.get());
+    try {
+      file_->commit();
+    } catch (const FileError& e) {
+      throw Error(e.what());
+    }
   }
 
  private:
-  std::string path_, tmp_;
-  Fd fd_{-1};
+  static std::unique_ptr<OutputFile> open(const std::string& path) {
+    try {
+      return std::make_unique<OutputFile>(path, "safetensors file");
+    } catch (const FileError& e) {
+      throw Error(e.what());
+    }
+  }
+  std::unique_ptr<OutputFile> file_;
   bool direct_ = false;
-  bool committed_ = false;
   uint64_t offset_ = 0;
 };
 
@@ -254,16 +227,18 @@ void Reader::Unmap::operator()(const uint8_t* base) const {
 Reader::Reader(const std::string& path) : path_(path) {
   uint64_t size = 0;
   {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) fail_sys("open", path);
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) fail_sys("stat", path);
-    if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-    size = static_cast<uint64_t>(st.st_size);
+    // InputFile: a FIFO, device or folder is refused by name, never blocked on.
+    std::unique_ptr<InputFile> in;
+    try {
+      in = std::make_unique<InputFile>(path, "safetensors file");
+    } catch (const FileError& e) {
+      throw Error(e.what());
+    }
+    size = in->size();
     if (size < 8)
       fail(path, "file is " + str(size) +
                      " bytes, shorter than the 8-byte header length; not a safetensors file");
-    void* base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    void* base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, in->fd(), 0);
     if (base == MAP_FAILED) fail_sys("map", path);
     map_ = decltype(map_)(static_cast<const uint8_t*>(base), Unmap{size});
   }
@@ -280,7 +255,15 @@ Reader::Reader(const std::string& path) : path_(path) {
 
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(base + 8, base + data_start);
+    // A header nests three levels ({name: {shape: [..]}}); deeper nesting is
+    // refused while parsing, so no later walk of it recurses without bound.
+    header = nlohmann::json::parse(
+        base + 8, base + data_start,
+        [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+          if (depth > kMaxDepth)
+            fail(path, "header nests deeper than " + str(kMaxDepth) + " levels; not safetensors");
+          return true;
+        });
   } catch (const nlohmann::json::exception& e) {
     fail(path, "header (" + bytes(8, data_start) + ") is not valid JSON: " + e.what());
   }
@@ -292,10 +275,12 @@ Reader::Reader(const std::string& path) : path_(path) {
       tensors_.push_back(parse_entry(path, name, v, data_start, size - data_start));
       continue;
     }
-    if (!v.is_object()) fail(path, "__metadata__ is " + v.dump() + ", not an object of strings");
+    if (!v.is_object())
+      fail(path, "__metadata__ is " + excerpt(v.dump(), 60) + ", not an object of strings");
     for (const auto& [key, value] : v.items()) {
       if (!value.is_string())
-        fail(path, "__metadata__ value of '" + key + "' is " + value.dump() + ", not a string");
+        fail(path, "__metadata__ value of '" + excerpt(key, 80) + "' is " +
+                       excerpt(value.dump(), 60) + ", not a string");
       metadata_[key] = value.get<std::string>();
     }
   }

@@ -7,6 +7,8 @@
 #include <ostream>
 #include <stdexcept>
 
+#include "core/common/file_io.h"
+
 namespace moxie {
 namespace {
 
@@ -28,12 +30,44 @@ std::string to_hex(const torch::Tensor& bytes) {
   return out;
 }
 
-torch::Tensor from_hex(const std::string& hex) {
-  auto t = torch::empty({static_cast<int64_t>(hex.size() / 2)}, torch::kByte);
+// The saved RNG state: hex digits of exactly as many bytes as this build's
+// generator state has; CheckpointError naming the checkpoint otherwise.
+torch::Tensor rng_state_from_hex(const std::string& hex, int64_t bytes, const std::string& dir) {
+  auto digit = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  if (hex.size() != static_cast<size_t>(bytes) * 2) {
+    throw CheckpointError("checkpoint " + dir + ": its RNG state (torch_rng) has " +
+                          std::to_string(hex.size()) + " hex digits, not the " +
+                          std::to_string(bytes * 2) + " of this build's generator state");
+  }
+  auto t = torch::empty({bytes}, torch::kByte);
   auto* p = t.data_ptr<uint8_t>();
-  for (size_t i = 0; i + 1 < hex.size(); i += 2)
-    p[i / 2] = static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = digit(hex[i]), lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) {
+      throw CheckpointError("checkpoint " + dir + ": its RNG state (torch_rng) has '" +
+                            excerpt(hex.substr(i, 2)) + "' at digit " + std::to_string(i) +
+                            ", not hex");
+    }
+    p[i / 2] = static_cast<uint8_t>(hi * 16 + lo);
+  }
   return t;
+}
+
+// A counter of the saved state: a non-negative decimal integer.
+int64_t state_number(const std::map<std::string, std::string>& state, const char* key,
+                     const std::string& dir) {
+  const auto it = state.find(key);
+  if (it == state.end()) return 0;
+  const std::string& v = it->second;
+  const bool digits = !v.empty() && v.size() <= 18 &&
+                      std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) {
+    throw CheckpointError("checkpoint " + dir + ": its state field '" + key + "' is '" +
+                          excerpt(v) + "', not a non-negative integer");
+  }
+  return std::stoll(v);
 }
 
 }  // namespace
@@ -177,7 +211,9 @@ RunCounters RunCheckpoints::resume(BatchSource& source) {
     std::string error;
     std::map<std::string, std::string> state;
     auto to_load = entries(/*base_weights=*/false);
-    bool weights_only = false;
+    bool weights_only = false, old_format = false;
+    std::map<std::string, int64_t> numbers;
+    torch::Tensor rng;
     const auto load_start = Clock::now();
     try {
       // A checkpoint without optimizer state (moxie import): weights only,
@@ -195,6 +231,15 @@ RunCounters RunCheckpoints::resume(BatchSource& source) {
       }
       state = load_checkpoint(candidates[k], to_load, groups_.world->rank(),
                               static_cast<int>(groups_.dims.world()));
+      old_format = index.format_version < kCheckpointFormatVersion;
+      // Every field checked before any is applied.
+      for (const char* key : {"step", "bad_in_a_row", "skipped_steps", "optimizer_steps"})
+        numbers[key] = state_number(state, key, candidates[k]);
+      if (state.count("torch_rng")) {
+        rng = rng_state_from_hex(state.at("torch_rng"),
+                                 at::detail::getDefaultCPUGenerator().get_state().numel(),
+                                 candidates[k]);
+      }
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -205,23 +250,28 @@ RunCounters RunCheckpoints::resume(BatchSource& source) {
         throw std::runtime_error("cannot resume from " + candidates[k] + ": " + why);
       }
       log_ << "checkpoint " << candidates[k] << " cannot be loaded (" << why
-           << "); falling back to the previous committed checkpoint\n";
+           << "); skipping it and falling back to the previous committed checkpoint, "
+           << candidates[k + 1] << "\n";
       continue;
     }
     for (const auto& [g, i, step] : optimizer_steps_)
       optimizer_.set_step(g, i, step.item<int64_t>());
-    auto number = [&](const char* key) { return state.count(key) ? std::stoll(state.at(key)) : 0; };
-    counters.step = number("step");
-    counters.bad_in_a_row = number("bad_in_a_row");
-    counters.skipped_steps = number("skipped_steps");
-    optimizer_.set_steps_taken(number("optimizer_steps"));
+    counters.step = numbers.at("step");
+    counters.bad_in_a_row = numbers.at("bad_in_a_row");
+    counters.skipped_steps = numbers.at("skipped_steps");
+    optimizer_.set_steps_taken(numbers.at("optimizer_steps"));
+    if (old_format) {
+      log_ << "checkpoint " << candidates[k]
+           << " has an index of format version 1 (written before rank-file headers were "
+              "checksummed): its tensors' checksums were checked, its headers and state were not\n";
+    }
     if (weights_only) {
       masters_follow_parameters();
       log_ << "weights-only checkpoint: the optimizer starts fresh\n";
     }
-    if (state.count("torch_rng")) {
+    if (rng.defined()) {
       auto generator = at::detail::getDefaultCPUGenerator();
-      generator.set_state(from_hex(state.at("torch_rng")));
+      generator.set_state(rng);
     }
     // Without it (moxie import) the data starts from the beginning.
     if (state.count("source")) source.restore(state.at("source"));

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "core/checkpoint/checkpoint_index.h"
+#include "core/checkpoint/safetensors.h"
 #include "core/common/framed_file.h"
 #include "tests/testing.h"
 
@@ -38,6 +39,9 @@ CheckpointIndex two_rank_index() {
   index.layout = "dp2 x ep2";
   index.world = 2;
   index.rank_files = {"rank-00000.safetensors", "rank-00001.safetensors"};
+  // As commit_from_ranks records the files: sizes and header checksums.
+  index.files = {{index.rank_files[0], 4096, 512, 0x12345678u},
+                 {index.rank_files[1], 2048, 256, 0xCAFEF00Du}};
   CheckpointTensor w{"model/layers.0.experts.w13", "BF16", {4, 6}, {}};
   w.pieces = {piece(0, {0, 0}, {2, 6}, 0xDEADBEEFu), piece(1, {2, 0}, {2, 6}, 7)};
   CheckpointTensor norm{"model/norm.weight", "F32", {6}, {piece(0, {0}, {6}, 0xFFFFFFFFu)}};
@@ -62,6 +66,40 @@ std::string committed(const fs::path& run, int64_t step) {
   index.step = step;
   commit_checkpoint(dir, index);
   return dir;
+}
+
+// A committed checkpoint whose rank file exists (one rank, one F32 tensor
+// of 3 values), recorded as commit_from_ranks records it.
+std::string loadable(const fs::path& run, int64_t step) {
+  const auto dir = checkpoint_dir(run.string(), step);
+  fs::create_directories(dir);
+  const float values[3] = {1.f, 2.f, static_cast<float>(step)};
+  const std::string file = "rank-00000.safetensors";
+  safetensors::write((fs::path(dir) / file).string(),
+                     {{"w", safetensors::DType::F32, {3}, values, sizeof(values)}},
+                     {{"moxie.state", "{\"step\":\"" + std::to_string(step) + "\"}"}});
+  CheckpointIndex index;
+  index.step = step;
+  index.world = 1;
+  index.rank_files = {file};
+  index.files = {describe_rank_file(dir, file)};
+  CheckpointPiece p;
+  p.file = file;
+  p.name = "w";
+  p.start = {0};
+  p.shape = {3};
+  p.crc32c = checksum(values, sizeof(values));
+  index.tensors = {{"w", "F32", {3}, {p}}};
+  commit_checkpoint(dir, index);
+  return dir;
+}
+
+// The index of `dir` changed by `edit` and committed again.
+template <class Edit>
+void recommit(const std::string& dir, Edit edit) {
+  auto index = read_checkpoint_index(dir);
+  edit(index);
+  commit_checkpoint(dir, index);
 }
 
 }  // namespace
@@ -169,6 +207,7 @@ TEST_CASE("checkpoint index: a missing, uncommitted, truncated or damaged index 
   }
   SECTION("a piece whose rank differs from its tensor's") {
     auto bad = two_rank_index();
+    bad.step = 3;
     bad.tensors[0].pieces[1].start = {2};
     commit_checkpoint(dir, bad);
     CHECK_THROWS_WITH(read_checkpoint_index(dir), Contains(index_pb) &&
@@ -183,7 +222,7 @@ TEST_CASE("checkpoint folders: named by step, listed in step order, pruned to th
   CHECK(checkpoint_dir("RUN", 120) == "RUN/checkpoints/step-00000120");
   CHECK(committed_checkpoints(run.string()).empty());  // no checkpoints folder yet
 
-  for (int64_t step : {20, 100, 3}) committed(run, step);
+  for (int64_t step : {20, 100, 3}) loadable(run, step);
   fs::create_directories(checkpoint_dir(run.string(), 50));   // a save that never finished
   fs::create_directories(checkpoint_dir(run.string(), 200));  // one still being written
   fs::create_directories(run / "checkpoints" / "notes");      // not a checkpoint
@@ -201,6 +240,137 @@ TEST_CASE("checkpoint folders: named by step, listed in step order, pruned to th
   prune_checkpoints(run.string(), 0);  // keeps at least one
   CHECK(committed_checkpoints(run.string()) ==
         std::vector<std::string>{checkpoint_dir(run.string(), 100)});
+}
+
+TEST_CASE("checkpoint retention: a damaged newest checkpoint does not count, the good ones stay") {
+  testing::TempDir tmp;
+  const auto run = tmp.path();
+  for (int64_t step : {10, 20, 30, 40}) loadable(run, step);
+  const auto newest = checkpoint_dir(run.string(), 40);
+  const auto rank_file = (fs::path(newest) / "rank-00000.safetensors").string();
+  SECTION("a header byte changed") { testing::flip_byte(rank_file, 20); }
+  SECTION("truncated") { fs::resize_file(rank_file, fs::file_size(rank_file) - 4); }
+  SECTION("the rank file gone") { fs::remove(rank_file); }
+  CHECK_THAT(checkpoint_damage(newest), Contains("rank-00000.safetensors"));
+  CHECK(checkpoint_damage(checkpoint_dir(run.string(), 30)).empty());
+  prune_checkpoints(run.string(), 2);
+  // Two that load (20, 30) are kept, and the damaged 40 stays for inspection.
+  CHECK(committed_checkpoints(run.string()) ==
+        std::vector<std::string>{checkpoint_dir(run.string(), 20), checkpoint_dir(run.string(), 30),
+                                 newest});
+}
+
+TEST_CASE("checkpoint index: damage to a rank file's header or size is named") {
+  testing::TempDir tmp;
+  const auto dir = loadable(tmp.path(), 5);
+  const auto index = read_checkpoint_index(dir);
+  CHECK(index.format_version == kCheckpointFormatVersion);
+  const auto rank_file = (fs::path(dir) / "rank-00000.safetensors").string();
+  CHECK(checked_rank_file(dir, index, 0) == fs::weakly_canonical(rank_file).string());
+  const auto header = index.files[0].header_bytes;
+  SECTION("a byte of the header (the rank's state) changed, size unchanged") {
+    const auto bytes = testing::read_file(rank_file);
+    const auto at = bytes.find(R"(\"5\")");  // the step, escaped in the metadata string
+    REQUIRE(at != std::string::npos);
+    auto changed = bytes;
+    changed[at + 2] = '6';
+    testing::write_file(rank_file, changed);
+    CHECK_THROWS_WITH(checked_rank_file(dir, index, 0),
+                      Contains(dir) && Contains("rank-00000.safetensors") &&
+                          Contains("does not match the checksum"));
+  }
+  SECTION("truncated") {
+    fs::resize_file(rank_file, header + 4);
+    CHECK_THROWS_WITH(checked_rank_file(dir, index, 0),
+                      Contains("rank-00000.safetensors") && Contains("truncated"));
+  }
+  SECTION("a folder in its place") {
+    fs::remove(rank_file);
+    fs::create_directories(rank_file);
+    CHECK_THROWS_WITH(checked_rank_file(dir, index, 0),
+                      Contains("rank-00000.safetensors") && Contains("not a regular file"));
+  }
+}
+
+TEST_CASE("checkpoint index: fields that describe what cannot be are refused by name") {
+  testing::TempDir tmp;
+  const auto dir = loadable(tmp.path(), 5);
+  const auto index_pb = (fs::path(dir) / kIndexName).string();
+  auto refused = [&](auto edit, const std::string& what) {
+    recommit(dir, edit);
+    CHECK_THROWS_WITH(read_checkpoint_index(dir), Contains(index_pb) && Contains(what));
+  };
+  SECTION("a piece's range past its tensor") {
+    refused([](CheckpointIndex& i) { i.tensors[0].pieces[0].start = {1}; },
+            "lies outside the tensor's shape [3]");
+  }
+  SECTION("a piece larger than its file holds") {
+    refused(
+        [](CheckpointIndex& i) {
+          i.tensors[0].shape = {int64_t{1} << 40};
+          i.tensors[0].pieces[0].shape = {int64_t{1} << 40};
+        },
+        "holds");
+  }
+  SECTION("a negative start") {
+    refused([](CheckpointIndex& i) { i.tensors[0].pieces[0].start = {-1}; }, "lies outside");
+  }
+  SECTION("an unknown dtype") {
+    refused([](CheckpointIndex& i) { i.tensors[0].dtype = "Q4"; }, "dtype 'Q4'");
+  }
+  SECTION("a rank file outside the folder") {
+    refused(
+        [](CheckpointIndex& i) {
+          i.rank_files = {"../../x.safetensors"};
+          i.files[0].name = i.rank_files[0];
+          i.tensors[0].pieces[0].file = i.rank_files[0];
+        },
+        "climbs out");
+  }
+  SECTION("a piece on a rank beyond the world") {
+    refused([](CheckpointIndex& i) { i.tensors[0].pieces[0].rank = 3; }, "rank 3 of a world of 1");
+  }
+  SECTION("a piece naming another rank's file") {
+    refused([](CheckpointIndex& i) { i.tensors[0].pieces[0].file = "rank-00007.safetensors"; },
+            "names the file 'rank-00007.safetensors'");
+  }
+  SECTION("more dimensions than the limit") {
+    refused(
+        [](CheckpointIndex& i) {
+          i.tensors[0].shape.assign(kMaxTensorDims + 1, 1);
+          i.tensors[0].pieces[0].start.assign(kMaxTensorDims + 1, 0);
+          i.tensors[0].pieces[0].shape.assign(kMaxTensorDims + 1, 1);
+        },
+        "dimensions, more than");
+  }
+  SECTION("the same tensor twice") {
+    refused([](CheckpointIndex& i) { i.tensors.push_back(i.tensors[0]); }, "listed twice");
+  }
+  SECTION("another step than its folder's") {
+    refused([](CheckpointIndex& i) { i.step = 6; }, "of step 6 but its folder is step 5");
+  }
+}
+
+TEST_CASE("checkpoint index: format version 1 is read without header checks, a newer one refused") {
+  testing::TempDir tmp;
+  const auto dir = loadable(tmp.path(), 5);
+  const auto index_pb = (fs::path(dir) / kIndexName).string();
+  const auto good = testing::read_file(index_pb);
+  const std::string payload = good.substr(24);  // framed_file.h: 24 bytes before the payload
+  SECTION("version 1: the index as it was, without header records") {
+    // Version 1 had no field 7 (files); a reader of version 1 ignores it.
+    write_framed_file(index_pb, good.data(), 1, payload);
+    const auto read = read_checkpoint_index(dir);
+    CHECK(read.format_version == 1);
+    CHECK(read.files.empty());
+    testing::flip_byte((fs::path(dir) / "rank-00000.safetensors").string(), 20);
+    CHECK(checkpoint_damage(dir).empty());  // said when resuming: headers not checked
+  }
+  SECTION("a newer version") {
+    write_framed_file(index_pb, good.data(), kCheckpointFormatVersion + 1, payload);
+    CHECK_THROWS_WITH(read_checkpoint_index(dir),
+                      Contains(index_pb) && Contains("newer than this moxie reads"));
+  }
 }
 
 TEST_CASE("checkpoint commit: a folder that cannot be written names the file and commits nothing") {
