@@ -50,6 +50,16 @@ class Communicator {
   virtual torch::Tensor all_to_all(const torch::Tensor& input,
                                    const std::vector<int64_t>& send_rows,
                                    const std::vector<int64_t>& recv_rows) = 0;
+  // all_to_all into `out` (contiguous, sum(recv_rows) rows, other dims as
+  // `input`), started without waiting, so that computation overlaps the
+  // transfer: `out` holds the result once the op is waited; until then neither
+  // tensor may be written, nor `out` read. The op keeps both alive. Ranks must
+  // start their async collectives in the same order.
+  // Default: completes at once (a backend without non-blocking collectives).
+  virtual std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
+                                                      const std::vector<int64_t>& send_rows,
+                                                      const std::vector<int64_t>& recv_rows,
+                                                      const torch::Tensor& out);
 };
 
 struct DoneOp : PendingOp {
@@ -57,6 +67,15 @@ struct DoneOp : PendingOp {
 };
 inline std::unique_ptr<PendingOp> Communicator::all_reduce_async(torch::Tensor& t, ReduceOp op) {
   all_reduce(t, op);
+  return std::make_unique<DoneOp>();
+}
+inline std::unique_ptr<PendingOp> Communicator::all_to_all_async(
+    const torch::Tensor& input, const std::vector<int64_t>& send_rows,
+    const std::vector<int64_t>& recv_rows, const torch::Tensor& out) {
+  auto result = all_to_all(input, send_rows, recv_rows);
+  TORCH_CHECK(out.sizes() == result.sizes(), "all_to_all_async: out has shape ", out.sizes(),
+              " but the peers send ", result.sizes());
+  out.copy_(result);
   return std::make_unique<DoneOp>();
 }
 
@@ -74,6 +93,13 @@ class SelfCommunicator : public Communicator {
   torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>&,
                            const std::vector<int64_t>&) override {
     return input.clone();
+  }
+  std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
+                                              const std::vector<int64_t>&,
+                                              const std::vector<int64_t>&,
+                                              const torch::Tensor& out) override {
+    out.copy_(input);
+    return std::make_unique<DoneOp>();
   }
 };
 
