@@ -16,6 +16,11 @@ namespace moxie {
 
 enum class ReduceOp { kSum, kAvg, kMax };
 
+// What all_to_all_async does with the rows a rank sends itself. kInPlace: they
+// are not moved (its block of `input` is not read, its block of `out` is not
+// written), for a caller that writes them into `out` directly.
+enum class SelfRows { kCopy, kInPlace };
+
 // A collective in flight. wait() returns when this rank's part is complete
 // (the tensor it was started on then holds the result); calling it again is a
 // no-op. Must be waited before the tensor is read or freed.
@@ -59,7 +64,7 @@ class Communicator {
   virtual std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
                                                       const std::vector<int64_t>& send_rows,
                                                       const std::vector<int64_t>& recv_rows,
-                                                      const torch::Tensor& out);
+                                                      const torch::Tensor& out, SelfRows self);
 };
 
 struct DoneOp : PendingOp {
@@ -71,11 +76,20 @@ inline std::unique_ptr<PendingOp> Communicator::all_reduce_async(torch::Tensor& 
 }
 inline std::unique_ptr<PendingOp> Communicator::all_to_all_async(
     const torch::Tensor& input, const std::vector<int64_t>& send_rows,
-    const std::vector<int64_t>& recv_rows, const torch::Tensor& out) {
+    const std::vector<int64_t>& recv_rows, const torch::Tensor& out, SelfRows self) {
   auto result = all_to_all(input, send_rows, recv_rows);
   TORCH_CHECK(out.sizes() == result.sizes(), "all_to_all_async: out has shape ", out.sizes(),
               " but the peers send ", result.sizes());
-  out.copy_(result);
+  if (self == SelfRows::kCopy) {
+    out.copy_(result);
+  } else {
+    int64_t offset = 0;
+    for (int p = 0; p < size(); ++p) {
+      if (p != rank())
+        out.narrow(0, offset, recv_rows[p]).copy_(result.narrow(0, offset, recv_rows[p]));
+      offset += recv_rows[p];
+    }
+  }
   return std::make_unique<DoneOp>();
 }
 
@@ -96,9 +110,9 @@ class SelfCommunicator : public Communicator {
   }
   std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
                                               const std::vector<int64_t>&,
-                                              const std::vector<int64_t>&,
-                                              const torch::Tensor& out) override {
-    out.copy_(input);
+                                              const std::vector<int64_t>&, const torch::Tensor& out,
+                                              SelfRows self) override {
+    if (self == SelfRows::kCopy) out.copy_(input);
     return std::make_unique<DoneOp>();
   }
 };

@@ -22,7 +22,7 @@ struct AllToAllFn : public torch::autograd::Function<AllToAllFn> {
     sizes[0] = 0;
     for (auto r : recv_rows) sizes[0] += r;
     auto result = out ? out->get(sizes, in.options()) : torch::empty(sizes, in.options());
-    *arriving = comm->all_to_all_async(in, send_rows, recv_rows, result);
+    *arriving = comm->all_to_all_async(in, send_rows, recv_rows, result, SelfRows::kCopy);
     return result;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

@@ -287,9 +287,11 @@ torch::Tensor MpiCommunicator::all_to_all(const torch::Tensor& input,
 std::unique_ptr<PendingOp> MpiCommunicator::all_to_all_async(const torch::Tensor& input,
                                                              const std::vector<int64_t>& send_rows,
                                                              const std::vector<int64_t>& recv_rows,
-                                                             const torch::Tensor& out) {
+                                                             const torch::Tensor& out,
+                                                             SelfRows self) {
   std::vector<int64_t> sizes;
   auto plan = plan_all_to_all(input, send_rows, recv_rows, size_, &sizes);
+  if (self == SelfRows::kInPlace) plan.send_counts[rank_] = plan.recv_counts[rank_] = 0;
   check_cpu_contiguous(out, "all_to_all_async");
   if (out.sizes().vec() != sizes || out.scalar_type() != input.scalar_type()) {
     throw std::invalid_argument(

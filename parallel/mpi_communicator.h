@@ -54,7 +54,7 @@ class MpiCommunicator : public Communicator {
   std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
                                               const std::vector<int64_t>& send_rows,
                                               const std::vector<int64_t>& recv_rows,
-                                              const torch::Tensor& out) override;
+                                              const torch::Tensor& out, SelfRows self) override;
 
  private:
   struct Adopt {};

@@ -141,7 +141,7 @@ class NcclCommunicator : public Communicator {
                            const std::vector<int64_t>& recv_rows) override {
     auto out = torch::empty(all_to_all_sizes(input, send_rows, recv_rows), input.options());
     Ordered o(*this, {input, out});
-    enqueue_all_to_all(input, send_rows, recv_rows, out);
+    enqueue_all_to_all(input, send_rows, recv_rows, out, SelfRows::kCopy);
     return out;
   }
   // Already asynchronous on the NCCL stream: the returned op makes the
@@ -149,7 +149,7 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
                                               const std::vector<int64_t>& send_rows,
                                               const std::vector<int64_t>& recv_rows,
-                                              const torch::Tensor& out) override {
+                                              const torch::Tensor& out, SelfRows self) override {
     if (out.sizes().vec() != all_to_all_sizes(input, send_rows, recv_rows) ||
         out.scalar_type() != input.scalar_type()) {
       throw std::invalid_argument("all_to_all_async: out must have the input's dtype and " +
@@ -157,7 +157,7 @@ class NcclCommunicator : public Communicator {
                                   " must be the sum of recv_rows");
     }
     ready_on_nccl_stream({input, out});
-    enqueue_all_to_all(input, send_rows, recv_rows, out);
+    enqueue_all_to_all(input, send_rows, recv_rows, out, self);
     auto done = std::make_unique<at::cuda::CUDAEvent>();
     done->record(stream_);
     return std::make_unique<StreamPendingOp>(std::move(done));
@@ -212,7 +212,8 @@ class NcclCommunicator : public Communicator {
 
   // Grouped sends and receives on the NCCL stream (ordering is the caller's).
   void enqueue_all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
-                          const std::vector<int64_t>& recv_rows, const torch::Tensor& out) {
+                          const std::vector<int64_t>& recv_rows, const torch::Tensor& out,
+                          SelfRows self) {
     int64_t recv_total = out.dim() ? out.size(0) : 0;
     const int64_t row = input.dim() > 0 && input.size(0) > 0
                             ? input.numel() / input.size(0)
@@ -224,6 +225,11 @@ class NcclCommunicator : public Communicator {
     int64_t s_off = 0, r_off = 0;
     MOXIE_NCCL_CHECK(ncclGroupStart());
     for (int p = 0; p < size_; ++p) {
+      if (self == SelfRows::kInPlace && p == rank_) {
+        s_off += send_rows[p];
+        r_off += recv_rows[p];
+        continue;
+      }
       if (send_rows[p] > 0) {
         MOXIE_NCCL_CHECK(ncclSend(send + s_off * bytes_per_row, send_rows[p] * row, type, p, comm_,
                                   stream_.stream()));

@@ -42,8 +42,8 @@ class RoutedCommunicator : public Communicator {
   std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
                                               const std::vector<int64_t>& send_rows,
                                               const std::vector<int64_t>& recv_rows,
-                                              const torch::Tensor& out) override {
-    return on(input).all_to_all_async(input, send_rows, recv_rows, out);
+                                              const torch::Tensor& out, SelfRows self) override {
+    return on(input).all_to_all_async(input, send_rows, recv_rows, out, self);
   }
 
  private:
