@@ -13,6 +13,7 @@
 #include "experts/permute.h"
 #include "experts/router.h"
 #include "parallel/communicator.h"
+#include "parallel/differentiable.h"
 
 namespace moxie {
 
@@ -27,6 +28,14 @@ struct Dispatched {
   PermutePlan plan;  // this rank's permutation
   // Expert parallelism only: rows sent to / received from each EP rank.
   std::vector<int64_t> send_rows, recv_rows;
+  // Set while tokens_ND is still arriving (TokenDispatcher::dispatch_async).
+  std::shared_ptr<PendingOp> arriving;
+  // Returns once tokens_ND holds its rows; a no-op after the first call.
+  void wait() {
+    if (!arriving) return;
+    arriving->wait();
+    arriving.reset();
+  }
 };
 
 class TokenDispatcher {
@@ -36,6 +45,13 @@ class TokenDispatcher {
   // capacity_group: tokens per capacity group (one sequence), 0: all of x_TD.
   virtual Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing,
                               int64_t capacity_group = 0) = 0;
+  // dispatch that may return with the tokens still in flight, so that work not
+  // needing them (the shared experts) overlaps the exchange: call
+  // Dispatched::wait() before reading tokens_ND. Default: dispatch.
+  virtual Dispatched dispatch_async(const torch::Tensor& x_TD, const RouterOutput& routing,
+                                    int64_t capacity_group = 0) {
+    return dispatch(x_TD, routing, capacity_group);
+  }
   // expert_out_ND: Experts' output for dispatched.tokens_ND. Returns [T, D].
   virtual torch::Tensor combine(const torch::Tensor& expert_out_ND,
                                 const Dispatched& dispatched) = 0;
@@ -61,12 +77,18 @@ class LocalTokenDispatcher : public TokenDispatcher {
 // all-to-all and come back the same way; every step is differentiable.
 // Received rows stay grouped by source rank, then expert: one segment per
 // (source, local expert), so no regrouping pass is needed either way.
+// The permutation writes straight into the send buffer and the weighted
+// unpermutation reads straight from the receive buffer; the count exchange
+// runs while the tokens are permuted. Exchange buffers are reused from one
+// call to the next once nothing (a graph awaiting backward) reads them.
 class AllToAllTokenDispatcher : public TokenDispatcher {
  public:
   // ep_group must outlive the dispatcher and every backward pass through it.
   AllToAllTokenDispatcher(const MoEOptions& options, Communicator& ep_group);
   Dispatched dispatch(const torch::Tensor& x_TD, const RouterOutput& routing,
                       int64_t capacity_group = 0) override;
+  Dispatched dispatch_async(const torch::Tensor& x_TD, const RouterOutput& routing,
+                            int64_t capacity_group = 0) override;
   torch::Tensor combine(const torch::Tensor& expert_out_ND, const Dispatched& dispatched) override;
   int64_t num_local_experts() const override { return options_.num_experts / ep_group_.size(); }
   int64_t first_local_expert() const override { return ep_group_.rank() * num_local_experts(); }
@@ -74,6 +96,7 @@ class AllToAllTokenDispatcher : public TokenDispatcher {
  private:
   MoEOptions options_;
   Communicator& ep_group_;
+  ReusableBuffer send_buffer_, recv_buffer_, home_buffer_;
 };
 
 // The dispatcher for an EP group: all-to-all over ep_group when it has more

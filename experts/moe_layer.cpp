@@ -32,13 +32,15 @@ MoEOutput MoELayerImpl::forward(const torch::Tensor& x) {
   // input has one ([..., S, D]).
   const int64_t capacity_group =
       options_.capacity_group > 0 ? options_.capacity_group : (x.dim() >= 3 ? x.size(-2) : 0);
-  auto dispatched = dispatcher_->dispatch(x_TD, routing, capacity_group);
+  auto dispatched = dispatcher_->dispatch_async(x_TD, routing, capacity_group);
+  // The shared expert computes while the routed tokens travel.
+  torch::Tensor shared_TD;
+  if (shared_expert) shared_TD = torch::sigmoid(shared_expert_gate(x_TD)) * shared_expert(x_TD);
+  dispatched.wait();
   auto expert_out_ND =
       experts(dispatched.tokens_ND, dispatched.segment_rows, dispatched.segment_experts);
   auto y_TD = dispatcher_->combine(expert_out_ND, dispatched);
-  if (shared_expert) {
-    y_TD = y_TD + torch::sigmoid(shared_expert_gate(x_TD)) * shared_expert(x_TD);
-  }
+  if (shared_TD.defined()) y_TD = y_TD + shared_TD;
 
   MoEOutput out;
   out.y = y_TD.reshape(shape);

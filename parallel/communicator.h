@@ -16,6 +16,11 @@ namespace moxie {
 
 enum class ReduceOp { kSum, kAvg, kMax };
 
+// What all_to_all_async does with the rows a rank sends itself. kInPlace: they
+// are not moved (its block of `input` is not read, its block of `out` is not
+// written), for a caller that writes them into `out` directly.
+enum class SelfRows { kCopy, kInPlace };
+
 // A collective in flight. wait() returns when this rank's part is complete
 // (the tensor it was started on then holds the result); calling it again is a
 // no-op. Must be waited before the tensor is read or freed.
@@ -50,6 +55,16 @@ class Communicator {
   virtual torch::Tensor all_to_all(const torch::Tensor& input,
                                    const std::vector<int64_t>& send_rows,
                                    const std::vector<int64_t>& recv_rows) = 0;
+  // all_to_all into `out` (contiguous, sum(recv_rows) rows, other dims as
+  // `input`), started without waiting, so that computation overlaps the
+  // transfer: `out` holds the result once the op is waited; until then neither
+  // tensor may be written, nor `out` read. The op keeps both alive. Ranks must
+  // start their async collectives in the same order.
+  // Default: completes at once (a backend without non-blocking collectives).
+  virtual std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
+                                                      const std::vector<int64_t>& send_rows,
+                                                      const std::vector<int64_t>& recv_rows,
+                                                      const torch::Tensor& out, SelfRows self);
 };
 
 struct DoneOp : PendingOp {
@@ -57,6 +72,24 @@ struct DoneOp : PendingOp {
 };
 inline std::unique_ptr<PendingOp> Communicator::all_reduce_async(torch::Tensor& t, ReduceOp op) {
   all_reduce(t, op);
+  return std::make_unique<DoneOp>();
+}
+inline std::unique_ptr<PendingOp> Communicator::all_to_all_async(
+    const torch::Tensor& input, const std::vector<int64_t>& send_rows,
+    const std::vector<int64_t>& recv_rows, const torch::Tensor& out, SelfRows self) {
+  auto result = all_to_all(input, send_rows, recv_rows);
+  TORCH_CHECK(out.sizes() == result.sizes(), "all_to_all_async: out has shape ", out.sizes(),
+              " but the peers send ", result.sizes());
+  if (self == SelfRows::kCopy) {
+    out.copy_(result);
+  } else {
+    int64_t offset = 0;
+    for (int p = 0; p < size(); ++p) {
+      if (p != rank())
+        out.narrow(0, offset, recv_rows[p]).copy_(result.narrow(0, offset, recv_rows[p]));
+      offset += recv_rows[p];
+    }
+  }
   return std::make_unique<DoneOp>();
 }
 
@@ -74,6 +107,13 @@ class SelfCommunicator : public Communicator {
   torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>&,
                            const std::vector<int64_t>&) override {
     return input.clone();
+  }
+  std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
+                                              const std::vector<int64_t>&,
+                                              const std::vector<int64_t>&, const torch::Tensor& out,
+                                              SelfRows self) override {
+    if (self == SelfRows::kCopy) out.copy_(input);
+    return std::make_unique<DoneOp>();
   }
 };
 

@@ -7,19 +7,30 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// The forward starts the exchange into `out` (or fresh memory) and hands the
+// op back through `arriving`: its rows are filled once that is waited.
 struct AllToAllFn : public torch::autograd::Function<AllToAllFn> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor input, Communicator* comm,
-                               std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows) {
+                               std::vector<int64_t> send_rows, std::vector<int64_t> recv_rows,
+                               ReusableBuffer* out, std::shared_ptr<PendingOp>* arriving) {
     ctx->saved_data["comm"] = reinterpret_cast<int64_t>(comm);
     ctx->saved_data["send"] = c10::IValue(send_rows);
     ctx->saved_data["recv"] = c10::IValue(recv_rows);
-    return comm->all_to_all(input.contiguous(), send_rows, recv_rows);
+    auto in = input.contiguous();
+    auto sizes = in.sizes().vec();
+    TORCH_CHECK(!sizes.empty(), "all_to_all: the input needs a row dimension");
+    sizes[0] = 0;
+    for (auto r : recv_rows) sizes[0] += r;
+    auto result = out ? out->get(sizes, in.options()) : torch::empty(sizes, in.options());
+    *arriving = comm->all_to_all_async(in, send_rows, recv_rows, result, SelfRows::kCopy);
+    return result;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto* comm = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
     auto grad = comm->all_to_all(grads[0].contiguous(), ctx->saved_data["recv"].toIntVector(),
                                  ctx->saved_data["send"].toIntVector());
-    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {grad,           torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -75,10 +86,35 @@ torch::Tensor reduce_scatter_along(Communicator& comm, const torch::Tensor& inpu
   return ReduceScatterFn::apply(input, &comm, dim < 0 ? dim + input.dim() : dim);
 }
 
+torch::Tensor differentiable_all_to_all_async(Communicator& comm, const torch::Tensor& input,
+                                              const std::vector<int64_t>& send_rows,
+                                              const std::vector<int64_t>& recv_rows,
+                                              ReusableBuffer* out,
+                                              std::shared_ptr<PendingOp>* arriving) {
+  return AllToAllFn::apply(input, &comm, send_rows, recv_rows, out, arriving);
+}
+
 torch::Tensor differentiable_all_to_all(Communicator& comm, const torch::Tensor& input,
                                         const std::vector<int64_t>& send_rows,
-                                        const std::vector<int64_t>& recv_rows) {
-  return AllToAllFn::apply(input, &comm, send_rows, recv_rows);
+                                        const std::vector<int64_t>& recv_rows,
+                                        ReusableBuffer* out) {
+  std::shared_ptr<PendingOp> arriving;
+  auto result = AllToAllFn::apply(input, &comm, send_rows, recv_rows, out, &arriving);
+  arriving->wait();
+  return result;
+}
+
+torch::Tensor ReusableBuffer::get(c10::IntArrayRef sizes, const torch::TensorOptions& options) {
+  const int64_t n = c10::multiply_integers(sizes);
+  const bool fits = storage_.defined() && storage_.storage().use_count() == 1 &&
+                    storage_.numel() >= n && storage_.dtype() == options.dtype() &&
+                    storage_.device() == options.device();
+  if (!fits) {
+    // Slack of an eighth: routing moves row counts a little from step to step.
+    storage_ = torch::Tensor();  // freed first if nothing else holds it
+    storage_ = torch::empty({n + n / 8}, options);
+  }
+  return storage_.narrow(0, 0, n).view(sizes);
 }
 
 }  // namespace moxie

@@ -2,6 +2,7 @@
 #include "parallel/mpi_communicator.h"
 
 #include <climits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -194,16 +195,27 @@ void MpiCommunicator::broadcast(torch::Tensor& t, int root) {
 
 void MpiCommunicator::barrier() { MOXIE_MPI_CHECK(MPI_Barrier(comm_)); }
 
-torch::Tensor MpiCommunicator::all_to_all(const torch::Tensor& input,
-                                          const std::vector<int64_t>& send_rows,
-                                          const std::vector<int64_t>& recv_rows) {
+namespace {
+// MPI_Alltoallv's arguments for rows of `row_bytes`: counts in bytes when they
+// fit MPI's int (Open MPI moves plain bytes fastest), else in rows of a
+// derived contiguous type. A nonblocking exchange keeps this alive until it
+// completes, as MPI requires of the count arrays.
+struct AllToAllPlan {
+  std::vector<int> send_counts, recv_counts, send_displs, recv_displs;
+  std::unique_ptr<ContiguousType> row;  // set when counting in rows
+  MPI_Datatype type() const { return row ? row->get() : MPI_BYTE; }
+};
+
+AllToAllPlan plan_all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
+                             const std::vector<int64_t>& recv_rows, int size,
+                             std::vector<int64_t>* out_sizes) {
   check_cpu_contiguous(input, "all_to_all");
-  if (static_cast<int>(send_rows.size()) != size_ || static_cast<int>(recv_rows.size()) != size_) {
+  if (static_cast<int>(send_rows.size()) != size || static_cast<int>(recv_rows.size()) != size) {
     throw std::invalid_argument("all_to_all: need one send and one receive count per rank (" +
-                                std::to_string(size_) + ")");
+                                std::to_string(size) + ")");
   }
   int64_t send_total = 0, recv_total = 0;
-  for (int p = 0; p < size_; ++p) {
+  for (int p = 0; p < size; ++p) {
     send_total += send_rows[p];
     recv_total += recv_rows[p];
   }
@@ -211,36 +223,85 @@ torch::Tensor MpiCommunicator::all_to_all(const torch::Tensor& input,
     throw std::invalid_argument("all_to_all: send counts sum to " + std::to_string(send_total) +
                                 " but the input has " + std::to_string(input.size(0)) + " rows");
   }
-  auto sizes = input.sizes().vec();
-  sizes[0] = recv_total;
-  auto out = torch::empty(sizes, input.options());
+  *out_sizes = input.sizes().vec();
+  (*out_sizes)[0] = recv_total;
   int64_t row_bytes = input.element_size();
-  for (size_t d = 1; d < sizes.size(); ++d) row_bytes *= sizes[d];
-  // Counts in bytes when they fit MPI's int (Open MPI moves plain bytes
-  // fastest); otherwise in rows of a derived contiguous type.
+  for (size_t d = 1; d < out_sizes->size(); ++d) row_bytes *= (*out_sizes)[d];
+  AllToAllPlan plan;
   const bool as_bytes = std::max(send_total, recv_total) * row_bytes <= INT_MAX;
+  if (!as_bytes) plan.row = std::make_unique<ContiguousType>(std::max<int64_t>(1, row_bytes));
   const int64_t unit = as_bytes ? row_bytes : 1;
-  std::vector<int> send_counts(size_), recv_counts(size_), send_displs(size_), recv_displs(size_);
+  plan.send_counts.resize(size);
+  plan.recv_counts.resize(size);
+  plan.send_displs.resize(size);
+  plan.recv_displs.resize(size);
   int64_t s_off = 0, r_off = 0;
-  for (int p = 0; p < size_; ++p) {
-    send_counts[p] = as_int(send_rows[p] * unit, "all_to_all");
-    recv_counts[p] = as_int(recv_rows[p] * unit, "all_to_all");
-    send_displs[p] = as_int(s_off, "all_to_all");
-    recv_displs[p] = as_int(r_off, "all_to_all");
+  for (int p = 0; p < size; ++p) {
+    plan.send_counts[p] = as_int(send_rows[p] * unit, "all_to_all");
+    plan.recv_counts[p] = as_int(recv_rows[p] * unit, "all_to_all");
+    plan.send_displs[p] = as_int(s_off, "all_to_all");
+    plan.recv_displs[p] = as_int(r_off, "all_to_all");
     s_off += send_rows[p] * unit;
     r_off += recv_rows[p] * unit;
   }
-  if (as_bytes) {
-    MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), send_counts.data(), send_displs.data(),
-                                  MPI_BYTE, out.data_ptr(), recv_counts.data(), recv_displs.data(),
-                                  MPI_BYTE, comm_));
-  } else {
-    ContiguousType row(std::max<int64_t>(1, row_bytes));
-    MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), send_counts.data(), send_displs.data(),
-                                  row.get(), out.data_ptr(), recv_counts.data(), recv_displs.data(),
-                                  row.get(), comm_));
+  return plan;
+}
+
+// MPI_Ialltoallv in flight: its tensors and count arrays live until it completes.
+class MpiAllToAllOp : public PendingOp {
+ public:
+  MpiAllToAllOp(torch::Tensor input, torch::Tensor out, AllToAllPlan plan)
+      : input_(std::move(input)), out_(std::move(out)), plan_(std::move(plan)) {}
+  ~MpiAllToAllOp() override {
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
   }
+  void wait() override {
+    if (request_ != MPI_REQUEST_NULL) MOXIE_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+  }
+  void start(MPI_Comm comm) {
+    MOXIE_MPI_CHECK(MPI_Ialltoallv(input_.data_ptr(), plan_.send_counts.data(),
+                                   plan_.send_displs.data(), plan_.type(), out_.data_ptr(),
+                                   plan_.recv_counts.data(), plan_.recv_displs.data(), plan_.type(),
+                                   comm, &request_));
+  }
+
+ private:
+  torch::Tensor input_, out_;
+  AllToAllPlan plan_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+};
+}  // namespace
+
+torch::Tensor MpiCommunicator::all_to_all(const torch::Tensor& input,
+                                          const std::vector<int64_t>& send_rows,
+                                          const std::vector<int64_t>& recv_rows) {
+  std::vector<int64_t> sizes;
+  const auto plan = plan_all_to_all(input, send_rows, recv_rows, size_, &sizes);
+  auto out = torch::empty(sizes, input.options());
+  MOXIE_MPI_CHECK(MPI_Alltoallv(input.data_ptr(), plan.send_counts.data(), plan.send_displs.data(),
+                                plan.type(), out.data_ptr(), plan.recv_counts.data(),
+                                plan.recv_displs.data(), plan.type(), comm_));
   return out;
+}
+
+std::unique_ptr<PendingOp> MpiCommunicator::all_to_all_async(const torch::Tensor& input,
+                                                             const std::vector<int64_t>& send_rows,
+                                                             const std::vector<int64_t>& recv_rows,
+                                                             const torch::Tensor& out,
+                                                             SelfRows self) {
+  std::vector<int64_t> sizes;
+  auto plan = plan_all_to_all(input, send_rows, recv_rows, size_, &sizes);
+  if (self == SelfRows::kInPlace) plan.send_counts[rank_] = plan.recv_counts[rank_] = 0;
+  check_cpu_contiguous(out, "all_to_all_async");
+  if (out.sizes().vec() != sizes || out.scalar_type() != input.scalar_type()) {
+    throw std::invalid_argument(
+        "all_to_all_async: out must be " + std::string(c10::toString(input.scalar_type())) +
+        " of shape " + c10::str(c10::IntArrayRef(sizes)) + ", not " +
+        c10::toString(out.scalar_type()) + " of shape " + c10::str(out.sizes()));
+  }
+  auto op = std::make_unique<MpiAllToAllOp>(input, out, std::move(plan));
+  op->start(comm_);
+  return op;
 }
 
 }  // namespace moxie

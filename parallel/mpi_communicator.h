@@ -51,6 +51,10 @@ class MpiCommunicator : public Communicator {
   void barrier() override;
   torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
                            const std::vector<int64_t>& recv_rows) override;
+  std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
+                                              const std::vector<int64_t>& send_rows,
+                                              const std::vector<int64_t>& recv_rows,
+                                              const torch::Tensor& out, SelfRows self) override;
 
  private:
   struct Adopt {};

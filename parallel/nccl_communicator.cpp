@@ -1,8 +1,10 @@
 // NCCL backend. Compiled only when CMake found NCCL (MOXIE_HAVE_NCCL).
 #include "parallel/nccl_communicator.h"
 
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "parallel/mpi_communicator.h"
 
@@ -137,6 +139,66 @@ class NcclCommunicator : public Communicator {
   }
   torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
                            const std::vector<int64_t>& recv_rows) override {
+    auto out = torch::empty(all_to_all_sizes(input, send_rows, recv_rows), input.options());
+    Ordered o(*this, {input, out});
+    enqueue_all_to_all(input, send_rows, recv_rows, out, SelfRows::kCopy);
+    return out;
+  }
+  // Already asynchronous on the NCCL stream: the returned op makes the
+  // caller's stream wait for it, so work queued before wait() overlaps it.
+  std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
+                                              const std::vector<int64_t>& send_rows,
+                                              const std::vector<int64_t>& recv_rows,
+                                              const torch::Tensor& out, SelfRows self) override {
+    if (out.sizes().vec() != all_to_all_sizes(input, send_rows, recv_rows) ||
+        out.scalar_type() != input.scalar_type()) {
+      throw std::invalid_argument("all_to_all_async: out must have the input's dtype and " +
+                                  std::to_string(out.dim() ? out.size(0) : 0) +
+                                  " must be the sum of recv_rows");
+    }
+    ready_on_nccl_stream({input, out});
+    enqueue_all_to_all(input, send_rows, recv_rows, out, self);
+    auto done = std::make_unique<at::cuda::CUDAEvent>();
+    done->record(stream_);
+    return std::make_unique<StreamPendingOp>(std::move(done));
+  }
+
+ private:
+  // The NCCL stream waits for the caller's queued work; the tensors' memory is
+  // kept from reuse until the NCCL stream is done with it.
+  void ready_on_nccl_stream(std::initializer_list<torch::Tensor> tensors) {
+    for (const auto& t : tensors) {
+      if (!t.is_cuda() || !t.is_contiguous()) {
+        throw std::invalid_argument("NCCL collectives take contiguous CUDA tensors");
+      }
+      c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream_);
+    }
+    at::cuda::CUDAEvent ready;
+    ready.record(c10::cuda::getCurrentCUDAStream());
+    ready.block(stream_);
+  }
+
+  // The caller's current stream (at wait, or at destruction if never waited)
+  // waits for `done`, recorded on the NCCL stream after the collective.
+  class StreamPendingOp : public PendingOp {
+   public:
+    explicit StreamPendingOp(std::unique_ptr<at::cuda::CUDAEvent> done) : done_(std::move(done)) {}
+    ~StreamPendingOp() override {
+      if (done_) done_->block(c10::cuda::getCurrentCUDAStream());
+    }
+    void wait() override {
+      if (!done_) return;
+      done_->block(c10::cuda::getCurrentCUDAStream());
+      done_.reset();
+    }
+
+   private:
+    std::unique_ptr<at::cuda::CUDAEvent> done_;
+  };
+
+  std::vector<int64_t> all_to_all_sizes(const torch::Tensor& input,
+                                        const std::vector<int64_t>& send_rows,
+                                        const std::vector<int64_t>& recv_rows) const {
     if (static_cast<int>(send_rows.size()) != size_ ||
         static_cast<int>(recv_rows.size()) != size_) {
       throw std::invalid_argument("all_to_all: need one send and one receive count per rank");
@@ -145,11 +207,17 @@ class NcclCommunicator : public Communicator {
     for (auto r : recv_rows) recv_total += r;
     auto sizes = input.sizes().vec();
     sizes[0] = recv_total;
-    auto out = torch::empty(sizes, input.options());
+    return sizes;
+  }
+
+  // Grouped sends and receives on the NCCL stream (ordering is the caller's).
+  void enqueue_all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
+                          const std::vector<int64_t>& recv_rows, const torch::Tensor& out,
+                          SelfRows self) {
+    int64_t recv_total = out.dim() ? out.size(0) : 0;
     const int64_t row = input.dim() > 0 && input.size(0) > 0
                             ? input.numel() / input.size(0)
                             : out.numel() / std::max<int64_t>(1, recv_total);
-    Ordered o(*this, {input, out});
     const auto type = nccl_type(input);
     const auto* send = static_cast<const char*>(input.data_ptr());
     auto* recv = static_cast<char*>(out.data_ptr());
@@ -157,6 +225,11 @@ class NcclCommunicator : public Communicator {
     int64_t s_off = 0, r_off = 0;
     MOXIE_NCCL_CHECK(ncclGroupStart());
     for (int p = 0; p < size_; ++p) {
+      if (self == SelfRows::kInPlace && p == rank_) {
+        s_off += send_rows[p];
+        r_off += recv_rows[p];
+        continue;
+      }
       if (send_rows[p] > 0) {
         MOXIE_NCCL_CHECK(ncclSend(send + s_off * bytes_per_row, send_rows[p] * row, type, p, comm_,
                                   stream_.stream()));
@@ -169,23 +242,13 @@ class NcclCommunicator : public Communicator {
       r_off += recv_rows[p];
     }
     MOXIE_NCCL_CHECK(ncclGroupEnd());
-    return out;
   }
 
- private:
   // Orders one collective between the caller's stream and the NCCL stream.
   class Ordered {
    public:
     Ordered(NcclCommunicator& c, std::initializer_list<torch::Tensor> tensors) : c_(c) {
-      for (const auto& t : tensors) {
-        if (!t.is_cuda() || !t.is_contiguous()) {
-          throw std::invalid_argument("NCCL collectives take contiguous CUDA tensors");
-        }
-        c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), c.stream_);
-      }
-      at::cuda::CUDAEvent ready;
-      ready.record(c10::cuda::getCurrentCUDAStream());
-      ready.block(c.stream_);
+      c.ready_on_nccl_stream(tensors);
     }
     ~Ordered() {
       at::cuda::CUDAEvent done;

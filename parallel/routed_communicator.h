@@ -39,6 +39,12 @@ class RoutedCommunicator : public Communicator {
                            const std::vector<int64_t>& recv_rows) override {
     return on(input).all_to_all(input, send_rows, recv_rows);
   }
+  std::unique_ptr<PendingOp> all_to_all_async(const torch::Tensor& input,
+                                              const std::vector<int64_t>& send_rows,
+                                              const std::vector<int64_t>& recv_rows,
+                                              const torch::Tensor& out, SelfRows self) override {
+    return on(input).all_to_all_async(input, send_rows, recv_rows, out, self);
+  }
 
  private:
   Communicator& on(const torch::Tensor& t) { return t.is_cuda() ? *device_ : *host_; }

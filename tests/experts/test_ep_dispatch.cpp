@@ -1,6 +1,8 @@
 // Expert parallelism under mpiexec: an MoE layer whose experts are split over
 // the ranks by the all-to-all dispatcher computes what the single-process
-// layer computes on the same tokens, forward and backward.
+// layer computes on the same tokens, forward and backward, also with several
+// microbatches' graphs alive at once and with a shared expert computed while
+// the tokens travel.
 #include <catch2/catch.hpp>
 
 #include "experts/moe_layer.h"
@@ -36,24 +38,62 @@ void check_layer(MoEOptions o) {
     ep_layer->experts->w2.copy_(full->experts->w2.narrow(0, me * local, local));
   }
 
-  // Each rank has its own tokens (different counts per rank on purpose).
+  if (o.num_shared_experts > 0) {
+    torch::NoGradGuard g;
+    auto from = full->named_parameters();
+    for (auto& p : ep_layer->named_parameters()) {
+      if (p.key().rfind("shared_expert", 0) == 0) p.value().copy_(from[p.key()]);
+    }
+  }
+
+  // Each rank has its own tokens (different counts per rank and per
+  // microbatch on purpose). Microbatches 0 and 1 are both forwarded before
+  // either goes backward (as a pipeline schedule does), so no exchange buffer
+  // may be reused while a graph still reads it; microbatch 2 comes after.
   torch::manual_seed(100 + me);
-  auto x = torch::randn({10 + 3 * me, D}, torch::kDouble);
-  auto upstream = torch::randn({10 + 3 * me, D}, torch::kDouble);
+  struct Microbatch {
+    torch::Tensor x_ep, x_ref, upstream, y_ep, y_ref;
+  };
+  std::vector<Microbatch> mbs;
+  for (int64_t m = 0; m < 3; ++m) {
+    Microbatch mb;
+    auto x = torch::randn({10 + 3 * me + 5 * m, D}, torch::kDouble);
+    mb.upstream = torch::randn({10 + 3 * me + 5 * m, D}, torch::kDouble);
+    mb.x_ep = x.clone().requires_grad_(true);
+    mb.x_ref = x.clone().requires_grad_(true);
+    mbs.push_back(mb);
+  }
+  auto forward = [&](Microbatch& mb) {
+    auto out = ep_layer(mb.x_ep);
+    auto ref = full(mb.x_ref);
+    CHECK(out.stats.dropped == ref.stats.dropped);
+    mb.y_ep = out.y;
+    mb.y_ref = ref.y;
+  };
+  auto backward = [&](Microbatch& mb) {
+    (mb.y_ep * mb.upstream).sum().backward();
+    (mb.y_ref * mb.upstream).sum().backward();
+  };
+  forward(mbs[0]);
+  forward(mbs[1]);
+  backward(mbs[1]);
+  backward(mbs[0]);
+  forward(mbs[2]);
+  backward(mbs[2]);
 
-  auto x_ep = x.clone().requires_grad_(true);
-  auto out = ep_layer(x_ep);
-  (out.y * upstream).sum().backward();
-
-  auto x_ref = x.clone().requires_grad_(true);
-  auto ref = full(x_ref);
-  (ref.y * upstream).sum().backward();
-
-  CHECK(out.stats.dropped == ref.stats.dropped);
-  CHECK(torch::allclose(out.y, ref.y, 1e-10, 1e-12));
-  CHECK(torch::allclose(x_ep.grad(), x_ref.grad(), 1e-10, 1e-12));
+  for (auto& mb : mbs) {
+    CHECK(torch::allclose(mb.y_ep, mb.y_ref, 1e-10, 1e-12));
+    CHECK(torch::allclose(mb.x_ep.grad(), mb.x_ref.grad(), 1e-10, 1e-12));
+  }
   // The router sees this rank's tokens in both.
   CHECK(torch::allclose(ep_layer->gate->weight.grad(), full->gate->weight.grad(), 1e-10, 1e-12));
+  if (o.num_shared_experts > 0) {
+    auto ref = full->named_parameters();
+    for (auto& p : ep_layer->named_parameters()) {
+      if (p.key().rfind("shared_expert", 0) == 0)
+        CHECK(torch::allclose(p.value().grad(), ref[p.key()].grad(), 1e-10, 1e-12));
+    }
+  }
   // An expert's gradient collects every rank's tokens: the sum of the
   // single-process gradients over ranks, restricted to this rank's experts.
   auto w13 = full->experts->w13.grad().clone();
@@ -73,6 +113,15 @@ TEST_CASE("expert-parallel MoE layer equals the single-process layer (dropless)"
   o.top_k = 2;
   o.expert_hidden = 5;
   o.aux_loss_coef = 0;
+  check_layer(o);
+}
+
+TEST_CASE("expert-parallel MoE layer equals the single-process layer (shared expert, overlapped)") {
+  MoEOptions o;
+  o.top_k = 3;
+  o.expert_hidden = 5;
+  o.aux_loss_coef = 0;
+  o.num_shared_experts = 1;
   check_layer(o);
 }
 

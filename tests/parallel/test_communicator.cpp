@@ -90,6 +90,86 @@ TEST_CASE("all_to_all with uneven and empty splits, and its gradient") {
   CHECK(torch::equal(x.grad(), input * 10 + 1));
 }
 
+namespace {
+// Forwards to an MPI communicator but keeps Communicator's default
+// all_to_all_async, the one a backend without nonblocking collectives gets.
+class BlockingOnly : public Communicator {
+ public:
+  explicit BlockingOnly(Communicator& c) : c_(c) {}
+  int rank() const override { return c_.rank(); }
+  int size() const override { return c_.size(); }
+  void all_reduce(torch::Tensor& t, ReduceOp op) override { c_.all_reduce(t, op); }
+  torch::Tensor all_gather(const torch::Tensor& t) override { return c_.all_gather(t); }
+  torch::Tensor reduce_scatter(const torch::Tensor& t, ReduceOp op) override {
+    return c_.reduce_scatter(t, op);
+  }
+  void broadcast(torch::Tensor& t, int root) override { c_.broadcast(t, root); }
+  void barrier() override { c_.barrier(); }
+  torch::Tensor all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows,
+                           const std::vector<int64_t>& recv_rows) override {
+    return c_.all_to_all(input, send_rows, recv_rows);
+  }
+
+ private:
+  Communicator& c_;
+};
+}  // namespace
+
+TEST_CASE("all_to_all_async into a given tensor, with this rank's rows copied or left in place") {
+  MpiCommunicator mpi(MPI_COMM_WORLD);
+  BlockingOnly blocking(mpi);
+  const int n = mpi.size(), me = mpi.rank();
+  // Rank s sends s + 2p + 1 rows to rank p, valued (source, dest, k).
+  std::vector<int64_t> send(n), recv(n);
+  std::vector<torch::Tensor> mine;
+  for (int p = 0; p < n; ++p) {
+    send[p] = me + 2 * p + 1;
+    recv[p] = p + 2 * me + 1;
+    for (int64_t k = 0; k < send[p]; ++k)
+      mine.push_back(torch::tensor({{1.0f * me, 1.0f * p, 1.0f * k}}));
+  }
+  auto input = torch::cat(mine);
+  auto expected = mpi.all_to_all(input, send, recv);
+  int64_t self_at = 0;
+  for (int p = 0; p < me; ++p) self_at += recv[p];
+  for (Communicator* comm : std::vector<Communicator*>{&mpi, &blocking}) {
+    auto out = torch::full(expected.sizes(), -7.0f);
+    auto op = comm->all_to_all_async(input, send, recv, out, SelfRows::kCopy);
+    op->wait();
+    op->wait();  // a second wait is a no-op
+    CHECK(torch::equal(out, expected));
+
+    auto in_place = torch::full(expected.sizes(), -7.0f);
+    comm->all_to_all_async(input, send, recv, in_place, SelfRows::kInPlace)->wait();
+    auto want = expected.clone();
+    want.narrow(0, self_at, recv[me]).fill_(-7.0f);
+    CHECK(torch::equal(in_place, want));
+  }
+  auto wrong = torch::empty({expected.size(0) + 1, 3});
+  CHECK_THROWS_WITH(mpi.all_to_all_async(input, send, recv, wrong, SelfRows::kCopy),
+                    Catch::Contains("all_to_all_async: out must be"));
+}
+
+TEST_CASE("a reusable buffer hands out memory again only once nothing else holds it") {
+  ReusableBuffer buffer;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat);
+  auto a = buffer.get({4, 3}, opts);
+  a.fill_(1);
+  auto b = buffer.get({4, 3}, opts);  // `a` is still held: fresh memory
+  CHECK(b.data_ptr() != a.data_ptr());
+  b.fill_(2);
+  CHECK(torch::equal(a, torch::ones({4, 3})));
+  const void* b_memory = b.data_ptr();
+  b = torch::Tensor();
+  auto c = buffer.get({3, 3}, opts);  // smaller, and `b`'s memory is free again
+  CHECK(c.data_ptr() == b_memory);
+  auto view_of_c = c.narrow(0, 1, 1);
+  c = torch::Tensor();
+  auto d = buffer.get({3, 3}, opts);  // a view still reads it
+  CHECK(d.data_ptr() != b_memory);
+  CHECK(buffer.get({2, 2}, opts.dtype(torch::kDouble)).scalar_type() == torch::kDouble);
+}
+
 TEST_CASE("process groups follow the documented rank order") {
   MpiCommunicator world(MPI_COMM_WORLD);
   if (world.size() != 4) {
