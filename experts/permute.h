@@ -21,14 +21,16 @@ struct PermutePlan {
   torch::Tensor tokens_per_expert_E;  // int64 [E] rows per expert, after dropping
   std::vector<int64_t> counts;        // the same, on the host (segment sizes)
   // int64 [T, K]: the row of each (token, choice) assignment, -1 where
-  // dropped; set where the fused kernels take the tensors (experts/fused.h).
+  // dropped; set on the CPU (the token-major combine below) and where the
+  // fused kernels take the tensors (experts/fused.h).
   torch::Tensor pos_TK;
   int64_t num_tokens = 0;  // T
   int64_t dropped = 0;     // assignments removed by capacity
 };
 
 // expert_idx_TK: int64 [T, K]; weight_TK: [T, K]. Rows come out grouped by
-// expert in increasing id, and in token order within an expert.
+// expert in increasing id, and in token order within an expert. Dropless on
+// the CPU this is one counting sort over the expert ids (no argsort of T*K).
 // With a capacity, tokens form groups of group_tokens consecutive tokens (0:
 // one group of all T), and each expert keeps at most `capacity` assignments per
 // group: the highest-weight (kProbs) or earliest (kPosition) ones. Groups of one
@@ -42,6 +44,8 @@ torch::Tensor permute_tokens(const torch::Tensor& x_TD, const PermutePlan& plan)
 
 // [N, D] -> [T, D]: token t gets sum over its rows of weight_N[n] * y[n]; a
 // dropped assignment contributes nothing (its weight is not redistributed).
+// On the CPU (float32/float64) the weighting is fused into one token-major
+// gather: no [N, D] weighted copy, no zero-filled scatter target.
 torch::Tensor unpermute_tokens(const torch::Tensor& y_ND, const PermutePlan& plan);
 
 }  // namespace moxie

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Training throughput: moxie against Hugging Face's MixtralForCausalLM.
+"""Training throughput: moxie against Hugging Face transformers.
 
 Runs, in one invocation on the same machine: the matmul peak (torch.mm, the
-same library LibTorch uses: fp32 on CPU, bf16 on a GPU), `moxie train` on the
-config, and hf_train.py on the same config, on the config's train.device and
-train.dtype. Prints tokens/s for both, the ratio, and moxie's achieved FLOP/s
-(model FLOPs utilisation) over the measured matmul peak and, on a GPU the
-script knows, over the datasheet's peak.
+same library LibTorch uses: fp32 on CPU, bf16 on a GPU), then for each config
+`moxie train` and hf_train.py (MixtralForCausalLM, or Qwen2MoeForCausalLM
+with a shared expert) with each of transformers' expert implementations
+(eager: its loop over experts; grouped_mm: its grouped GEMMs), alternating,
+on the config's train.device and train.dtype. Prints tokens/s, the ratios,
+and each side's achieved FLOP/s over the measured matmul peak and, on a GPU
+the script knows, over the datasheet's peak.
 
-Usage: tests/bench/train_vs_hf.py [--config configs/bench-cpu.yaml]
+Usage: tests/bench/train_vs_hf.py [--config configs/bench-cpu.yaml]...
          [--steps 10] [--warmup 3] [--threads N] [--moxie build/moxie]
          [--set key.path=value]...   (applied to both; e.g. moe.z_loss_coef=0,
                                       which Mixtral does not have)
@@ -53,6 +55,9 @@ def flops_per_token(cfg):
     hd = m["head_dim"] or d // heads
     attn = d * heads * hd * 2 + d * kv * hd * 2
     experts = moe["top_k"] * 3 * d * moe["expert_hidden"]
+    if moe["num_shared_experts"]:
+        shared = moe["shared_expert_hidden"] or moe["expert_hidden"] * moe["num_shared_experts"]
+        experts += 3 * d * shared + d  # the shared SwiGLU and its sigmoid gate
     router = d * moe["num_experts"]
     n_active = m["n_layers"] * (attn + experts + router) + d * m["vocab_size"]
     return 6 * n_active + 12 * m["n_layers"] * heads * hd * s
@@ -81,9 +86,50 @@ def run_moxie(binary, config, steps, warmup, threads, overrides):
     return sum(times) / len(times)
 
 
+def bench_config(args, config, overrides, peak_flops, thread_args):
+    cfg, resolved_path = resolved_config(args.moxie, config, overrides)
+    tokens_per_step = cfg["train"]["micro_batch_size"] * cfg["data"]["seq_len"]
+    # Alternate moxie and HF so that machine noise hits all alike; report medians.
+    runs = {"moxie": []}
+    runs.update({impl: [] for impl in args.hf_experts})
+    hf_info = {}
+    for _ in range(args.repeats):
+        step = run_moxie(args.moxie, config, args.steps, args.warmup, args.threads, overrides)
+        runs["moxie"].append(tokens_per_step / step)
+        for impl in args.hf_experts:
+            try:
+                r = run_json([sys.executable, os.path.join(HERE, "hf_train.py"), resolved_path,
+                              "--steps", str(args.steps), "--warmup", str(args.warmup),
+                              "--experts", impl] + thread_args)
+            except subprocess.CalledProcessError as e:
+                hf_info[impl] = {"error": (e.stderr or "").strip().splitlines()[-1:]}
+                continue
+            runs[impl].append(r["tokens_per_s"])
+            hf_info[impl] = r
+    fpt = flops_per_token(cfg)
+    med = {k: statistics.median(v) for k, v in runs.items() if v}
+    result = {
+        "config": os.path.relpath(config, ROOT), "tokens_per_step": tokens_per_step,
+        "flops_per_token": fpt, "matmul_peak_flops": peak_flops,
+        "tokens_per_s": {k: round(v, 1) for k, v in med.items()},
+        "fraction_of_matmul_peak": {k: round(fpt * v / peak_flops, 3) for k, v in med.items()},
+        "moxie_over": {k: round(med["moxie"] / v, 3) for k, v in med.items() if k != "moxie"},
+        "runs_tokens_per_s": {k: [round(x) for x in v] for k, v in runs.items()},
+        "hf": hf_info, "device": cfg["train"]["device"], "dtype": cfg["train"]["dtype"],
+    }
+    for k, v in med.items():
+        print(f"{result['config']}: {k:10s} {v:9,.0f} tok/s  {fpt * v / peak_flops:6.1%} of matmul peak"
+              + (f"  moxie/this {med['moxie'] / v:.2f}x" if k != "moxie" else ""))
+    for k, v in hf_info.items():
+        if "error" in v:
+            print(f"{result['config']}: HF {k} failed: {v['error']}")
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=os.path.join(ROOT, "configs/bench-cpu.yaml"))
+    ap.add_argument("--config", action="append", default=[],
+                    help="repeatable; default configs/bench-cpu.yaml and configs/bench-cpu-fine.yaml")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
@@ -91,61 +137,23 @@ def main():
                     help="alternate moxie and HF this many times; report medians")
     ap.add_argument("--moxie", default=os.path.join(ROOT, "build/moxie"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--hf-experts", default="eager", choices=["eager", "grouped_mm", "batched_mm"],
-                    help="transformers' expert implementation (eager: its loop over experts)")
+    ap.add_argument("--hf-experts", default="eager,grouped_mm",
+                    help="comma-separated transformers expert implementations "
+                         "(eager, grouped_mm, batched_mm)")
     args = ap.parse_args()
+    args.hf_experts = [x for x in args.hf_experts.split(",") if x]
+    configs = args.config or [os.path.join(ROOT, "configs/bench-cpu.yaml"),
+                              os.path.join(ROOT, "configs/bench-cpu-fine.yaml")]
     overrides = [x for kv in args.set for x in ("--set", kv)]
-
-    cfg, resolved_path = resolved_config(args.moxie, args.config, overrides)
-    device = cfg["train"]["device"]
-    tokens_per_step = cfg["train"]["micro_batch_size"] * cfg["data"]["seq_len"]
     thread_args = ["--threads", str(args.threads)] if args.threads else []
-
-    peak = run_json([sys.executable, os.path.join(HERE, "matmul_peak.py"), "--device", device,
-                     "--dtype", cfg["train"]["dtype"]] + thread_args)
-    # Alternate the two so that machine noise hits both alike; report medians.
-    moxie_runs, hf_runs = [], []
-    for _ in range(args.repeats):
-        step = run_moxie(args.moxie, args.config, args.steps, args.warmup, args.threads, overrides)
-        moxie_runs.append(tokens_per_step / step)
-        hf_runs.append(run_json([sys.executable, os.path.join(HERE, "hf_train.py"), resolved_path,
-                                 "--steps", str(args.steps), "--warmup", str(args.warmup),
-                                 "--experts", args.hf_experts]
-                                + thread_args))
-    moxie_tps = statistics.median(moxie_runs)
-    hf = dict(hf_runs[0])
-    hf["tokens_per_s"] = statistics.median(r["tokens_per_s"] for r in hf_runs)
-    hf["step_time_s"] = tokens_per_step / hf["tokens_per_s"]
-    fpt = flops_per_token(cfg)
-    result = {
-        "config": os.path.relpath(args.config, ROOT),
-        "tokens_per_step": tokens_per_step,
-        "moxie_tokens_per_s": round(moxie_tps, 1),
-        "hf_tokens_per_s": round(hf["tokens_per_s"], 1),
-        "ratio_moxie_over_hf": round(moxie_tps / hf["tokens_per_s"], 3),
-        "flops_per_token": fpt,
-        "matmul_peak_flops": peak["matmul_flops"],
-        "moxie_achieved_flops": round(fpt * moxie_tps),
-        "moxie_fraction_of_matmul_peak": round(fpt * moxie_tps / peak["matmul_flops"], 3),
-        "hf_fraction_of_matmul_peak": round(fpt * hf["tokens_per_s"] / peak["matmul_flops"], 3),
-        "device": device,
-        "dtype": cfg["train"]["dtype"],
-        "gpu": peak.get("gpu"),
-        "datasheet_peak_flops": peak.get("datasheet_flops"),
-        "moxie_fraction_of_datasheet_peak": (round(fpt * moxie_tps / peak["datasheet_flops"], 3)
-                                             if peak.get("datasheet_flops") else None),
-        "moxie_runs_tokens_per_s": [round(x) for x in moxie_runs],
-        "hf_runs_tokens_per_s": [round(r["tokens_per_s"]) for r in hf_runs],
-        "hf": hf,
-    }
-    print(f"moxie {moxie_tps:,.0f} tok/s | HF transformers {hf['tokens_per_s']:,.0f} tok/s | "
-          f"ratio {result['ratio_moxie_over_hf']:.2f}x")
-    print(f"moxie achieved {fpt * moxie_tps / 1e9:.2f} GFLOP/s = "
-          f"{result['moxie_fraction_of_matmul_peak']:.1%} of measured matmul peak "
-          f"{peak['matmul_flops'] / 1e9:.1f} GFLOP/s"
-          + (f", {result['moxie_fraction_of_datasheet_peak']:.1%} of the datasheet's "
-             f"{peak['datasheet_flops'] / 1e12:.0f} TFLOP/s" if peak.get("datasheet_flops") else ""))
-    print(json.dumps(result))
+    cfg0, _ = resolved_config(args.moxie, configs[0], overrides)
+    peak = run_json([sys.executable, os.path.join(HERE, "matmul_peak.py"), "--device",
+                     cfg0["train"]["device"], "--dtype", cfg0["train"]["dtype"]] + thread_args)
+    print(f"measured matmul peak {peak['matmul_flops'] / 1e9:.1f} GFLOP/s"
+          + (f" (datasheet {peak['datasheet_flops'] / 1e12:.0f} TFLOP/s)"
+             if peak.get("datasheet_flops") else ""))
+    results = [bench_config(args, c, overrides, peak["matmul_flops"], thread_args) for c in configs]
+    print(json.dumps({"matmul_peak": peak, "configs": results}))
 
 
 if __name__ == "__main__":
