@@ -290,9 +290,9 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   // reads as empty: all defaults, silently).
   std::string text;
   try {
-    text = read_small_file(path, "config file", kMaxConfigBytes);
+    text = read_small_file(path, "config", kMaxConfigBytes);
   } catch (const FileError& e) {
-    throw ConfigError(std::string(e.what()) + "; name a YAML config file (e.g. configs/tiny.yaml)");
+    throw ConfigError(std::string(e.what()) + " (e.g. configs/tiny.yaml)");
   }
   Config c = parse_config(text, overrides, path);
   if (c.finetune.base.empty()) return c;
