@@ -6,11 +6,16 @@
 // (AddressSanitizer and UBSan on moxie's code; the libraries are Debian's).
 // Started on an empty corpus folder, it first writes small valid files of
 // each kind there as the seeds.
+// jpeglib.h needs size_t and FILE declared before it.
+// clang-format off
+#include <cstdio>
 #include <jpeglib.h>
+// clang-format on
 #include <png.h>
 #include <sndfile.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
