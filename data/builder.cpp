@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/common/file_io.h"
 #include "data/dataset.h"
 #include "data/manifest.h"
 #include "data/media.h"
@@ -81,37 +82,49 @@ struct LicenseRule {
   std::string prefix, license, creator;
 };
 
+// A string under `key` of a sources entry, "" when absent; anything but a
+// plain string is refused in moxie's words (not yaml-cpp's "bad conversion").
+std::string entry_string(const YAML::Node& entry, const char* key, const std::string& where) {
+  const YAML::Node v = entry[key];
+  if (!v || v.IsNull()) return "";
+  if (!v.IsScalar()) throw DatasetError(where + ": '" + key + "' must be a string");
+  return v.Scalar();
+}
+
 std::vector<LicenseRule> read_sources_file(const std::string& path) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
+    root = YAML::Load(read_small_file(path, "sources file", kMaxSourcesFileBytes));
+  } catch (const FileError& e) {
+    throw DatasetError(e.what());
   } catch (const YAML::Exception& e) {
-    throw DatasetError("sources file " + path + ": " + e.what());
+    throw DatasetError("sources file " + path + ":" + std::to_string(e.mark.line + 1) +
+                       ": YAML syntax error: " + e.msg);
   }
-  const auto list = root["sources"];
+  const YAML::Node list = root.IsMap() ? root["sources"] : YAML::Node();
   if (!list || !list.IsSequence()) {
     throw DatasetError("sources file " + path +
                        ": expected a 'sources:' list of {path, license, creator}");
   }
   std::vector<LicenseRule> rules;
   for (size_t i = 0; i < list.size(); ++i) {
-    const auto& e = list[i];
+    const YAML::Node e = list[i];
     const std::string where = "sources file " + path + ", entry " + std::to_string(i + 1);
-    if (!e.IsMap() || !e["license"] || e["license"].as<std::string>().empty()) {
+    if (!e.IsMap() || entry_string(e, "license", where).empty()) {
       throw DatasetError(where + ": needs a 'license' (an SPDX identifier, e.g. PSF-2.0)");
     }
-    rules.push_back({e["path"] ? e["path"].as<std::string>() : "", e["license"].as<std::string>(),
-                     e["creator"] ? e["creator"].as<std::string>() : ""});
+    rules.push_back({entry_string(e, "path", where), entry_string(e, "license", where),
+                     entry_string(e, "creator", where)});
   }
   return rules;
 }
 
 std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DatasetError("cannot read " + path.string());
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+  try {
+    return read_small_file(path.string(), "source", kMaxSourceFileBytes);
+  } catch (const FileError& e) {
+    throw DatasetError(e.what());
+  }
 }
 
 std::string sha256_of(const std::string& bytes) {
@@ -208,7 +221,18 @@ class Builder {
       throw DatasetError("--image-patch " + std::to_string(o.image_patch) +
                          " must divide --image-size " + std::to_string(o.image_size));
     }
-    if (o.audio_frame == 0) throw DatasetError("--audio-frame must be at least 1");
+    if (o.image_size > kMaxImageSize) {
+      throw DatasetError("--image-size " + std::to_string(o.image_size) + " is more than " +
+                         std::to_string(kMaxImageSize) + " pixels on a side");
+    }
+    if (o.audio_frame == 0 || o.audio_frame > kMaxAudioFrame) {
+      throw DatasetError("--audio-frame " + std::to_string(o.audio_frame) + " must be from 1 to " +
+                         std::to_string(kMaxAudioFrame) + " samples");
+    }
+    if (o.audio_sample_rate > static_cast<uint32_t>(kMaxAudioSampleRate)) {
+      throw DatasetError("--audio-rate " + std::to_string(o.audio_sample_rate) + " is more than " +
+                         std::to_string(kMaxAudioSampleRate) + " Hz");
+    }
   }
 
   Kind kind_of(const std::string& ext) const {
@@ -231,7 +255,28 @@ class Builder {
       files.push_back(src);
     } else if (fs::is_directory(src)) {
       for (const auto& e : fs::recursive_directory_iterator(src)) {
-        if (e.is_regular_file()) files.push_back(e.path());
+        if (e.is_symlink()) {
+          // Followed only to a regular file inside SRC (kSymlinkPolicy).
+          const std::string rel = fs::relative(e.path(), src).string();
+          try {
+            resolve_inside(src, rel, "source link");
+          } catch (const FileError& err) {
+            throw DatasetError("source " + e.path().string() +
+                               " is a symbolic link that leads out of " + src.string() +
+                               "; copy the file in or remove the link");
+          }
+          if (!e.is_regular_file()) {
+            throw DatasetError("source " + e.path().string() + " is a symbolic link to " +
+                               file_kind(fs::canonical(e.path())) +
+                               ", not to a file; links are followed to files only");
+          }
+          files.push_back(e.path());
+        } else if (e.is_regular_file()) {
+          files.push_back(e.path());
+        } else if (!e.is_directory()) {
+          throw DatasetError("source " + e.path().string() + " is " + file_kind(e.path()) +
+                             "; a source folder holds regular files and folders only");
+        }
       }
       std::sort(files.begin(), files.end());
     } else {

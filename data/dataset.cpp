@@ -16,8 +16,10 @@
 #include <sstream>
 
 #include "core/common/crc32c.h"
+#include "core/common/file_io.h"
 #include "core/common/framed_file.h"
 #include "data/manifest.h"
+#include "data/media.h"
 #include "data/shard_io.h"
 #include "data/tokenizer.h"
 
@@ -37,6 +39,57 @@ void write_manifest(const std::string& path, const data::Manifest& manifest) {
   }
 }
 
+namespace {
+
+// What sizes tensors and loops downstream (the loader's image and audio
+// shapes, token ids, sample counts), bounded here once, with the field named.
+void check_manifest(const data::Manifest& m, const std::string& path) {
+  auto bad = [&](const std::string& what) {
+    throw DatasetError(path + ": " + what + "; the manifest is damaged, rebuild the dataset");
+  };
+  auto field = [&](const char* name, uint64_t v, uint64_t limit) {
+    try {
+      checked_count(v, limit, path, name);
+    } catch (const FileError& e) {
+      bad(std::string(name) + " is " + std::to_string(v) + ", more than " + std::to_string(limit));
+    }
+  };
+  const auto& md = m.modality();
+  field("modality.image_size", md.image_size(), kMaxImageSize);
+  field("modality.image_patch", md.image_patch(), md.image_size());
+  if (md.image_patch() != 0 && md.image_size() % md.image_patch() != 0) {
+    bad("modality.image_patch " + std::to_string(md.image_patch()) +
+        " does not divide modality.image_size " + std::to_string(md.image_size()));
+  }
+  field("modality.image_channels", md.image_channels(), 4);
+  field("modality.audio_frame", md.audio_frame(), kMaxAudioFrame);
+  field("modality.audio_sample_rate", md.audio_sample_rate(), kMaxAudioSampleRate);
+  const auto& sp = m.special();
+  if (sp.vocab_size() < 0 || sp.vocab_size() > kMaxVocabulary) {
+    bad("special.vocab_size is " + std::to_string(sp.vocab_size()) + ", not from 0 to " +
+        std::to_string(kMaxVocabulary));
+  }
+  for (auto [name, id] : {std::pair{"bos", sp.bos()},
+                          {"eos", sp.eos()},
+                          {"pad", sp.pad()},
+                          {"image_begin", sp.image_begin()},
+                          {"image_end", sp.image_end()},
+                          {"audio_begin", sp.audio_begin()},
+                          {"audio_end", sp.audio_end()}}) {
+    if (id < -1 || (sp.vocab_size() > 0 && id >= sp.vocab_size())) {
+      bad(std::string("special.") + name + " is " + std::to_string(id) +
+          ", outside the vocabulary of " + std::to_string(sp.vocab_size()));
+    }
+  }
+  uint64_t samples = 0;
+  for (const auto& shard : m.shards()) {
+    field("shards.samples", shard.samples(), kMaxDatasetSamples - samples);
+    samples += shard.samples();
+  }
+}
+
+}  // namespace
+
 data::Manifest read_manifest(const std::string& path) {
   std::string payload;
   try {
@@ -46,18 +99,41 @@ data::Manifest read_manifest(const std::string& path) {
   }
   data::Manifest manifest;
   if (!manifest.ParseFromString(payload)) throw DatasetError(path + ": manifest does not parse");
+  check_manifest(manifest, path);
   return manifest;
 }
 
+std::string shard_file(const std::string& dataset_dir, const std::string& relative) {
+  try {
+    resolve_inside(dataset_dir, relative, "shard");
+    return (fs::path(dataset_dir) / relative).string();  // as written, for messages
+  } catch (const FileError& e) {
+    throw DatasetError(std::string(e.what()) + " (listed in " +
+                       (fs::path(dataset_dir) / kManifestName).string() +
+                       "); rebuild the dataset with 'moxie data build'");
+  }
+}
+
 std::string sha256_of_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DatasetError("cannot read " + path);
+  // InputFile: a FIFO or device named in a manifest is refused, not hashed forever.
+  std::unique_ptr<InputFile> in;
+  try {
+    in = std::make_unique<InputFile>(path, "file");
+  } catch (const FileError& e) {
+    throw DatasetError(e.what());
+  }
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
+  for (uint64_t at = 0; at < in->size();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), in->size() - at));
+    try {
+      in->read_at(at, buf.data(), n);
+    } catch (const FileError& e) {
+      throw DatasetError(e.what());
+    }
+    EVP_DigestUpdate(ctx.get(), buf.data(), n);
+    at += n;
   }
   unsigned char digest[32];
   unsigned int n = 0;
@@ -81,7 +157,7 @@ std::vector<std::string> verify_dataset(const std::string& dir, DatasetSummary* 
   DatasetSummary s;
   uint64_t next_id = 0;
   for (const auto& shard : manifest.shards()) {
-    const std::string path = (fs::path(dir) / shard.path()).string();
+    const std::string path = shard_file(dir, shard.path());
     try {
       if (sha256_of_file(path) != shard.sha256()) {
         problems.push_back("shard " + path + ": sha256 differs from the manifest's " +
@@ -175,7 +251,7 @@ std::string describe_sample(const std::string& dir, uint64_t index,
   uint64_t first = 0;
   for (const auto& shard : manifest.shards()) {
     if (index < first + shard.samples()) {
-      ShardReader reader((fs::path(dir) / shard.path()).string());
+      ShardReader reader(shard_file(dir, shard.path()));
       const auto sample = reader.read(index - first);
       std::ostringstream out;
       out << "sample " << sample.id() << " (" << shard.path() << ", byte "

@@ -21,7 +21,26 @@ class DatasetError : public std::runtime_error {
 
 // sha256 of a file's bytes (32 raw bytes); hex() renders them.
 std::string sha256_of_file(const std::string& path);
+// A shard's path as its manifest lists it, resolved inside the dataset's
+// folder: an absolute path, a ".." or a link that leads out is refused
+// (DatasetError naming the manifest's entry).
+std::string shard_file(const std::string& dataset_dir, const std::string& relative);
 std::string hex(const std::string& bytes);
+
+// What `moxie data build` does with symbolic links in SRC (said in its log).
+constexpr const char* kSymlinkPolicy =
+    "symbolic links in SRC are followed to regular files inside SRC; a link that leads out of "
+    "SRC or to a folder, and any FIFO or device, is refused by name";
+// The most --image-size and --audio-frame may be: one resized image, one
+// model position of audio.
+constexpr uint32_t kMaxImageSize = 4096;
+constexpr uint32_t kMaxAudioFrame = uint32_t{1} << 20;
+// What a manifest may claim: token ids, samples over all its shards.
+constexpr int32_t kMaxVocabulary = int32_t{1} << 24;
+constexpr uint64_t kMaxDatasetSamples = uint64_t{1} << 48;
+// One source file (text, image, audio, chat) and the --sources file.
+constexpr uint64_t kMaxSourceFileBytes = uint64_t{1} << 30;
+constexpr uint64_t kMaxSourcesFileBytes = uint64_t{16} << 20;
 
 struct BuildOptions {
   // A folder (read recursively, files in sorted path order; .tar files in it

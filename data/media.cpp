@@ -19,6 +19,18 @@ namespace {
   throw DatasetError(name + ": " + what + "; convert or remove the file and rebuild");
 }
 
+// Why an image of this header's size is not decoded, or "" when it may be.
+std::string too_large(const char* format, uint64_t width, uint64_t height) {
+  const std::string size = std::to_string(width) + " x " + std::to_string(height);
+  if (width == 0 || height == 0) return std::string(format) + " header claims " + size + " pixels";
+  if (width > kMaxImageSide || height > kMaxImageSide || width * height > kMaxImagePixels) {
+    return std::string(format) + " header claims " + size + " pixels, more than the limit of " +
+           std::to_string(kMaxImageSide) + " on a side and " + std::to_string(kMaxImagePixels) +
+           " pixels";
+  }
+  return "";
+}
+
 // --- PNG ----------------------------------------------------------------------
 
 struct PngRead {
@@ -66,8 +78,17 @@ Image decode_png(const std::string& bytes, const std::string& name) {
     bad(name, std::string("damaged PNG (libpng: ") + failure.message + ")");
   }
   png_set_read_fn(png, &reader, png_read_fn);
-  png_set_user_limits(png, 16384, 16384);
+  // libpng's own limits stay as a backstop behind the check below; 0x7fffffff
+  // so that its message never pre-empts moxie's.
+  png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+  png_set_chunk_malloc_max(png, 64u << 20);
   png_read_info(png, info);
+  if (const std::string why =
+          too_large("PNG", png_get_image_width(png, info), png_get_image_height(png, info));
+      !why.empty()) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    bad(name, why);
+  }
   const auto color = png_get_color_type(png, info);
   if (png_get_bit_depth(png, info) == 16) png_set_strip_16(png);
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -132,10 +153,13 @@ Image decode_jpeg(const std::string& bytes, const std::string& name) {
                static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
   cinfo.out_color_space = JCS_RGB;
-  if (cinfo.image_width > 16384 || cinfo.image_height > 16384) {
+  if (const std::string why = too_large("JPEG", cinfo.image_width, cinfo.image_height);
+      !why.empty()) {
     jpeg_destroy_decompress(&cinfo);
-    bad(name, "JPEG larger than 16384 pixels on a side");
+    bad(name, why);
   }
+  // A progressive file buffers every coefficient: bounded like the pixels.
+  cinfo.mem->max_memory_to_use = 512L << 20;
   jpeg_start_decompress(&cinfo);
   image.width = cinfo.output_width;
   image.height = cinfo.output_height;
@@ -211,13 +235,38 @@ Audio decode_audio(const std::string& bytes, const std::string& name) {
   SF_INFO info{};
   SNDFILE* sf = sf_open_virtual(&io, SFM_READ, &info, &file);
   if (!sf) bad(name, std::string("not readable audio (libsndfile: ") + sf_strerror(nullptr) + ")");
-  if (info.channels < 1 || info.samplerate < 1 || info.frames < 0 ||
-      info.frames > static_cast<sf_count_t>(info.samplerate) * 3600) {
-    sf_close(sf);
-    bad(name, "audio with no channels, no sample rate or over an hour long");
+  std::string why;
+  if (info.channels < 1 || info.channels > kMaxAudioChannels) {
+    why = "header claims " + std::to_string(info.channels) + " channels (1 to " +
+          std::to_string(kMaxAudioChannels) + " are read)";
+  } else if (info.samplerate < 1 || info.samplerate > kMaxAudioSampleRate) {
+    why = "header claims a sample rate of " + std::to_string(info.samplerate) + " Hz (1 to " +
+          std::to_string(kMaxAudioSampleRate) + " are read)";
+  } else if (info.frames < 0 ||
+             static_cast<uint64_t>(info.frames) > kMaxAudioSamples / info.channels) {
+    why = "header claims " + std::to_string(info.frames) + " frames of " +
+          std::to_string(info.channels) + " channels, more than the limit of " +
+          std::to_string(kMaxAudioSamples) + " samples";
+  } else if (info.frames > static_cast<sf_count_t>(info.samplerate) * 3600) {
+    why = "audio over an hour long (" + std::to_string(info.frames) + " frames at " +
+          std::to_string(info.samplerate) + " Hz)";
   }
-  std::vector<int16_t> interleaved(static_cast<size_t>(info.frames) * info.channels);
-  const sf_count_t got = sf_readf_short(sf, interleaved.data(), info.frames);
+  if (!why.empty()) {
+    sf_close(sf);
+    bad(name, why);
+  }
+  // Read in blocks: what is held follows what the file really decodes to,
+  // never only what its header claims.
+  std::vector<int16_t> interleaved;
+  std::vector<int16_t> block(static_cast<size_t>(4096) * info.channels);
+  sf_count_t got = 0;
+  while (got < info.frames) {
+    const sf_count_t want = std::min<sf_count_t>(4096, info.frames - got);
+    const sf_count_t n = sf_readf_short(sf, block.data(), want);
+    if (n <= 0) break;
+    interleaved.insert(interleaved.end(), block.begin(), block.begin() + n * info.channels);
+    got += n;
+  }
   sf_close(sf);
   Audio audio;
   audio.sample_rate = static_cast<uint32_t>(info.samplerate);

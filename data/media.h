@@ -19,6 +19,15 @@ struct Audio {
   std::vector<int16_t> pcm;  // mono (channels averaged)
 };
 
+// What a decode may claim, checked against the file's header before any
+// pixel or sample buffer is sized, so a small file claiming a huge image or
+// clip (a decompression bomb) is refused, naming the file and the limit.
+constexpr uint32_t kMaxImageSide = 16384;                 // pixels, width or height
+constexpr uint64_t kMaxImagePixels = uint64_t{1} << 26;   // 67,108,864 (8192 x 8192)
+constexpr uint64_t kMaxAudioSamples = uint64_t{1} << 28;  // 268,435,456, all channels
+constexpr int kMaxAudioChannels = 64;
+constexpr int kMaxAudioSampleRate = 768000;  // Hz
+
 // `name` is used in error messages (DatasetError). Every image is converted
 // to 8-bit RGB (grey expanded, alpha composited over white, 16-bit reduced).
 Image decode_png(const std::string& bytes, const std::string& name);

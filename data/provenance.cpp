@@ -94,7 +94,7 @@ std::string provenance_report(const std::string& run_dir, int64_t step, bool lis
   // Every sample's sources, from the shard indices.
   std::vector<std::vector<uint32_t>> sources_of;
   for (const auto& shard : manifest.shards()) {
-    ShardReader reader((fs::path(dataset) / shard.path()).string());
+    ShardReader reader(shard_file(dataset, shard.path()));
     for (size_t i = 0; i < reader.size(); ++i) sources_of.push_back(reader.sources(i));
   }
   const uint64_t n = sources_of.size();

@@ -10,8 +10,10 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -28,9 +30,11 @@ extern "C" {
 
 __attribute__((visibility("default"))) const char* moxie_sp_error() { return g_error.c_str(); }
 
-__attribute__((visibility("default"))) void* moxie_sp_load(const char* path) {
+// The model's bytes, read (and bounded) by the caller: the library never
+// opens a path itself, so a FIFO or device is refused before it gets here.
+__attribute__((visibility("default"))) void* moxie_sp_load_serialized(const char* bytes, size_t n) {
   auto* sp = new sentencepiece::SentencePieceProcessor();
-  const auto status = sp->Load(path);
+  const auto status = sp->LoadFromSerializedProto(std::string_view(bytes, n));
   if (!status.ok()) {
     g_error = status.ToString();
     delete sp;

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/common/crc32c.h"
+#include "core/common/file_io.h"
 
 namespace moxie {
 namespace {
@@ -110,7 +111,8 @@ void ShardWriter::close() {
 }
 
 ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
-  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO at the path is refused below instead of blocking here.
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd_ < 0) throw ShardError("cannot open shard " + path_ + ": " + errno_text());
   // A constructor that throws runs no destructor: close the file here.
   try {
@@ -125,6 +127,10 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
 void ShardReader::check_and_index() {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) fail(0, "cannot stat: " + errno_text());
+  if (!S_ISREG(st.st_mode)) {
+    throw ShardError("shard " + path_ + " is " + file_kind(path_) +
+                     ", not a regular file; name a shard file");
+  }
   file_bytes_ = static_cast<uint64_t>(st.st_size);
   if (file_bytes_ < kHeaderBytes + kRecordHeaderBytes + kTrailerBytes) {
     fail(0, "truncated: " + std::to_string(file_bytes_) + " bytes is shorter than an empty shard");

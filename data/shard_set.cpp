@@ -17,7 +17,7 @@ ShardSet::ShardSet(const LoaderOptions& options) : o(options) {
   const auto& md = manifest.modality();
   info.samples = info.bytes = 0;
   for (const auto& shard : manifest.shards()) {
-    const std::string path = (fs::path(o.path) / shard.path()).string();
+    const std::string path = shard_file(o.path, shard.path());
     shard_first.push_back(info.samples);
     std::unique_ptr<ShardReader> reader;
     try {

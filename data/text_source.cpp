@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/common/file_io.h"
 #include "data/byte_tokenizer.h"
 
 namespace moxie {
@@ -46,13 +47,14 @@ std::vector<fs::path> list_files(const DataOptions& options) {
   return files;
 }
 
+// One document; a FIFO or device under data.path is refused by name, and a
+// file over 1 GiB before it is read.
 std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw std::runtime_error("cannot read " + path.string() +
-                             "; check its permissions or remove it from data.path");
+  try {
+    return read_small_file(path.string(), "text file", uint64_t{1} << 30);
+  } catch (const FileError& e) {
+    throw std::runtime_error(std::string(e.what()) + "; remove it from data.path");
   }
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 // Which of n documents are held out: k = round(n * fraction), clamped to

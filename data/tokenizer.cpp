@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "core/common/env.h"
+#include "core/common/file_io.h"
 #include "data/byte_tokenizer.h"
 #include "data/dataset.h"
 
@@ -41,7 +42,7 @@ class Bytes : public Tokenizer {
 // The plugin's entry points (see sentencepiece_plugin.cpp for why a plugin).
 struct Plugin {
   const char* (*error)() = nullptr;
-  void* (*load)(const char*) = nullptr;
+  void* (*load)(const char*, size_t) = nullptr;
   void (*release)(void*) = nullptr;
   void (*info)(void*, int*) = nullptr;
   int (*is_control)(void*, int) = nullptr;
@@ -68,7 +69,7 @@ const Plugin& plugin() {
       if (!fn) problem = "the SentencePiece plugin " + path + " lacks " + name + "; rebuild it";
     };
     sym(p.error, "moxie_sp_error");
-    sym(p.load, "moxie_sp_load");
+    sym(p.load, "moxie_sp_load_serialized");
     sym(p.release, "moxie_sp_free");
     sym(p.info, "moxie_sp_info");
     sym(p.is_control, "moxie_sp_is_control");
@@ -83,11 +84,17 @@ const Plugin& plugin() {
 class SentencePiece : public Tokenizer {
  public:
   explicit SentencePiece(const std::string& path) : path_(path), sp_(plugin()) {
-    if (!std::filesystem::is_regular_file(path)) {
+    if (!std::filesystem::exists(path)) {
       throw TokenizerError("tokenizer model " + path +
                            " does not exist; train one with 'moxie data tokenizer' or use 'byte'");
     }
-    handle_ = sp_.load(path.c_str());
+    std::string bytes;
+    try {
+      bytes = read_small_file(path, "tokenizer model", kMaxTokenizerModelBytes);
+    } catch (const FileError& e) {
+      throw TokenizerError(std::string(e.what()) + "; name a SentencePiece .model file");
+    }
+    handle_ = sp_.load(bytes.data(), bytes.size());
     if (!handle_) {
       throw TokenizerError("tokenizer model " + path + " is not a SentencePiece model (" +
                            sp_.error() + "); train one with 'moxie data tokenizer'");

@@ -13,6 +13,9 @@
 
 namespace moxie {
 
+// A SentencePiece model file larger than this is refused before it is read.
+constexpr uint64_t kMaxTokenizerModelBytes = uint64_t{256} << 20;
+
 class TokenizerError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

@@ -1,16 +1,34 @@
 // Command-line helpers shared by the `moxie` subcommand families.
 #include "launch/cli_args.h"
 
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+
+#include "core/common/file_io.h"
 
 namespace moxie::cli {
 
-int64_t rank_arg(const std::string& flag, const std::string& value) {
+int64_t integer_arg(const std::string& flag, const std::string& value, int64_t lo, int64_t hi) {
+  errno = 0;
   char* end = nullptr;
   const long long v = std::strtoll(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || v < 0) {
-    throw UsageError(flag + " " + value + ": expected a rank, 0 or more");
+  if (value.empty() || *end != '\0' || errno == ERANGE || v < lo || v > hi) {
+    throw UsageError(flag + " " + excerpt(value, 40) + ": expected a whole number from " +
+                     std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  return static_cast<int64_t>(v);
+}
+
+int64_t rank_arg(const std::string& flag, const std::string& value) {
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || errno == ERANGE || v < 0) {
+    throw UsageError(flag + " " + excerpt(value, 40) + ": expected a rank, 0 or more (at most " +
+                     std::to_string(std::numeric_limits<long long>::max()) + ")");
   }
   return static_cast<int64_t>(v);
 }
@@ -18,7 +36,7 @@ int64_t rank_arg(const std::string& flag, const std::string& value) {
 double number_arg(const std::string& flag, const std::string& value) {
   char* end = nullptr;
   const double v = std::strtod(value.c_str(), &end);
-  if (value.empty() || *end != '\0' || !(v > 0)) {
+  if (value.empty() || *end != '\0' || !(v > 0) || !std::isfinite(v)) {
     throw UsageError(flag + " " + value + ": expected a positive number");
   }
   return v;
@@ -28,7 +46,7 @@ double real_arg(const std::string& flag, const std::string& value, double lo, bo
                 double hi, const std::string& expected) {
   char* end = nullptr;
   const double v = std::strtod(value.c_str(), &end);
-  if (value.empty() || *end || v < lo || (open_lo && v == lo) || v > hi) {
+  if (value.empty() || *end || !std::isfinite(v) || v < lo || (open_lo && v == lo) || v > hi) {
     throw UsageError(flag + " " + value + ": expected " + expected);
   }
   return v;
@@ -54,11 +72,13 @@ Invocation parse_args(const std::string& command, int argc, char** argv) {
     } else if (command == "plan" &&
                (arg == "--world" || arg == "--device-memory" || arg == "--param-bytes")) {
       if (i + 1 >= argc) throw UsageError(arg + " needs a value");
-      const double v = number_arg(arg, argv[++i]);
       if (arg == "--world") {
-        inv.plan.world = static_cast<int64_t>(v);
+        inv.plan.world = integer_arg(arg, argv[++i], 1, int64_t{1} << 24);
         inv.world_given = true;
-      } else if (arg == "--device-memory") {
+        continue;
+      }
+      const double v = number_arg(arg, argv[++i]);
+      if (arg == "--device-memory") {
         inv.plan.device_bytes = v * 1e9;
       } else {
         if (v != 2 && v != 4) throw UsageError("--param-bytes takes 2 (bf16) or 4 (fp32)");

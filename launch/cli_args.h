@@ -34,7 +34,10 @@ Invocation parse_args(const std::string& command, int argc, char** argv);
 // An integer, 0 or more (a rank, a seed, a token id), else a UsageError
 // naming the flag.
 int64_t rank_arg(const std::string& flag, const std::string& value);
-// A number above 0, else a UsageError naming the flag.
+// A whole number in [lo, hi], else a UsageError naming the flag and the range
+// ("--samples-per-shard abc", "--steps 99999999999999999999", "2.5").
+int64_t integer_arg(const std::string& flag, const std::string& value, int64_t lo, int64_t hi);
+// A finite number above 0, else a UsageError naming the flag.
 double number_arg(const std::string& flag, const std::string& value);
 // A real number in [lo, hi] (lo excluded with open_lo), else a UsageError
 // saying `expected`.

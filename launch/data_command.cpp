@@ -24,9 +24,7 @@ int data_command(int argc, char** argv) {
   int64_t sample = -1, step = -1;
   bool list_all = false;
   auto u32 = [](const std::string& flag, const std::string& v) {
-    const int64_t n = number_arg(flag, v);
-    if (n < 1 || n > (int64_t{1} << 24)) throw UsageError(flag + " " + v + " is out of range");
-    return static_cast<uint32_t>(n);
+    return static_cast<uint32_t>(integer_arg(flag, v, 1, int64_t{1} << 24));
   };
   for (int i = 3; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -39,7 +37,8 @@ int data_command(int argc, char** argv) {
     } else if (sub == "build" && arg == "--allow-unknown-license") {
       build.allow_unknown_license = true;
     } else if (sub == "build" && arg == "--samples-per-shard") {
-      build.samples_per_shard = static_cast<uint64_t>(number_arg(arg, value()));
+      build.samples_per_shard =
+          static_cast<uint64_t>(integer_arg(arg, value(), 1, int64_t{1} << 32));
     } else if (sub == "build" && arg == "--tokenizer") {
       build.tokenizer = value();
     } else if (sub == "build" && arg == "--image-size") {
@@ -76,6 +75,7 @@ int data_command(int argc, char** argv) {
     }
     build.source_dir = positional[0];
     build.out_dir = positional[1];
+    std::cout << "moxie data build: " << moxie::kSymlinkPolicy << "\n";
     const auto s = moxie::build_dataset(build);
     std::cout << "built " << build.out_dir << ": " << s.samples << " samples, " << s.tokens
               << " tokens, " << s.images << " images, " << s.audio_clips << " audio clips, "

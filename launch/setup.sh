@@ -76,6 +76,14 @@ if ((with_tests)); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang-format
   fi
+  if ! command -v clang++ >/dev/null || ! dpkg -s libclang-rt-dev >/dev/null 2>&1; then
+    # the fuzz_*_60s tests build libFuzzer targets with clang (tests/fuzz/run.sh)
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    say "installing clang and libclang-rt-dev (libFuzzer)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang libclang-rt-dev
+  fi
   if ! have_version transformers "$TRANSFORMERS_VERSION" || ! have_version peft "$PEFT_VERSION" ||
      ! have_version safetensors "$("$py" -c 'import importlib.metadata as m; print(m.version("safetensors"))' 2>/dev/null || echo none)"; then
     say "installing transformers==$TRANSFORMERS_VERSION, peft==$PEFT_VERSION and safetensors into .venv"

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "core/common/file_io.h"
 #include "core/config/config_schema.h"
 
 namespace moxie {
@@ -285,13 +286,15 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in)
-    throw ConfigError("cannot read config file '" + path +
-                      "'; check the path (e.g. configs/tiny.yaml)");
-  std::stringstream text;
-  text << in.rdbuf();
-  Config c = parse_config(text.str(), overrides, path);
+  // A folder, FIFO or device is refused by name (an ifstream of a folder
+  // reads as empty: all defaults, silently).
+  std::string text;
+  try {
+    text = read_small_file(path, "config", kMaxConfigBytes);
+  } catch (const FileError& e) {
+    throw ConfigError(std::string(e.what()) + " (e.g. configs/tiny.yaml)");
+  }
+  Config c = parse_config(text, overrides, path);
   if (c.finetune.base.empty()) return c;
   // Fine-tuning: the base run's config.yaml gives the model and moe sections.
   const auto base_config =

@@ -3,6 +3,7 @@
 // Torch-free, so the command line checks a config without loading LibTorch.
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -33,6 +34,27 @@ class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// A config file larger than this is refused before it is read.
+constexpr uint64_t kMaxConfigBytes = uint64_t{16} << 20;
+
+// The most each value that sizes threads, buffers or tensors may be, checked
+// by validate(): sizes no machine could hold, whose products would overflow
+// the 64-bit element counts of the tensors they shape.
+namespace limits {
+constexpr int64_t kWidth = int64_t{1} << 17;    // d_model, head_dim, ffn/expert hidden
+constexpr int64_t kVocab = int64_t{1} << 24;    // model.vocab_size
+constexpr int64_t kLayers = 4096;               // model.n_layers
+constexpr int64_t kHeads = 4096;                // model.n_heads, n_kv_heads
+constexpr int64_t kSeqLen = int64_t{1} << 22;   // model.max_seq_len, data.seq_len
+constexpr int64_t kExperts = int64_t{1} << 16;  // moe.num_experts
+constexpr int64_t kSharedExperts = 256;         // moe.num_shared_experts
+constexpr int64_t kBatch = int64_t{1} << 20;    // micro_batch_size, grad_accum, eval_batches
+constexpr int64_t kTokensPerMicroBatch = int64_t{1} << 31;  // micro_batch_size * seq_len
+constexpr int64_t kThreads = 1024;                          // train.threads, per process
+constexpr int64_t kRanks = int64_t{1} << 24;                // parallel.dp, tp, ep, pp
+constexpr int64_t kShuffleBlock = int64_t{1} << 30;         // data.shuffle_block
+}  // namespace limits
 
 // Reads a YAML file, applies overrides ("section.key=value", the value parsed
 // as YAML, so lists work: "data.extensions=[.txt,.md]"), converts, validates.

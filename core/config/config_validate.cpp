@@ -1,5 +1,7 @@
 // validate(): the rules a config must keep beyond each value's type, checked
 // once, each failure one sentence naming the key path and what would do.
+#include <unistd.h>
+
 #include <string>
 #include <utility>
 
@@ -19,8 +21,19 @@ std::string str(int64_t v) { return std::to_string(v); }
 void positive(const std::string& key, int64_t v) {
   require(v >= 1, key + "=" + str(v) + " must be at least 1");
 }
+void at_most(const std::string& key, int64_t v, int64_t limit, const std::string& what) {
+  require(v <= limit, key + "=" + str(v) + " is more than " + str(limit) + ", the most " + what +
+                          " moxie accepts; lower it");
+}
 void non_negative(const std::string& key, double v) {
   require(v >= 0, key + "=" + str(v) + " must be >= 0");
+}
+
+// Physical memory in MB, 0 where the system does not say.
+int64_t physical_memory_mb() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return 0;
+  return static_cast<int64_t>(pages) * page / (int64_t{1} << 20);
 }
 
 }  // namespace
@@ -37,6 +50,16 @@ void validate(const Config& c) {
                         {"model.moe_every", m.moe_every}}) {
     positive(key, v);
   }
+  for (auto [key, v] : {std::pair{"model.d_model", m.d_model},
+                        {"model.head_dim", m.head_dim},
+                        {"model.ffn_hidden", m.ffn_hidden}}) {
+    at_most(key, v, limits::kWidth, "width");
+  }
+  at_most("model.vocab_size", m.vocab_size, limits::kVocab, "vocabulary");
+  at_most("model.n_layers", m.n_layers, limits::kLayers, "number of layers");
+  at_most("model.n_heads", m.n_heads, limits::kHeads, "number of heads");
+  at_most("model.n_kv_heads", m.n_kv_heads, limits::kHeads, "number of heads");
+  at_most("model.max_seq_len", m.max_seq_len, limits::kSeqLen, "sequence length");
   require(m.head_dim >= 0,
           "model.head_dim=" + str(m.head_dim) + " must be >= 0 (0: d_model / n_heads)");
   if (m.head_dim == 0) {
@@ -63,6 +86,11 @@ void validate(const Config& c) {
   const auto& e = c.moe;
   positive("moe.num_experts", e.num_experts);
   positive("moe.expert_hidden", e.expert_hidden);
+  at_most("moe.num_experts", e.num_experts, limits::kExperts, "number of experts");
+  at_most("moe.expert_hidden", e.expert_hidden, limits::kWidth, "width");
+  at_most("moe.shared_expert_hidden", e.shared_expert_hidden, limits::kWidth, "width");
+  at_most("moe.num_shared_experts", e.num_shared_experts, limits::kSharedExperts,
+          "number of shared experts");
   require(
       e.top_k >= 1 && e.top_k <= e.num_experts,
       "moe.top_k=" + str(e.top_k) + " must be between 1 and moe.num_experts=" + str(e.num_experts));
@@ -99,6 +127,13 @@ void validate(const Config& c) {
   const auto& d = c.data;
   positive("data.shuffle_block", d.shuffle_block);
   positive("data.prefetch_mb", d.prefetch_mb);
+  at_most("data.shuffle_block", d.shuffle_block, limits::kShuffleBlock, "shuffle block");
+  const int64_t memory_mb = physical_memory_mb();
+  if (memory_mb > 0) {
+    require(d.prefetch_mb <= memory_mb, "data.prefetch_mb=" + str(d.prefetch_mb) +
+                                            " is more than this machine's memory (" +
+                                            str(memory_mb) + " MB); lower it");
+  }
   require(d.prefetch_threads >= 0 && d.prefetch_threads <= 64,
           "data.prefetch_threads=" + str(d.prefetch_threads) + " must be between 0 and 64");
   require(d.max_skipped >= 0, "data.max_skipped=" + str(d.max_skipped) + " must be >= 0");
@@ -110,6 +145,7 @@ void validate(const Config& c) {
   require(d.eval_fraction > 0 && d.eval_fraction < 1,
           "data.eval_fraction=" + str(d.eval_fraction) + " must be between 0 and 1");
   positive("data.seq_len", d.seq_len);
+  at_most("data.seq_len", d.seq_len, limits::kSeqLen, "sequence length");
   require(d.seq_len <= m.max_seq_len,
           "data.seq_len=" + str(d.seq_len) + " exceeds model.max_seq_len=" + str(m.max_seq_len));
   require(d.tokenizer != "byte" || m.vocab_size >= 259,
@@ -124,9 +160,20 @@ void validate(const Config& c) {
                         {"train.log_every", t.log_every}}) {
     positive(key, v);
   }
+  for (auto [key, v] : {std::pair{"train.micro_batch_size", t.micro_batch_size},
+                        {"train.grad_accum", t.grad_accum},
+                        {"train.eval_batches", t.eval_batches}}) {
+    at_most(key, v, limits::kBatch, "batch count");
+  }
+  // Both at most 2^22 and 2^20 here, so the product cannot overflow.
+  require(t.micro_batch_size * d.seq_len <= limits::kTokensPerMicroBatch,
+          "train.micro_batch_size=" + str(t.micro_batch_size) + " times data.seq_len=" +
+              str(d.seq_len) + " is more than " + str(limits::kTokensPerMicroBatch) +
+              " tokens in one micro-batch; lower either (raise train.grad_accum instead)");
   require(t.eval_every >= 0,
           "train.eval_every=" + str(t.eval_every) + " must be >= 0 (0: only at the end)");
   require(t.threads >= 0, "train.threads=" + str(t.threads) + " must be >= 0 (0: all cores)");
+  at_most("train.threads", t.threads, limits::kThreads, "threads per process");
   require(t.checkpoint_every >= 0, "train.checkpoint_every=" + str(t.checkpoint_every) +
                                        " must be >= 0 (0: no checkpoints)");
   positive("train.keep_checkpoints", t.keep_checkpoints);
@@ -146,6 +193,7 @@ void validate(const Config& c) {
                         {"parallel.ep", p.ep},
                         {"parallel.pp", p.pp}}) {
     positive(key, v);
+    at_most(key, v, limits::kRanks, "ranks on one axis");
   }
   require(p.pp == 1, "parallel.pp=" + str(p.pp) +
                          ": pipeline parallelism is not implemented; set parallel.pp=1");
@@ -163,6 +211,7 @@ void validate(const Config& c) {
     require(!pattern.empty(), "finetune.freeze has an empty pattern");
   const auto& l = c.lora;
   require(l.rank >= 0, "lora.rank=" + str(l.rank) + " must be >= 0 (0: no adapters)");
+  at_most("lora.rank", l.rank, limits::kWidth, "width");
   require(l.dropout >= 0 && l.dropout < 1,
           "lora.dropout=" + std::to_string(l.dropout) + " must be in [0, 1)");
   require(l.rank == 0 || !l.targets.empty(),

@@ -1,4 +1,5 @@
 // Config: defaults, round trip, overrides, and one clear error per kind of mistake.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -8,6 +9,7 @@
 #include <sstream>
 
 #include "core/config/config.h"
+#include "tests/testing.h"
 
 using namespace moxie;
 using Catch::Contains;
@@ -468,4 +470,51 @@ TEST_CASE("load_config reads a file, applies overrides and names the file in err
   }
   CHECK_THROWS_WITH(load_config(path), Contains("has no run config /nonexistent/config.yaml"));
   std::remove(path.c_str());
+}
+
+TEST_CASE("a folder or a FIFO given as the config is refused by what it is") {
+  testing::TempDir dir;
+  std::filesystem::create_directory(dir.file("configs.yaml"));
+  CHECK_THROWS_AS(load_config(dir.file("configs.yaml")), ConfigError);
+  CHECK_THROWS_WITH(load_config(dir.file("configs.yaml")),
+                    Contains(dir.file("configs.yaml")) && Contains("a directory"));
+  const auto fifo = dir.file("pipe.yaml");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(load_config(fifo), Contains(fifo) && Contains("a FIFO"));
+}
+
+TEST_CASE("values that size tensors, threads and buffers are bounded, naming the key") {
+  auto refused = [](const std::string& key, int64_t limit) {
+    const std::string set = key + "=" + std::to_string(limit + 1);
+    CHECK_THROWS_WITH(parse_config("", {set}, "big.yaml"),
+                      Contains("big.yaml") && Contains(key + "=" + std::to_string(limit + 1)) &&
+                          Contains("more than " + std::to_string(limit)));
+  };
+  refused("model.d_model", limits::kWidth);
+  refused("model.ffn_hidden", limits::kWidth);
+  refused("model.vocab_size", limits::kVocab);
+  refused("model.n_layers", limits::kLayers);
+  refused("model.n_heads", limits::kHeads);
+  refused("model.max_seq_len", limits::kSeqLen);
+  refused("moe.num_experts", limits::kExperts);
+  refused("moe.expert_hidden", limits::kWidth);
+  refused("train.threads", limits::kThreads);
+  refused("train.micro_batch_size", limits::kBatch);
+  refused("train.grad_accum", limits::kBatch);
+  refused("parallel.dp", limits::kRanks);
+  refused("data.shuffle_block", limits::kShuffleBlock);
+  // Each within its own bound, their product over the micro-batch's.
+  const int64_t seq = limits::kSeqLen, rows = limits::kTokensPerMicroBatch / seq + 1;
+  CHECK_THROWS_WITH(parse_config("", {"model.max_seq_len=" + std::to_string(seq),
+                                      "data.seq_len=" + std::to_string(seq),
+                                      "train.micro_batch_size=" + std::to_string(rows)}),
+                    Contains("train.micro_batch_size") && Contains("data.seq_len") &&
+                        Contains("tokens in one micro-batch"));
+  CHECK_THROWS_WITH(parse_config("", {"data.prefetch_mb=999999999999"}),
+                    Contains("data.prefetch_mb=999999999999") && Contains("memory"));
+  CHECK_THROWS_WITH(parse_config("", {"train.steps=99999999999999999999"}),
+                    Contains("train.steps") && Contains("expected an integer"));
+  // The bounds themselves are accepted.
+  CHECK(parse_config("", {"train.threads=" + std::to_string(limits::kThreads)}).train.threads ==
+        limits::kThreads);
 }

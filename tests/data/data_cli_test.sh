@@ -136,5 +136,25 @@ flip=(--set data.path="$tmp/flipped" --set train.micro_batch_size=16 --set train
 expect 0 "skipped sample [0-9]+ \(shard .*shard-00000.shard, byte [0-9]+, source .*\): .*checksum mismatch" -- train "$root/configs/tiny.yaml" "${sets[@]}" "${flip[@]}" --set train.run_dir="$tmp/run_skip"
 expect 1 "data: sample [0-9]+ \(shard .*shard-00000.shard, byte [0-9]+, source .*\).*data.on_corrupt=skip" -- train "$root/configs/tiny.yaml" "${sets[@]}" "${flip[@]}" --set data.on_corrupt=fail --set data.verify_shards=false --set train.run_dir="$tmp/run_fail"
 
+# --- bad input on the command line and in SRC --------------------------------
+expect 0 "symbolic links in SRC are followed to regular files inside SRC" -- data build "$src" "$tmp/policy" --sources "$tmp/sources.yaml" --image-size 16 --image-patch 4
+expect 2 "--samples-per-shard abc: expected a whole number" -- data build "$src" "$tmp/x1" --samples-per-shard abc
+expect 2 "--samples-per-shard 99999999999999999999: expected a whole number" -- data build "$src" "$tmp/x2" --samples-per-shard 99999999999999999999
+expect 2 "--samples-per-shard 2.5: expected a whole number" -- data build "$src" "$tmp/x3" --samples-per-shard 2.5
+expect 1 "--image-size 100000 is more than 4096" -- data build "$src" "$tmp/x4" --image-size 100000 --image-patch 4
+mkdir -p "$tmp/linked"
+printf 'inside\n' >"$tmp/linked/a.txt"
+printf 'outside\n' >"$tmp/secret.txt"
+ln -s "$tmp/secret.txt" "$tmp/linked/b.txt"
+expect 1 "source $tmp/linked/b.txt is a symbolic link that leads out of $tmp/linked" -- data build "$tmp/linked" "$tmp/x5" --allow-unknown-license
+rm "$tmp/linked/b.txt" && mkfifo "$tmp/linked/pipe.txt"
+expect 1 "source $tmp/linked/pipe.txt is a FIFO" -- data build "$tmp/linked" "$tmp/x6" --allow-unknown-license
+rm "$tmp/linked/pipe.txt" && ln -s a.txt "$tmp/linked/c.txt"
+# A link to a file inside SRC is read: both files' 7 bytes ("inside\n") count.
+expect 0 " 14 tokens" -- data build "$tmp/linked" "$tmp/x7" --allow-unknown-license
+mkdir -p "$tmp/conf.yaml"
+expect 2 "config $tmp/conf.yaml is a directory" -- config "$tmp/conf.yaml"
+expect 2 "train.threads=100000 is more than 1024" -- config "$root/configs/tiny.yaml" --set train.threads=100000
+
 echo "data_cli_test: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -354,6 +354,73 @@ TEST_CASE("WAV: unreadable audio, and audio over an hour long, name the file") {
       360000);
 }
 
+// CRC-32 (ISO-HDLC, as PNG chunks carry it), bit by bit.
+uint32_t png_crc(const std::string& bytes) {
+  uint32_t c = 0xffffffffu;
+  for (unsigned char b : bytes) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+  }
+  return ~c;
+}
+
+// A real 1 x 1 PNG whose IHDR is rewritten to claim width x height (its CRC
+// recomputed): a few dozen bytes that would decode to width * height pixels.
+std::string png_claiming(uint32_t width, uint32_t height) {
+  std::string png = write_png(1, 1, PNG_COLOR_TYPE_GRAY, 8, {std::string(1, 7)});
+  REQUIRE(png.compare(12, 4, "IHDR") == 0);
+  for (int i = 0; i < 4; ++i) {
+    png[16 + i] = static_cast<char>(width >> (24 - 8 * i));
+    png[20 + i] = static_cast<char>(height >> (24 - 8 * i));
+  }
+  const uint32_t crc = png_crc(png.substr(12, 17));
+  for (int i = 0; i < 4; ++i) png[29 + i] = static_cast<char>(crc >> (24 - 8 * i));
+  return png;
+}
+
+TEST_CASE("media: an image or clip whose header claims too much is refused before decoding") {
+  SECTION("PNG of 100,000 x 100,000 pixels") {
+    const auto bomb = png_claiming(100000, 100000);
+    REQUIRE(bomb.size() < 4096);
+    CHECK_THROWS_WITH(decode_png(bomb, "bomb.png"), Contains("bomb.png") &&
+                                                        Contains("claims 100000 x 100000 pixels") &&
+                                                        Contains(std::to_string(kMaxImagePixels)));
+    // Within each side's limit, over the pixel limit.
+    CHECK_THROWS_WITH(decode_png(png_claiming(kMaxImageSide, kMaxImageSide), "wide.png"),
+                      Contains("wide.png") && Contains("more than the limit"));
+  }
+  SECTION("JPEG whose frame header is patched to 65,000 x 65,000") {
+    std::string jpeg = write_jpeg(8, 8, 3, std::vector<uint8_t>(8 * 8 * 3, 100));
+    const size_t sof = jpeg.find("\xff\xc0");
+    REQUIRE(sof != std::string::npos);
+    for (size_t at : {sof + 5, sof + 7}) {  // height, then width, big-endian
+      jpeg[at] = static_cast<char>(65000 >> 8);
+      jpeg[at + 1] = static_cast<char>(65000 & 0xff);
+    }
+    CHECK_THROWS_WITH(decode_jpeg(jpeg, "bomb.jpg"),
+                      Contains("bomb.jpg") && Contains("claims 65000 x 65000 pixels"));
+  }
+  SECTION("FLAC whose stream header claims 2^31 samples") {
+    // fLaC, then the last metadata block: STREAMINFO, 34 bytes.
+    std::string flac = "fLaC";
+    flac += bytes({0x80, 0, 0, 34});
+    flac += bytes({0x10, 0x00, 0x10, 0x00, 0, 0, 0, 0, 0, 0});  // block sizes 4096, frame sizes 0
+    // 44100 Hz (20 bits), 1 channel (3 bits: 0), 16 bits (5 bits: 15), 2^31 samples (36 bits).
+    const uint64_t packed =
+        (uint64_t{44100} << 44) | (uint64_t{0} << 41) | (uint64_t{15} << 36) | (uint64_t{1} << 31);
+    for (int i = 7; i >= 0; --i) flac.push_back(static_cast<char>((packed >> (8 * i)) & 0xff));
+    flac += std::string(16, '\0');  // MD5 of the audio: unset
+    CHECK_THROWS_WITH(decode_audio(flac, "bomb.flac"),
+                      Contains("bomb.flac") && Contains("claims 2147483648 frames") &&
+                          Contains(std::to_string(kMaxAudioSamples) + " samples"));
+  }
+  SECTION("WAV of more channels than are read") {
+    const auto many =
+        wav(8000, kMaxAudioChannels + 1, 16, std::string(2 * (kMaxAudioChannels + 1), 0));
+    CHECK_THROWS_WITH(decode_audio(many, "many.wav"), Contains("many.wav") && Contains("channels"));
+  }
+}
+
 TEST_CASE("media: library versions are named for the lineage") {
   CHECK(png_version().rfind("libpng ", 0) == 0);
   CHECK(jpeg_version().find("libjpeg") == 0);

@@ -5,6 +5,8 @@
 // member in order with its bytes, keys and extensions after WebDataset,
 // members of one key grouped into one sample, and one DatasetError naming the
 // tar and the entry for anything unsafe or damaged.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
@@ -29,6 +31,7 @@ struct Member {
   char type =
       '0';  // ustar typeflag: 0 file, 1 hard link, 2 symlink, 3 char device, 5 folder, 6 FIFO
   std::string link = {};  // the target of a link
+  uint64_t claimed = 0;   // when not 0, the size the header gives instead of the data's
 };
 
 void put_octal(std::string& block, size_t at, size_t width, uint64_t value) {
@@ -51,10 +54,10 @@ std::string header(const Member& m) {
   REQUIRE(prefix.size() <= 155);
   block.replace(0, name.size(), name);
   put_octal(block, 100, 8, m.type == '5' ? 0755 : 0644);
-  put_octal(block, 108, 8, 0);                                    // uid
-  put_octal(block, 116, 8, 0);                                    // gid
-  put_octal(block, 124, 12, m.type == '0' ? m.bytes.size() : 0);  // size
-  put_octal(block, 136, 12, 1700000000);                          // mtime
+  put_octal(block, 108, 8, 0);  // uid
+  put_octal(block, 116, 8, 0);  // gid
+  put_octal(block, 124, 12, m.claimed ? m.claimed : m.type == '0' ? m.bytes.size() : 0);
+  put_octal(block, 136, 12, 1700000000);  // mtime
   block[156] = m.type;
   block.replace(157, m.link.size(), m.link);
   block.replace(257, 6, std::string("ustar\0", 6));
@@ -233,5 +236,31 @@ TEST_CASE("tar: a damaged, truncated or missing archive names the tar") {
     testing::write_file(tar, noise);
     CHECK_THROWS_AS(read_all(tar), DatasetError);
     CHECK_THROWS_WITH(read_all(tar), Contains(tar));
+  }
+}
+
+TEST_CASE(
+    "tar: a member claiming more bytes than the archive or the limit, or a FIFO, is refused") {
+  testing::TempDir tmp;
+  const auto tar = tmp.file("shard.tar");
+  SECTION("more than the tar holds") {
+    testing::write_file(tar, tar_bytes({{"0001.txt", "short", '0', {}, 40000}}));
+    CHECK_THROWS_WITH(read_all(tar), Contains(tar) && Contains("'0001.txt' claims 40000 bytes") &&
+                                         Contains("more than the tar's"));
+  }
+  SECTION("more than the limit, whatever the tar") {
+    const uint64_t octal_max = (uint64_t{1} << 33) - 1;  // 11 octal digits
+    REQUIRE(octal_max > kMaxTarEntryBytes);
+    const auto bomb = tar_bytes({{"0001.bin", "x", '0', {}, octal_max}});
+    CHECK_THROWS_WITH(for_each_tar_file_in(bomb, "mem.tar", [](const std::string&, std::string) {}),
+                      Contains("mem.tar") && Contains(std::to_string(octal_max) + " bytes"));
+  }
+  SECTION("a FIFO or a folder at the tar's path") {
+    const auto fifo = tmp.file("pipe.tar");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_AS(read_all(fifo), DatasetError);
+    CHECK_THROWS_WITH(read_all(fifo), Contains(fifo) && Contains("FIFO"));
+    fs::create_directory(tmp.file("dir.tar"));
+    CHECK_THROWS_WITH(read_all(tmp.file("dir.tar")), Contains("dir.tar") && Contains("directory"));
   }
 }

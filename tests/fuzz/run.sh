@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Builds the shard reader's libFuzzer target with clang in build-fuzz/ and runs
-# it for SECONDS (default 60) from a seed corpus of valid shards. Exit 0 when
-# no input crashed it; a crashing input is kept in build-fuzz/crashes/.
-# Usage: tests/fuzz/run.sh [SECONDS]
+# Builds libFuzzer targets with clang in build-fuzz/ and runs each for SECONDS
+# (default 60) from a seed corpus of valid inputs: fuzz_shard_reader's from
+# fuzz_shard_seed, the others' written by the target itself into an empty
+# corpus folder. Exit 0 when no input crashed any; a crashing input is kept in
+# build-fuzz/crashes/NAME/, the log in build-fuzz/NAME.log.
+# Usage: tests/fuzz/run.sh [SECONDS] [NAME...]   (default: fuzz_shard_reader)
 set -euo pipefail
 seconds=${1:-60}
+shift || true
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(fuzz_shard_reader)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 command -v clang++ >/dev/null || { echo "fuzz: clang++ is not installed (apt-get install clang)"; exit 77; }
@@ -20,17 +25,27 @@ if [ ! -f $dir/build.ninja ]; then
     -DMOXIE_TESTS=OFF -DMOXIE_WITH_CUDA=OFF -DCMAKE_PREFIX_PATH="$prefix" >$dir.log 2>&1 ||
     { cat $dir.log; exit 1; }
 fi
-cmake --build $dir --target fuzz_shard_reader fuzz_shard_seed >/dev/null
-rm -rf $dir/corpus && mkdir -p $dir/corpus $dir/crashes
-$dir/tests/fuzz/fuzz_shard_seed $dir/corpus
-set +e
-$dir/tests/fuzz/fuzz_shard_reader $dir/corpus -max_total_time="$seconds" -max_len=4096 \
-  -rss_limit_mb=2048 -timeout=10 -artifact_prefix=$dir/crashes/ -print_final_stats=1 >$dir/fuzz.log 2>&1
-rc=$?
-set -e
-grep -E "^#[0-9]+.*(DONE|INITED)|stat::number_of_executed_units|ERROR|SUMMARY" $dir/fuzz.log
-# libFuzzer exits non-zero and leaves an artifact when an input crashed it.
-if [ $rc -ne 0 ] || ls $dir/crashes/* >/dev/null 2>&1; then
-  echo "fuzz: crashed (exit $rc); inputs in $dir/crashes/, log in $dir/fuzz.log"; exit 1
-fi
-echo "fuzz: no crash in $seconds s"
+targets=("${names[@]}")
+for name in "${names[@]}"; do [ "$name" = fuzz_shard_reader ] && targets+=(fuzz_shard_seed); done
+cmake --build $dir --target "${targets[@]}" >/dev/null
+failed=0
+for name in "${names[@]}"; do
+  corpus=$dir/corpus/$name crashes=$dir/crashes/$name
+  rm -rf "$corpus" "$crashes" && mkdir -p "$corpus" "$crashes"
+  [ "$name" = fuzz_shard_reader ] && $dir/tests/fuzz/fuzz_shard_seed "$corpus"
+  set +e
+  $dir/tests/fuzz/$name "$corpus" -max_total_time="$seconds" -max_len=4096 \
+    -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$crashes/" -print_final_stats=1 >$dir/$name.log 2>&1
+  rc=$?
+  set -e
+  echo "== $name"
+  grep -E "^#[0-9]+.*(DONE|INITED)|stat::number_of_executed_units|ERROR|SUMMARY" $dir/$name.log || true
+  echo "corpus: $(ls "$corpus" | wc -l) inputs"
+  # libFuzzer exits non-zero and leaves an artifact when an input crashed it.
+  if [ $rc -ne 0 ] || ls "$crashes"/* >/dev/null 2>&1; then
+    echo "fuzz: $name crashed (exit $rc); inputs in $crashes/, log in $dir/$name.log"
+    failed=1
+  fi
+done
+[ $failed -eq 0 ] || exit 1
+echo "fuzz: no crash in $seconds s each (${names[*]})"
