@@ -58,6 +58,12 @@ Archive new_reader() {
   return a;
 }
 
+// libarchive's message, which may be absent (a NULL string).
+std::string error_text(archive* a) {
+  const char* text = archive_error_string(a);
+  return text ? text : "no further detail from libarchive";
+}
+
 // `bytes_in`: the archive's size as stored; an uncompressed member cannot be
 // larger, a compressed one is held to kMaxTarEntryBytes only.
 void visit_entries(archive* a, const std::string& tar_path, uint64_t bytes_in,
@@ -67,8 +73,8 @@ void visit_entries(archive* a, const std::string& tar_path, uint64_t bytes_in,
     const int r = archive_read_next_header(a, &entry);
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      throw DatasetError("tar " + tar_path + " is damaged or truncated (" +
-                         archive_error_string(a) + "); re-create it");
+      throw DatasetError("tar " + tar_path + " is damaged or truncated (" + error_text(a) +
+                         "); re-create it");
     }
     const char* raw = archive_entry_pathname(entry);
     const std::string name = raw ? raw : "";
@@ -102,7 +108,7 @@ void visit_entries(archive* a, const std::string& tar_path, uint64_t bytes_in,
       const la_ssize_t n = archive_read_data(a, block, want);
       if (n <= 0) {
         throw DatasetError("tar " + tar_path + ": entry '" + cut(name) + "' is truncated (" +
-                           (n < 0 ? archive_error_string(a) : "end of data") + ")");
+                           (n < 0 ? error_text(a) : "end of data") + ")");
       }
       bytes.append(block, static_cast<size_t>(n));
     }
@@ -126,7 +132,7 @@ void for_each_tar_file(const std::string& tar_path, const TarVisit& visit) {
   const InputFile file = open_tar(tar_path);
   Archive a = new_reader();
   if (archive_read_open_fd(a.get(), file.fd(), 1 << 16) != ARCHIVE_OK) {
-    throw DatasetError("tar " + tar_path + ": " + archive_error_string(a.get()));
+    throw DatasetError("tar " + tar_path + ": " + error_text(a.get()));
   }
   visit_entries(a.get(), tar_path, file.size(), visit);
 }
@@ -135,7 +141,7 @@ void for_each_tar_file_in(const std::string& tar_bytes, const std::string& name,
                           const TarVisit& visit) {
   Archive a = new_reader();
   if (archive_read_open_memory(a.get(), tar_bytes.data(), tar_bytes.size()) != ARCHIVE_OK) {
-    throw DatasetError("tar " + name + ": " + archive_error_string(a.get()));
+    throw DatasetError("tar " + name + ": " + error_text(a.get()));
   }
   visit_entries(a.get(), name, tar_bytes.size(), visit);
 }
