@@ -33,11 +33,11 @@ struct DataOptions {
   // data.source: dataset
   std::string eval_path;         // a held-out dataset for evaluation; empty: no evaluation
   int64_t shuffle_block = 256;   // samples read together (data/sample_order.h)
-  int64_t prefetch_threads = 2;  // 0: read on the training thread
+  int64_t prefetch_threads = 0;  // 0: read on the training thread (see data/loader.h)
   int64_t prefetch_mb = 256;     // read-ahead memory budget
   OnCorrupt on_corrupt = OnCorrupt::kSkip;
   int64_t max_skipped = 100;
-  bool verify_shards = true;  // sha256 of each shard when first read
+  bool verify_shards = false;  // sha256 of each shard when first read (see data/loader.h)
 };
 
 }  // namespace moxie

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -157,7 +158,9 @@ void ShardReader::check_and_index() {
     fail(at, "index offset " + std::to_string(index_offset_) + " is outside the shard");
   }
   data::ShardIndex index;
-  if (!index.ParseFromString(read_payload(index_offset_, at))) {
+  std::vector<char> buffer;
+  const auto payload = read_payload(index_offset_, at, buffer);
+  if (!index.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
     fail(index_offset_, "index record does not parse");
   }
   uint64_t previous = 0;
@@ -209,7 +212,8 @@ void ShardReader::fail(uint64_t offset, const std::string& what) const {
   throw ShardError("shard " + path_ + " at byte " + std::to_string(offset) + ": " + what);
 }
 
-std::string ShardReader::read_payload(uint64_t offset, uint64_t limit) const {
+std::string_view ShardReader::read_payload(uint64_t offset, uint64_t limit,
+                                           std::vector<char>& buffer) const {
   char head[kRecordHeaderBytes];
   if (offset + kRecordHeaderBytes > limit ||
       ::pread(fd_, head, kRecordHeaderBytes, static_cast<off_t>(offset)) !=
@@ -221,19 +225,23 @@ std::string ShardReader::read_payload(uint64_t offset, uint64_t limit) const {
   if (n > limit - offset - kRecordHeaderBytes) {
     fail(offset, "record of " + std::to_string(n) + " bytes runs past the end (truncated)");
   }
-  std::string payload(n, '\0');
+  if (n > static_cast<uint64_t>(INT32_MAX)) {
+    fail(offset, "record of " + std::to_string(n) + " bytes is over protobuf's 2 GiB limit");
+  }
+  // Grown, never zero-filled again: the bytes are read over it.
+  if (buffer.size() < n) buffer.resize(n);
   uint64_t done = 0;
   while (done < n) {
-    const ssize_t r = ::pread(fd_, payload.data() + done, n - done,
+    const ssize_t r = ::pread(fd_, buffer.data() + done, n - done,
                               static_cast<off_t>(offset + kRecordHeaderBytes + done));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) fail(offset, "read failed: " + errno_text());
     done += static_cast<uint64_t>(r);
   }
-  if (get_u32(head + 8) != crc32c(payload.data(), payload.size())) {
+  if (get_u32(head + 8) != crc32c(buffer.data(), n)) {
     fail(offset, "record checksum mismatch (the data was changed after it was written)");
   }
-  return payload;
+  return {buffer.data(), n};
 }
 
 void ShardReader::prefetch(size_t first, size_t last) const {
@@ -255,8 +263,10 @@ data::Sample ShardReader::read(size_t i) const {
                             " samples; asked for sample " + std::to_string(i));
   }
   const uint64_t end = i + 1 < offsets_.size() ? offsets_[i + 1] : index_offset_;
+  thread_local std::vector<char> buffer;  // a record's bytes, reused
+  const auto payload = read_payload(offsets_[i], end, buffer);
   data::Sample sample;
-  if (!sample.ParseFromString(read_payload(offsets_[i], end))) {
+  if (!sample.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
     fail(offsets_[i], "sample record does not parse");
   }
   return sample;

@@ -17,6 +17,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "data/shard.pb.h"
@@ -86,7 +87,8 @@ class ShardReader {
 
  private:
   void check_and_index();
-  std::string read_payload(uint64_t offset, uint64_t limit) const;
+  // The record's checked payload, read into `buffer` (grown as needed).
+  std::string_view read_payload(uint64_t offset, uint64_t limit, std::vector<char>& buffer) const;
   [[noreturn]] void fail(uint64_t offset, const std::string& what) const;
 
   std::string path_;

@@ -88,6 +88,9 @@ Invocation parse_args(const std::string& command, int argc, char** argv) {
       if (i + 1 >= argc) throw UsageError(arg + " needs a rank");
       inv.plan.rank = rank_arg(arg, argv[++i]);
       inv.materialize = inv.materialize || arg == "--materialize-rank";
+    } else if (command == "plan" && arg == "--materialize-blocks") {
+      if (i + 1 >= argc) throw UsageError(arg + " needs a number of blocks");
+      inv.plan.materialize_blocks = rank_arg(arg, argv[++i]);
     } else if (!arg.empty() && arg[0] == '-') {
       throw UsageError("unknown option '" + arg + "' for 'moxie " + command + "'");
     } else if (inv.config_path.empty()) {

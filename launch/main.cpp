@@ -45,6 +45,8 @@ const char* kUsage =
     "       [--rank R | --materialize-rank R]    parameters, per-rank memory, FLOPs, traffic;\n"
     "                                           --materialize-rank builds and runs rank R's\n"
     "                                           shard here and measures it against the plan\n"
+    "       [--materialize-blocks N]            build only the first N blocks; count the rest\n"
+    "                                           from a built block of the same kind\n"
     "  data build SRC OUT [--sources F] [--allow-unknown-license] [--samples-per-shard N]\n"
     "       [--tokenizer byte|MODEL] [--image-size PX] [--image-patch PX] [--audio-frame N]\n"
     "       [--audio-rate HZ]                   text, images and audio (a folder, WebDataset\n"

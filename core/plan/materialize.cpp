@@ -1,6 +1,7 @@
 // One rank's shard, built and run piece by piece.
 #include "core/plan/materialize.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -66,9 +67,21 @@ MaterializeReport materialize_rank(const Config& c, const PlanOptions& o, std::o
 
   MaterializeReport report;
   std::size_t seen = 0;
-  // Measures a built piece after its backward, and steps its optimizer.
-  auto account = [&](torch::nn::Module& piece, const std::string& prefix) {
-    std::vector<torch::Tensor> owned;
+  // What one parameter of a built block measured, by its name in the block:
+  // the same-named parameter of an unbuilt block of that kind is counted so.
+  struct Measured {
+    int64_t numel = 0;
+    double param_bytes = 0, grad_bytes = 0, state_bytes = 0;
+  };
+  using BlockMeasure = std::map<std::string, Measured>;
+  // Measures a built piece after its backward, and steps its optimizer. With
+  // `record`, every parameter is stepped (so that each one's state bytes are
+  // measured) but only those whose state this rank keeps are counted.
+  auto account = [&](torch::nn::Module& piece, const std::string& prefix,
+                     BlockMeasure* record = nullptr) {
+    std::vector<torch::Tensor> stepped;
+    std::vector<std::string> stepped_keys;
+    std::vector<bool> stepped_owned;
     for (const auto& item : piece.named_parameters()) {
       const auto& p = item.value();
       const std::string name = prefix + item.key();
@@ -82,22 +95,53 @@ MaterializeReport materialize_rank(const Config& c, const PlanOptions& o, std::o
         continue;
       }
       ++seen;
+      const double grad_bytes = p.grad().defined() ? static_cast<double>(p.grad().nbytes()) : 0;
       report.params += p.numel();
       report.param_bytes += static_cast<double>(p.nbytes());
-      if (p.grad().defined()) report.grad_bytes += static_cast<double>(p.grad().nbytes());
-      if (keeps_optimizer_state(it->second, here)) {
+      report.grad_bytes += grad_bytes;
+      if (record)
+        (*record)[item.key()] = {p.numel(), static_cast<double>(p.nbytes()), grad_bytes, 0};
+      const bool owned = keeps_optimizer_state(it->second, here);
+      if (owned || record) {
         if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        owned.push_back(p);
+        stepped.push_back(p);
+        stepped_keys.push_back(item.key());
+        stepped_owned.push_back(owned);
       }
     }
-    if (owned.empty()) return;
-    AdamW adam({ParamGroup{"owned", owned, c.optim.weight_decay, 1.0}}, c.optim);
+    if (stepped.empty()) return;
+    AdamW adam({ParamGroup{"stepped", stepped, c.optim.weight_decay, 1.0}}, c.optim);
     adam.step(c.optim.lr);
-    for (size_t i = 0; i < owned.size(); ++i) {
+    for (size_t i = 0; i < stepped.size(); ++i) {
       const auto& s = adam.state(0, i);
+      double bytes = 0;
       for (const auto* t : {&s.exp_avg, &s.exp_avg_sq, &s.master}) {
-        if (t->defined()) report.optimizer_bytes += static_cast<double>(t->nbytes());
+        if (t->defined()) bytes += static_cast<double>(t->nbytes());
       }
+      if (stepped_owned[i]) report.optimizer_bytes += bytes;
+      if (record) (*record)[stepped_keys[i]].state_bytes = bytes;
+    }
+  };
+  // An unbuilt block, counted from a built one of its kind: every parameter
+  // the plan lists for it must be one the built block has, of the same size.
+  auto account_unbuilt = [&](const BlockMeasure& built, const std::string& prefix) {
+    for (const auto& [key, m] : built) {
+      const std::string name = prefix + key;
+      auto it = planned.find(name);
+      if (it == planned.end() || it->second.numel() != m.numel) {
+        ++report.shape_mismatches;
+        log << "  mismatch: " << name << " (as built in a block of its kind) has " << m.numel
+            << " elements; the plan has "
+            << (it == planned.end() ? std::string("no such parameter")
+                                    : std::to_string(it->second.numel()))
+            << "\n";
+        continue;
+      }
+      ++seen;
+      report.params += m.numel;
+      report.param_bytes += m.param_bytes;
+      report.grad_bytes += m.grad_bytes;
+      if (keeps_optimizer_state(it->second, here)) report.optimizer_bytes += m.state_bytes;
     }
   };
   auto hidden = [&] { return (torch::randn({1, S_local, D}) * 0.5).to(dtype).requires_grad_(); };
@@ -113,19 +157,48 @@ MaterializeReport materialize_rank(const Config& c, const PlanOptions& o, std::o
     x.to(torch::kFloat).square().mean().backward();
     account(*embed, "model.embed_tokens.");
   }
-  for (int64_t i = 0; i < c.model.n_layers; ++i) {
-    Block block(c.model, c.moe, is_moe_layer(c.model, i), parallel);
+  const int64_t L = c.model.n_layers;
+  const int64_t built = o.materialize_blocks < 0 ? L : std::min(o.materialize_blocks, L);
+  // The last built block of each kind (false: dense, true: MoE) stands for the
+  // unbuilt blocks of that kind.
+  std::map<bool, int64_t> last_built;
+  for (int64_t i = 0; i < built; ++i) last_built[is_moe_layer(c.model, i)] = i;
+  for (int64_t i = built; i < L; ++i) {
+    if (!last_built.count(is_moe_layer(c.model, i))) {
+      throw std::invalid_argument("--materialize-blocks " + std::to_string(built) + " builds no " +
+                                  (is_moe_layer(c.model, i) ? "MoE" : "dense") +
+                                  " block, but block " + std::to_string(i) +
+                                  " is one; build at least " + std::to_string(i + 1) + " blocks");
+    }
+  }
+  std::map<bool, BlockMeasure> measured_kind;
+  for (int64_t i = 0; i < built; ++i) {
+    const bool moe = is_moe_layer(c.model, i);
+    const bool stands_for_others = built < L && last_built[moe] == i;
+    Block block(c.model, c.moe, moe, parallel);
     block->to(dtype);
     auto out = block(hidden());
     auto loss = out.x.to(torch::kFloat).square().mean();
     if (out.aux_loss.defined()) loss = loss + out.aux_loss.to(torch::kFloat);
     loss.backward();
-    account(*block, "model.layers." + std::to_string(i) + ".");
-    if ((i + 1) % 10 == 0 || i + 1 == c.model.n_layers) {
-      log << "  " << i + 1 << " of " << c.model.n_layers << " blocks, peak resident "
+    account(*block, "model.layers." + std::to_string(i) + ".",
+            stands_for_others ? &measured_kind[moe] : nullptr);
+    if ((i + 1) % 10 == 0 || i + 1 == built) {
+      log << "  " << i + 1 << " of " << L << " blocks built, peak resident "
           << gb(peak_resident_bytes()) << std::endl;
     }
   }
+  for (int64_t i = built; i < L; ++i) {
+    account_unbuilt(measured_kind[is_moe_layer(c.model, i)],
+                    "model.layers." + std::to_string(i) + ".");
+  }
+  if (built < L) {
+    log << "  blocks " << built << " to " << L - 1 << " checked against the plan by name and size "
+        << "and counted as built block";
+    for (const auto& [moe, i] : last_built) log << " " << i << (moe ? " (MoE)" : " (dense)");
+    log << "\n";
+  }
+
   {
     RMSNorm norm(D, c.model.norm_eps);
     norm->to(dtype);
@@ -156,6 +229,7 @@ MaterializeReport materialize_rank(const Config& c, const PlanOptions& o, std::o
   }
   report.peak_resident_bytes = peak_resident_bytes();
   report.alltoall_bytes = static_cast<double>(ep.bytes_sent());
+  report.blocks_built = built;
   log << "built and ran in "
       << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
   return report;
@@ -180,7 +254,8 @@ std::string compare_with_plan(const Plan& plan, const MaterializeReport& m) {
     << "gradients and optimizer state: " << gb(m.param_bytes + m.grad_bytes + m.optimizer_bytes)
     << ")\n"
     << "  simulated all-to-all payload sent: " << m.alltoall_bytes / 1e6 << " MB for "
-    << "this small batch (activations are not measured here)\n";
+    << "this small batch through the " << m.blocks_built
+    << " blocks built (activations are not measured here)\n";
   return s.str();
 }
 

@@ -5,6 +5,10 @@
 // step on the parameters whose ZeRO-1 state rank R keeps, and measures the
 // bytes of what it built against `moxie plan`'s figures. No other rank's
 // weights are ever allocated, and at most one piece's are alive at a time.
+// With PlanOptions::materialize_blocks, only the first blocks are built; each
+// later one is checked against the plan by the names and sizes of a built
+// block of its kind and counted with that block's measured bytes (its
+// optimizer state where this rank keeps it by the plan's ZeRO-1 owners).
 #pragma once
 
 #include <cstdint>
@@ -23,6 +27,8 @@ struct MaterializeReport {
   double optimizer_bytes = 0;      // of AdamW's state after one step
   double peak_resident_bytes = 0;  // of this process (VmHWM)
   double alltoall_bytes = 0;       // payload the EP all-to-alls would send (forward + backward)
+                                   // through the blocks built
+  int64_t blocks_built = 0;        // PlanOptions::materialize_blocks, or all
   int64_t shape_mismatches = 0;    // parameters whose name or size differs from the plan's
 };
 

@@ -20,6 +20,11 @@ struct PlanOptions {
   int64_t rank = 0;            // the rank whose shard is reported
   double device_bytes = 80e9;  // memory of one device
   int64_t param_bytes = 2;     // bytes per parameter and gradient (2: bf16, 4: fp32)
+  // --materialize-blocks N: build only the first N transformer blocks; each
+  // later block is checked against the plan by name and size and counted with
+  // the bytes measured on the last built block of its kind (dense or MoE).
+  // -1: build every block.
+  int64_t materialize_blocks = -1;
 };
 
 struct Plan {

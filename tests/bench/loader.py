@@ -46,8 +46,7 @@ def main():
             for verify in (True, False):
                 cmd = [bench, ds, "--threads", str(threads), "--seq-len", str(args.seq_len),
                        "--rows", str(args.rows), "--repeats", str(args.repeats)]
-                if not verify:
-                    cmd.append("--no-verify")
+                cmd.append("--verify" if verify else "--no-verify")
                 results[threads, verify] = json.loads(
                     subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         run = os.path.join(tmp, "run")
@@ -68,7 +67,8 @@ def main():
           "| loader / plain | loader / training |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for (threads, verify), x in results.items():
-        print(f"| {threads} | {str(verify).lower()} | {x['plain_read_mb_s']:.0f} | {x['loader_mb_s']:.0f} | "
+        mark = " (defaults)" if x["defaults"] else ""
+        print(f"| {threads}{mark} | {str(verify).lower()}{mark} | {x['plain_read_mb_s']:.0f} | {x['loader_mb_s']:.0f} | "
               f"{x['loader_samples_s']:.0f} | {x['loader_positions_s'] / 1e6:.1f}M | "
               f"{x['ratio_loader_over_plain']:.2f} | {x['loader_positions_s'] / train_tps:.0f}x |")
     print(f"training (configs/tiny.yaml on this dataset, median of {args.train_steps} steps): "

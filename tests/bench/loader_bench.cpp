@@ -4,7 +4,8 @@
 // Alternating repeats; medians. Prints one JSON object.
 //
 // Usage: bench_loader DATASET [--seq-len N] [--rows N] [--threads N]
-//        [--repeats N] [--no-verify] [--warm: the loader's pass from the page cache]
+//        [--repeats N] [--verify | --no-verify] [--warm: the loader's pass from the page cache]
+// Threads and verification default to LoaderOptions' defaults.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: bench_loader DATASET [--seq-len N] [--rows N] [--threads N] [--repeats N] "
-                 "[--no-verify]\n");
+                 "[--verify | --no-verify]\n");
     return 2;
   }
   moxie::keep_freed_memory_for_reuse();  // as `moxie train` does
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
   o.path = argv[1];
   o.seq_len = 128;
   o.rows_per_rank = 16;
-  o.prefetch_threads = 2;
+  const moxie::LoaderOptions defaults;
   int repeats = 3;
   bool warm = false;  // the loader's pass from the page cache (CPU cost alone)
   for (int i = 2; i < argc; ++i) {
@@ -94,6 +95,8 @@ int main(int argc, char** argv) {
       repeats = static_cast<int>(next());
     else if (a == "--no-verify")
       o.verify_shards = false;
+    else if (a == "--verify")
+      o.verify_shards = true;
     else if (a == "--warm")
       warm = true;
     else {
@@ -128,11 +131,14 @@ int main(int argc, char** argv) {
       " \"plain_read_s\": %.4f, \"plain_read_mb_s\": %.1f,\n"
       " \"loader_s\": %.4f, \"loader_mb_s\": %.1f, \"loader_samples_s\": %.1f, "
       "\"loader_positions_s\": %.1f,\n"
-      " \"ratio_loader_over_plain\": %.3f}\n",
+      " \"ratio_loader_over_plain\": %.3f, \"defaults\": %s}\n",
       o.path.c_str(), static_cast<unsigned long long>(file_bytes),
       static_cast<unsigned long long>(samples), static_cast<unsigned long long>(batches),
       static_cast<unsigned long long>(positions), o.prefetch_threads,
       o.verify_shards ? "true" : "false", repeats, tp, file_bytes / tp / 1e6, tl,
-      file_bytes / tl / 1e6, samples / tl, positions / tl, tp / tl);
+      file_bytes / tl / 1e6, samples / tl, positions / tl, tp / tl,
+      o.prefetch_threads == defaults.prefetch_threads && o.verify_shards == defaults.verify_shards
+          ? "true"
+          : "false");
   return 0;
 }

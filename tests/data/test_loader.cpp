@@ -196,6 +196,7 @@ TEST_CASE("a damaged record is skipped and logged, or fails the run, as configur
   flip_byte(shard, fs::file_size(shard) / 2);
 
   auto o = options(path, 4, 0, 1);
+  o.verify_shards = true;  // not the default: the shard's hash is checked too
   std::vector<std::string> logged;
   o.log = [&](const std::string& line) { logged.push_back(line); };
   {

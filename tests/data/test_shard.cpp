@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <vector>
 
 #include "core/common/crc32c.h"
 #include "data/manifest.h"
@@ -70,6 +71,31 @@ TEST_CASE("crc32c matches the published check values") {
   CHECK(crc32c(ones.data(), 32) == 0x62A8AB43u);
   // Continuing a checksum equals checksumming the concatenation.
   CHECK(crc32c("56789", 5, crc32c("1234", 4)) == 0xE3069283u);
+  CHECK(crc32c_portable("123456789", 9) == 0xE3069283u);
+  CHECK(crc32c_portable(zeros.data(), 32) == 0x8A9136AAu);
+}
+
+TEST_CASE("crc32c's hardware form equals the table form at every length and alignment") {
+  if (!crc32c_hardware()) WARN("no SSE4.2 here: crc32c() is the table form itself");
+  std::mt19937 rng(7);
+  std::vector<uint8_t> buf(3 * 3 * 8192 + 3 * 256 + 64);
+  for (auto& b : buf) b = static_cast<uint8_t>(rng());
+  // Around the three-lane rounds' sizes (3 x 256 and 3 x 8192 bytes) and past them.
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n < 80; ++n) lengths.push_back(n);
+  for (size_t edge : {3 * 256, 6 * 256, 3 * 8192, 6 * 8192, 6 * 8192 + 3 * 256}) {
+    for (size_t d = 0; d < 20; ++d) lengths.push_back(edge - 10 + d);
+  }
+  for (int k = 0; k < 50; ++k) lengths.push_back(rng() % (buf.size() - 8));
+  for (size_t n : lengths) {
+    for (size_t offset : {0, 1, 5, 7}) {
+      const uint32_t seed = static_cast<uint32_t>(rng());
+      INFO("length " << n << ", offset " << offset);
+      REQUIRE(crc32c(buf.data() + offset, n) == crc32c_portable(buf.data() + offset, n));
+      REQUIRE(crc32c(buf.data() + offset, n, seed) ==
+              crc32c_portable(buf.data() + offset, n, seed));
+    }
+  }
 }
 
 TEST_CASE("a shard round-trips text, image and audio samples, in order and by index") {

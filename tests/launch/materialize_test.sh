@@ -3,10 +3,12 @@
 # shard is built and run here, and its parameter, gradient and optimizer bytes
 # must be within 5% of the plan's figures, with no parameter missing or of
 # another size, while the process never holds more than a fraction of the shard.
-# Usage: materialize_test.sh MOXIE CONFIG WORLD
+# Usage: materialize_test.sh MOXIE CONFIG WORLD [more moxie plan flags, e.g.
+# --materialize-blocks N]
 set -euo pipefail
 moxie=$1 config=$2 world=$3
-out=$("$moxie" plan "$config" --world "$world" --materialize-rank 0) || {
+shift 3
+out=$("$moxie" plan "$config" --world "$world" --materialize-rank 0 "$@") || {
   echo "$out"; echo "FAIL: moxie plan --materialize-rank exited non-zero"; exit 1; }
 echo "$out"
 fail=0
