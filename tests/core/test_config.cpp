@@ -132,6 +132,7 @@ parallel:
   pp: 1
   zero1: true
   overlap_grad_sync: true
+  collective_timeout_s: 120.0
 finetune:
   base: runs/pre/checkpoints/step-00000100
   freeze: [router, embed_tokens]
@@ -178,6 +179,7 @@ TEST_CASE("to_yaml writes every key in order, and a full config round-trips") {
   CHECK(full.train.threads == 2);
   CHECK(full.parallel.ep == 4);
   CHECK(full.parallel.zero1);
+  CHECK(full.parallel.collective_timeout_s == 120);
 
   CHECK(to_yaml(full) == kFullYaml);  // every key, stable order, exact values
   CHECK(parse_config(to_yaml(full)) == full);

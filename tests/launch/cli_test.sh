@@ -79,7 +79,7 @@ expect 2 "takes build, tokenizer, verify, inspect or provenance" -- data frobnic
 expect 2 "usage: moxie export CHECKPOINT --hf OUT_DIR" -- export "$tmp/nothing"
 expect 1 "no run config .*config.yaml beside the checkpoint" -- export "$tmp/nothing" --hf "$tmp/hf"
 expect 2 "usage: moxie import --hf HF_DIR OUT_RUN_DIR" -- import "$tmp/run"
-expect 1 "cannot open Hugging Face config" -- import --hf "$tmp/nothing" "$tmp/run"
+expect 1 "cannot open Hugging Face config" -- import --hf "$tmp/nothing" "$tmp/fresh_run"
 expect 2 "usage: moxie generate CHECKPOINT \(--prompt TEXT \| --tokens IDS\)" -- generate "$tmp/ck"
 expect 2 "--top-p 2: expected a number in \(0, 1\]" -- generate "$tmp/ck" --prompt hi --top-p 2
 expect 2 "--temperature -1: expected a number >= 0" -- generate "$tmp/ck" --prompt hi --temperature -1
